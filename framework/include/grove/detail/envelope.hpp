@@ -1,0 +1,55 @@
+// Internal: the type-erased carrier of one message or signal in a mailbox.
+#pragma once
+
+#include <cstdint>
+#include <typeinfo>
+#include <utility>
+
+#include <grove/runtime/exit_reason.hpp>
+#include <grove/runtime/pid.hpp>
+
+namespace grove::detail {
+
+enum class envelope_kind : std::uint8_t {
+  message,      // a user message (message_envelope<T>)
+  exit_link,    // exit signal because a linked process died
+  exit_direct,  // exit signal sent with grove::exit(pid, reason)
+  exit_forced,  // untrappable termination with the given reason (node stop)
+  down,         // a monitored process died
+  timeout,      // a receive timeout fired (token = the receive it belongs to)
+};
+
+struct envelope {
+  envelope* next = nullptr;
+  const std::type_info* type = nullptr;  // of the payload; null for signals
+  envelope_kind kind = envelope_kind::message;
+
+  envelope() = default;
+  envelope(const envelope&) = delete;
+  envelope& operator=(const envelope&) = delete;
+  virtual ~envelope() = default;
+  bool is_message() const noexcept { return kind == envelope_kind::message; }
+};
+
+template <class T>
+struct message_envelope final : envelope {
+  template <class... A>
+  explicit message_envelope(A&&... a) : value(std::forward<A>(a)...) {
+    type = &typeid(T);
+  }
+  T value;
+};
+
+struct signal_envelope final : envelope {
+  signal_envelope(envelope_kind k, pid f, exit_reason r, std::uint64_t t = 0)
+      : from(f), reason(std::move(r)), token(t) {
+    kind = k;
+  }
+  pid from;
+  exit_reason reason;
+  std::uint64_t token;  // monitor ref for down, receive token for timeout
+};
+
+inline bool same_type(const std::type_info* a, const std::type_info& b) noexcept { return a == &b || *a == b; }
+
+}  // namespace grove::detail

@@ -1,0 +1,10 @@
+// Everything public in Grove.
+#pragma once
+
+#include <grove/runtime/blocking.hpp>
+#include <grove/runtime/errors.hpp>
+#include <grove/runtime/exit_reason.hpp>
+#include <grove/runtime/message.hpp>
+#include <grove/runtime/node.hpp>
+#include <grove/runtime/pid.hpp>
+#include <grove/runtime/process.hpp>

@@ -1,0 +1,121 @@
+// node: one Grove runtime in an OS process. It owns the scheduler threads, the process table,
+// the clock, the timers, the stack pool and the thread pool for blocking work.
+//
+// Stopping a node (stop() or its destructor) ends every process with reason `shutdown` — an
+// untrappable signal that unwinds each stack at its next suspension point — then joins its
+// threads and frees every stack. A process that never suspends keeps stop() waiting; the node
+// logs such a process by pid and label every few seconds while it waits.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <grove/runtime/process.hpp>
+
+namespace grove {
+
+namespace detail {
+class node_impl;
+}
+
+struct node_options {
+  unsigned schedulers = 0;                      // scheduler threads; 0 = one per core
+  std::size_t default_stack_size = 64 * 1024;   // body processes, unless spawn_options says
+  std::size_t handler_stack_size = 256 * 1024;  // the pooled fibers that run handlers
+  unsigned blocking_threads = 4;                // threads for blocking()
+  bool manual_clock = false;                    // time moves only through advance()
+};
+
+class node {
+ public:
+  explicit node(node_options opts = {});
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  // Ends every process with `shutdown`, then joins the threads. Idempotent.
+  void stop();
+
+  template <class F>
+  pid spawn(F&& body, const spawn_options& opts = {}) {
+    return detail::spawn_body(this, detail::unique_function(std::forward<F>(body)), opts,
+                              detail::spawn_link_mode::none)
+        .who;
+  }
+  pid spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts = {});
+
+  // Runs fn as a process and blocks the calling thread (which must not be a process) until it
+  // returns; returns fn's result or rethrows its exception. If the process is ended by a
+  // signal, throws process_error with the exit reason.
+  template <class F>
+  auto run(F&& fn, const spawn_options& opts = {}) -> std::invoke_result_t<F&>;
+
+  std::uint32_t id() const noexcept;
+  unsigned schedulers() const noexcept;
+  std::size_t process_count() const noexcept;
+  std::vector<pid> processes() const;
+
+  std::chrono::steady_clock::time_point now() const;
+  // Manual clock only: moves time forward by d, firing due timers in deadline order. Callable
+  // from a process or from any thread.
+  void advance(duration d);
+
+  detail::node_impl& impl() noexcept { return *impl_; }
+
+ private:
+  void assert_outside_process(const char* what) const;
+  std::unique_ptr<detail::node_impl> impl_;
+};
+
+template <class F>
+auto node::run(F&& fn, const spawn_options& opts) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  assert_outside_process("node::run");
+  struct state {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+    std::exception_ptr error;
+  };
+  auto st = std::make_shared<state>();
+  spawn(
+      [st, f = std::forward<F>(fn)]() mutable {
+        struct notify_on_exit {
+          state& s;
+          ~notify_on_exit() {
+            std::lock_guard lk(s.m);
+            s.done = true;
+            s.cv.notify_all();
+          }
+        } guard{*st};
+        try {
+          if constexpr (std::is_void_v<R>) {
+            f();
+          } else {
+            st->value.emplace(f());
+          }
+        } catch (const process_exit& e) {
+          st->error = std::make_exception_ptr(process_error(e.reason(), "process ended"));
+          throw;
+        } catch (...) {
+          st->error = std::current_exception();
+        }
+      },
+      opts);
+  std::unique_lock lk(st->m);
+  st->cv.wait(lk, [&] { return st->done; });
+  if (st->error) std::rethrow_exception(st->error);
+  if constexpr (!std::is_void_v<R>) return std::move(*st->value);
+}
+
+}  // namespace grove

@@ -1,0 +1,267 @@
+#include "node_impl.hpp"
+
+#include <algorithm>
+#include <iostream>
+#include <stdexcept>
+
+namespace grove::detail {
+
+// ---- process_table --------------------------------------------------------------------------
+
+process_table::~process_table() {
+  for (auto& c : chunks_) {
+    process** chunk = c.load(std::memory_order_acquire);
+    if (!chunk) continue;
+    for (std::uint32_t i = 0; i < chunk_size; ++i) {
+      if (process* p = chunk[i]) {
+        p->incoming.clear();
+        p->queue.clear();
+        delete p;
+      }
+    }
+    delete[] chunk;
+  }
+}
+
+process* process_table::acquire() {
+  std::uint32_t slot;
+  {
+    spinlock_lock lk(free_lock_);
+    // Reuse a slot only once many are free, so a pid's slot is seldom reused soon after.
+    if (free_.size() > 1024) {
+      slot = free_.front();
+      free_.pop_front();
+      lk.unlock();
+      process* p = lookup(slot);
+      spinlock_lock plk(p->lock);
+      if (++p->generation == 0) p->generation = 1;
+      return p;
+    }
+    slot = next_slot_.load(std::memory_order_relaxed);
+    if ((slot >> chunk_bits) >= max_chunks) {
+      if (free_.empty()) throw std::runtime_error("process table full");
+      slot = free_.front();
+      free_.pop_front();
+      lk.unlock();
+      process* p = lookup(slot);
+      spinlock_lock plk(p->lock);
+      if (++p->generation == 0) p->generation = 1;
+      return p;
+    }
+    auto& c = chunks_[slot >> chunk_bits];
+    if (!c.load(std::memory_order_relaxed)) c.store(new process*[chunk_size](), std::memory_order_release);
+    process* p = new process(node_, slot);
+    p->generation = 1;
+    __atomic_store_n(&c.load(std::memory_order_relaxed)[slot & (chunk_size - 1)], p, __ATOMIC_RELEASE);
+    next_slot_.store(slot + 1, std::memory_order_release);
+    return p;
+  }
+}
+
+void process_table::release(process* p) noexcept {
+  spinlock_lock lk(free_lock_);
+  try {
+    free_.push_back(p->slot);
+  } catch (...) {
+    // Out of memory: the slot is lost, not reused.
+  }
+}
+
+// ---- blocking_pool --------------------------------------------------------------------------
+
+blocking_pool::blocking_pool(unsigned threads) {
+  if (threads == 0) threads = 1;
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+}
+
+blocking_pool::~blocking_pool() { stop(); }
+
+void blocking_pool::submit(unique_function job) {
+  {
+    std::lock_guard lk(mutex_);
+    if (stopping_) return;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void blocking_pool::stop() {
+  {
+    std::lock_guard lk(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  jobs_.clear();
+}
+
+void blocking_pool::run() {
+  std::unique_lock lk(mutex_);
+  for (;;) {
+    cv_.wait(lk, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) return;
+    unique_function job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lk.unlock();
+    job();
+    lk.lock();
+  }
+}
+
+// ---- node registry ------------------------------------------------------------------------
+
+namespace {
+constexpr std::uint32_t registry_size = 1024;
+std::atomic<node_impl*> registry[registry_size];
+std::atomic<std::uint32_t> next_node_id{1};
+std::mutex registry_mutex;
+}  // namespace
+
+node_impl* node_impl::find(std::uint32_t id) noexcept {
+  node_impl* n = registry[id % registry_size].load(std::memory_order_acquire);
+  return n && n->id == id ? n : nullptr;
+}
+
+// ---- node_impl ------------------------------------------------------------------------------
+
+namespace {
+node_options normalized(node_options o) {
+  if (o.schedulers == 0) o.schedulers = std::max(1u, std::thread::hardware_concurrency());
+  return o;
+}
+}  // namespace
+
+node_impl::node_impl(node* o, node_options opts)
+    : owner(o), options(normalized(opts)), timers(options.manual_clock), blocking(options.blocking_threads) {
+  {
+    std::lock_guard lk(registry_mutex);
+    for (;;) {
+      std::uint32_t candidate = next_node_id.fetch_add(1);
+      if (candidate == 0) continue;
+      if (!registry[candidate % registry_size].load()) {
+        id = candidate;
+        registry[candidate % registry_size].store(this, std::memory_order_release);
+        break;
+      }
+    }
+  }
+  for (unsigned i = 0; i < options.schedulers; ++i) schedulers.push_back(std::make_unique<scheduler>(this, i));
+  for (auto& s : schedulers) s->start();
+}
+
+node_impl::~node_impl() {
+  stop();
+  std::lock_guard lk(registry_mutex);
+  registry[id % registry_size].store(nullptr, std::memory_order_release);
+}
+
+scheduler& node_impl::place() noexcept {
+  if (schedulers.size() == 1) return *schedulers[0];
+  return *schedulers[next_placement.fetch_add(1, std::memory_order_relaxed) % schedulers.size()];
+}
+
+scheduler& node_impl::place_handler() noexcept {
+  scheduler* here = scheduler::on_this_thread();
+  for (auto& s : schedulers) {
+    if (s.get() == here) return *here;
+  }
+  return place();
+}
+
+void node_impl::process_ended() noexcept {
+  if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping.load(std::memory_order_acquire)) {
+    std::lock_guard lk(stop_mutex);
+    stop_cv.notify_all();
+  }
+}
+
+void node_impl::stop() {
+  if (current() && current()->node == this) throw std::logic_error("a node cannot be stopped from one of its own processes");
+  {
+    std::unique_lock lk(stop_mutex);
+    if (stopping.exchange(true)) {
+      stop_cv.wait(lk, [this] { return stopped; });
+      return;
+    }
+  }
+  auto started = std::chrono::steady_clock::now();
+  auto last_report = started;
+  for (;;) {
+    // Signal every live process; repeated rounds catch any spawned while the first ran.
+    std::uint32_t high = table.high_water();
+    for (std::uint32_t s = 0; s < high; ++s) {
+      process* p = table.lookup(s);
+      if (!p) continue;
+      std::uint32_t gen = 0;
+      {
+        spinlock_lock lk(p->lock);
+        if (p->state != life::alive) continue;
+        gen = p->generation;
+      }
+      deliver_quiet(pid(id, s, gen), std::make_unique<signal_envelope>(envelope_kind::exit_forced, pid{}, exit_reason::shutdown()));
+    }
+    std::unique_lock lk(stop_mutex);
+    if (stop_cv.wait_for(lk, std::chrono::seconds(1), [this] { return live.load() == 0; })) break;
+    lk.unlock();
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_report >= std::chrono::seconds(5)) {
+      last_report = now;
+      std::cerr << "grove: node " << id << " stopping, still waiting for " << live.load()
+                << " process(es) that have not suspended:\n";
+      for (std::uint32_t s = 0; s < table.high_water(); ++s) {
+        process* p = table.lookup(s);
+        if (!p) continue;
+        spinlock_lock plk(p->lock);
+        if (p->state == life::alive || p->state == life::exiting) {
+          std::cerr << "  " << p->self() << " " << (p->label.empty() ? "(no label)" : p->label) << "\n";
+        }
+      }
+    }
+  }
+  timers.stop();
+  blocking.stop();
+  for (auto& s : schedulers) s->stop();
+  std::lock_guard lk(stop_mutex);
+  stopped = true;
+  stop_cv.notify_all();
+}
+
+}  // namespace grove::detail
+
+namespace grove {
+
+node::node(node_options opts) : impl_(std::make_unique<detail::node_impl>(this, opts)) {}
+node::~node() = default;
+
+void node::stop() { impl_->stop(); }
+
+pid node::spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  return detail::spawn_handler(this, std::move(h), opts, detail::spawn_link_mode::none).who;
+}
+
+void node::assert_outside_process(const char* what) const {
+  if (detail::current()) throw std::logic_error(std::string(what) + " blocks its thread: call it from outside any process");
+}
+
+std::uint32_t node::id() const noexcept { return impl_->id; }
+unsigned node::schedulers() const noexcept { return static_cast<unsigned>(impl_->schedulers.size()); }
+std::size_t node::process_count() const noexcept { return impl_->live.load(std::memory_order_relaxed); }
+
+std::vector<pid> node::processes() const {
+  std::vector<pid> out;
+  for (std::uint32_t s = 0; s < impl_->table.high_water(); ++s) {
+    detail::process* p = impl_->table.lookup(s);
+    if (!p) continue;
+    detail::spinlock_lock lk(p->lock);
+    if (p->state == detail::life::alive) out.push_back(p->self());
+  }
+  return out;
+}
+
+std::chrono::steady_clock::time_point node::now() const { return impl_->timers.now(); }
+
+void node::advance(duration d) { impl_->timers.advance(d); }
+
+}  // namespace grove

@@ -1,0 +1,770 @@
+#include "process_impl.hpp"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <ostream>
+#include <sstream>
+
+#include <boost/context/detail/exception.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/operations.hpp>
+
+#include <grove/runtime/blocking.hpp>
+#include <grove/runtime/node.hpp>
+
+#include "node_impl.hpp"
+#include "scheduler.hpp"
+
+namespace grove {
+
+// ---- printing -------------------------------------------------------------------------------
+
+std::string pid::str() const {
+  return "<" + std::to_string(node_) + "." + std::to_string(slot_) + "." + std::to_string(generation_) + ">";
+}
+std::ostream& operator<<(std::ostream& os, const pid& p) { return os << p.str(); }
+std::ostream& operator<<(std::ostream& os, const ref& r) { return os << "#Ref<" << r.id << ">"; }
+
+std::string exit_reason::str() const {
+  switch (kind_) {
+    case kind::normal: return "normal";
+    case kind::shutdown: return detail_.empty() ? "shutdown" : "{shutdown," + detail_ + "}";
+    case kind::killed: return "killed";
+    case kind::kill: return "kill";
+    case kind::noproc: return "noproc";
+    case kind::noconnection: return "noconnection";
+    case kind::timeout: return "timeout";
+    case kind::error: return "{error," + detail_ + "}";
+    case kind::other: return detail_;
+  }
+  return "?";
+}
+std::ostream& operator<<(std::ostream& os, const exit_reason& r) { return os << r.str(); }
+
+std::string message::type_name() const { return env_ ? detail::demangle(env_->type->name()) : "none"; }
+
+const char* to_string(process_status s) noexcept {
+  switch (s) {
+    case process_status::runnable: return "runnable";
+    case process_status::running: return "running";
+    case process_status::waiting: return "waiting";
+    case process_status::exiting: return "exiting";
+  }
+  return "?";
+}
+
+namespace detail {
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = (status == 0 && d) ? d : name;
+  std::free(d);
+  return out;
+}
+
+// ---- the current process ----------------------------------------------------------------------
+// Each of our fibers binds a small slot (on its own stack) through Boost.Fiber's fiber-specific
+// storage; a per-thread cache keeps the lookup to a compare on the hot path.
+
+namespace {
+struct noop_cleanup final : boost::fibers::detail::fss_cleanup_function {
+  void operator()(void*) override {}
+};
+const char fss_key = 0;
+thread_local boost::fibers::context* tl_ctx = nullptr;
+thread_local fiber_slot* tl_slot = nullptr;
+
+const boost::fibers::detail::fss_cleanup_function::ptr_t& noop() {
+  static const boost::fibers::detail::fss_cleanup_function::ptr_t p(new noop_cleanup);
+  return p;
+}
+
+fiber_slot* slot_of_this_fiber() noexcept {
+  auto* ctx = boost::fibers::context::active();
+  if (ctx != tl_ctx) {
+    tl_ctx = ctx;
+    tl_slot = static_cast<fiber_slot*>(ctx->get_fss_data(&fss_key));
+  }
+  return tl_slot;
+}
+
+}  // namespace
+
+void bind_fiber(fiber_slot* s) {
+  auto* ctx = boost::fibers::context::active();
+  ctx->set_fss_data(&fss_key, noop(), s, false);
+  tl_ctx = ctx;
+  tl_slot = s;
+}
+
+namespace {
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+process* lookup(const pid& p) noexcept {
+  node_impl* n = node_impl::find(p.node());
+  return n ? n->table.lookup(p.slot()) : nullptr;
+}
+
+enum class push_result { ok, dead, dropped, full };
+}  // namespace
+
+process* current() noexcept {
+  fiber_slot* s = slot_of_this_fiber();
+  return s ? s->p : nullptr;
+}
+
+void set_current(process* p) noexcept {
+  if (fiber_slot* s = slot_of_this_fiber()) s->p = p;
+}
+
+process& current_or_throw(const char* what) {
+  process* p = current();
+  if (!p) throw not_in_process(what);
+  return *p;
+}
+
+void mark_running(process* p) noexcept {
+  p->status.store(process_status::running, std::memory_order_relaxed);
+  p->running_since.store(steady_ns(), std::memory_order_relaxed);
+}
+
+pid process::self() const noexcept { return pid(node->id, slot, generation); }
+
+namespace {
+push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
+  spinlock_lock lk(p->lock);
+  if (p->generation != gen || p->state != life::alive) return push_result::dead;
+  if (env->is_message()) {
+    if (p->capacity && p->length.load(std::memory_order_relaxed) - p->drop_oldest_pending >= p->capacity) {
+      switch (p->overflow) {
+        case overflow_policy::drop_newest: return push_result::dropped;
+        case overflow_policy::fail: return push_result::full;
+        case overflow_policy::drop_oldest: {
+          envelope* prev = nullptr;
+          envelope* e = p->incoming.head;
+          while (e && !e->is_message()) {
+            prev = e;
+            e = e->next;
+          }
+          if (e) {
+            p->incoming.unlink(prev, e);
+            delete e;
+            p->length.fetch_sub(1, std::memory_order_relaxed);
+          } else {
+            ++p->drop_oldest_pending;  // the owner drops it from its queue at its next look
+          }
+          break;
+        }
+      }
+    }
+    p->length.fetch_add(1, std::memory_order_relaxed);
+    p->messages_in.fetch_add(1, std::memory_order_relaxed);
+  }
+  p->incoming.push_back(env.release());
+  if (p->waiter) {
+    auto* w = p->waiter;
+    p->waiter = nullptr;
+    lk.unlock();
+    boost::fibers::context::active()->schedule(w);
+  } else if (p->handler_form && p->idle) {
+    p->idle = false;
+    p->status.store(process_status::runnable, std::memory_order_relaxed);
+    lk.unlock();
+    p->node->place_handler().enqueue(p);
+  }
+  return push_result::ok;
+}
+
+push_result push_to(const pid& to, std::unique_ptr<envelope> env) {
+  process* p = lookup(to);
+  if (!p) return push_result::dead;
+  return push_impl(p, to.generation(), std::move(env));
+}
+
+void send_signal(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token = 0) {
+  push_to(to, std::make_unique<signal_envelope>(k, from, r, token));
+}
+
+template <class T>
+void queue_message(process* p, T&& v) {
+  p->queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
+  p->length.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Returns true if it removed anything from the queue (a scan position may be gone).
+bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
+  bool from_queue = false;
+  while (n > 0 && p->queue.head) {
+    envelope* e = p->queue.head;
+    p->queue.unlink(nullptr, e);
+    delete e;
+    p->length.fetch_sub(1, std::memory_order_relaxed);
+    from_queue = true;
+    --n;
+  }
+  envelope* prev = nullptr;
+  for (envelope* e = in.head; n > 0 && e;) {
+    envelope* next = e->next;
+    if (e->is_message()) {
+      in.unlink(prev, e);
+      delete e;
+      p->length.fetch_sub(1, std::memory_order_relaxed);
+      --n;
+    } else {
+      prev = e;
+    }
+    e = next;
+  }
+  return from_queue;
+}
+
+[[noreturn]] void terminate_with(exit_reason r) { throw process_exit(std::move(r)); }
+
+void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
+  if (!via_link && s.reason.what() == exit_reason::kind::kill) terminate_with(exit_reason::killed());
+  if (p->trapping.load(std::memory_order_relaxed)) {
+    queue_message(p, exit_signal{s.from, s.reason});
+  } else if (s.reason.is_normal()) {
+    if (!via_link && s.from == p->self()) terminate_with(exit_reason::normal());
+  } else {
+    terminate_with(s.reason);
+  }
+}
+
+bool drain_impl(process* p) {
+  envelope_list in;
+  std::size_t drop = 0;
+  {
+    spinlock_lock lk(p->lock);
+    in = p->incoming.take();
+    drop = std::exchange(p->drop_oldest_pending, 0);
+  }
+  bool moved = drop ? drop_oldest(p, drop, in) : false;
+  try {
+    while (in.head) {
+      envelope* e = in.head;
+      in.head = e->next;
+      if (!in.head) in.tail = nullptr;
+      if (e->is_message()) {
+        p->queue.push_back(e);
+        continue;
+      }
+      std::unique_ptr<signal_envelope> s(static_cast<signal_envelope*>(e));
+      switch (s->kind) {
+        case envelope_kind::exit_link: {
+          bool linked = false;
+          {
+            spinlock_lock lk(p->lock);
+            auto it = std::find(p->links.begin(), p->links.end(), s->from);
+            if (it != p->links.end()) {
+              p->links.erase(it);
+              linked = true;
+            }
+          }
+          if (linked) on_exit_signal(p, *s, true);  // an unlinked link's signal is dropped
+          break;
+        }
+        case envelope_kind::exit_direct: on_exit_signal(p, *s, false); break;
+        case envelope_kind::exit_forced: terminate_with(s->reason);
+        case envelope_kind::down: {
+          bool active = false;
+          {
+            spinlock_lock lk(p->lock);
+            auto it = std::find_if(p->monitors.begin(), p->monitors.end(),
+                                   [&](const monitor_entry& m) { return m.ref == s->token; });
+            if (it != p->monitors.end()) {
+              p->monitors.erase(it);
+              active = true;
+            }
+          }
+          if (active) queue_message(p, down{ref{s->token}, s->from, s->reason});
+          break;
+        }
+        case envelope_kind::timeout:
+          if (s->token == p->receive_token) p->timed_out = true;
+          break;
+        case envelope_kind::message: break;
+      }
+    }
+  } catch (...) {
+    p->queue.append(std::move(in));  // freed with the process
+    throw;
+  }
+  return moved;
+}
+
+void wait_for_mail(process* p) {
+  auto* self = boost::fibers::context::active();
+  const bool worker = scheduler::in_worker();
+  if (worker) scheduler::on_this_thread()->before_worker_suspends();
+  spinlock_lock lk(p->lock);
+  if (!p->incoming.empty()) return;
+  p->waiter = self;
+  p->status.store(process_status::waiting, std::memory_order_relaxed);
+  p->running_since.store(0, std::memory_order_relaxed);
+  scheduler::set_in_worker(false);
+  self->suspend(lk);
+  scheduler::set_in_worker(worker);
+  mark_running(p);
+}
+}  // namespace
+
+void drain(process* p) { drain_impl(p); }
+
+exit_reason reason_of_current_exception() noexcept {
+  try {
+    throw;
+  } catch (const process_exit& e) {
+    return e.reason();
+  } catch (const process_error& e) {
+    return e.reason();
+  } catch (const std::exception& e) {
+    return exit_reason::error(demangle(typeid(e).name()) + ": " + e.what());
+  } catch (...) {
+    return exit_reason::error("unknown exception");
+  }
+}
+
+void die(process* p, const exit_reason& reason) {
+  p->status.store(process_status::exiting, std::memory_order_relaxed);
+  envelope_list in;
+  std::vector<pid> links;
+  std::vector<monitor_entry> monitors, monitored_by;
+  {
+    spinlock_lock lk(p->lock);
+    p->state = life::exiting;
+    in = p->incoming.take();
+    links.swap(p->links);
+    monitors.swap(p->monitors);
+    monitored_by.swap(p->monitored_by);
+    p->waiter = nullptr;
+  }
+  in.clear();
+  p->queue.clear();
+  const pid me = p->self();
+  // Resources are released before anyone hears of the death (names join here later).
+  for (auto& m : monitors) {
+    if (process* t = lookup(m.other)) {
+      spinlock_lock lk(t->lock);
+      if (t->generation == m.other.generation()) {
+        auto& v = t->monitored_by;
+        v.erase(std::remove_if(v.begin(), v.end(), [&](const monitor_entry& e) { return e.ref == m.ref; }), v.end());
+      }
+    }
+  }
+  for (auto& l : links) send_signal(l, envelope_kind::exit_link, me, reason);
+  for (auto& m : monitored_by) send_signal(m.other, envelope_kind::down, me, reason, m.ref);
+  p->handler.reset();
+  p->body = unique_function();
+  {
+    spinlock_lock lk(p->lock);
+    p->state = life::free;
+  }
+  node_impl* n = p->node;
+  n->table.release(p);
+  n->process_ended();
+}
+
+void run_activation(process* p) {
+  set_current(p);
+  mark_running(p);
+  if (!p->handler_form) {
+    // First start of a body process: it becomes a fiber of this thread for its whole life.
+    p->home = scheduler::on_this_thread();
+    boost::fibers::fiber(std::allocator_arg, pooled_stack{&p->node->stacks, p->stack_size}, [p] { run_body(p); })
+        .detach();
+    return;
+  }
+  try {
+    if (!p->started) {
+      p->started = true;
+      drain_impl(p);
+      p->handler->on_start();
+    }
+    int budget = scheduler::activation_budget;
+    for (;;) {
+      drain_impl(p);
+      while (p->queue.head) {
+        if (budget-- <= 0) {  // fairness: let the others on this thread run
+          p->status.store(process_status::runnable, std::memory_order_relaxed);
+          p->running_since.store(0, std::memory_order_relaxed);
+          scheduler::on_this_thread()->enqueue(p);
+          return;
+        }
+        envelope* e = p->queue.head;
+        p->queue.unlink(nullptr, e);
+        p->length.fetch_sub(1, std::memory_order_relaxed);
+        message m{std::unique_ptr<envelope>(e)};
+        p->handler->on_message(m);
+      }
+      spinlock_lock lk(p->lock);
+      if (!p->incoming.empty()) continue;
+      p->idle = true;
+      p->status.store(process_status::waiting, std::memory_order_relaxed);
+      p->running_since.store(0, std::memory_order_relaxed);
+      return;
+    }
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;
+  } catch (...) {
+    die(p, reason_of_current_exception());
+  }
+}
+
+void run_body(process* p) {
+  fiber_slot slot{p};
+  bind_fiber(&slot);
+  mark_running(p);
+  exit_reason reason;
+  try {
+    drain_impl(p);
+    p->body();
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;
+  } catch (...) {
+    reason = reason_of_current_exception();
+  }
+  die(p, reason);
+}
+
+
+// ---- spawn ----------------------------------------------------------------------------------
+
+namespace {
+spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode mode, bool handler_form,
+                          unique_function body, std::unique_ptr<process_handler> handler) {
+  process* parent = current();
+  node_impl* n = on ? &on->impl() : (parent ? parent->node : nullptr);
+  if (!n) throw not_in_process("spawn");
+  if (mode != spawn_link_mode::none && (!parent || parent->node != n)) throw not_in_process("spawn_link/spawn_monitor");
+  if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
+  process* p = n->table.acquire();
+  p->handler_form = handler_form;
+  p->stack_size = handler_form ? 0 : stack_pool::round(opts.stack_size ? opts.stack_size : n->options.default_stack_size);
+  p->capacity = opts.mailbox_capacity;
+  p->overflow = opts.overflow;
+  p->label = opts.label;
+  p->body = std::move(body);
+  p->handler = std::move(handler);
+  p->started = false;
+  p->receive_token = 0;
+  p->timed_out = false;
+  p->home = nullptr;
+  p->length.store(0, std::memory_order_relaxed);
+  p->messages_in.store(0, std::memory_order_relaxed);
+  p->messages_out.store(0, std::memory_order_relaxed);
+  p->trapping.store(false, std::memory_order_relaxed);
+  p->status.store(process_status::runnable, std::memory_order_relaxed);
+  p->running_since.store(0, std::memory_order_relaxed);
+  spawn_result r;
+  r.who = p->self();
+  if (mode == spawn_link_mode::link) {
+    {
+      spinlock_lock lk(parent->lock);
+      parent->links.push_back(r.who);
+    }
+    p->links.push_back(parent->self());
+  } else if (mode == spawn_link_mode::monitor) {
+    r.mref = ref{n->make_ref()};
+    {
+      spinlock_lock lk(parent->lock);
+      parent->monitors.push_back({r.mref.id, r.who});
+    }
+    p->monitored_by.push_back({r.mref.id, parent->self()});
+  }
+  n->live.fetch_add(1, std::memory_order_relaxed);
+  {
+    spinlock_lock lk(p->lock);
+    p->state = life::alive;
+    p->idle = false;
+  }
+  if (handler_form) {
+    n->place_handler().enqueue(p);
+  } else {
+    n->place().enqueue(p);
+  }
+  return r;
+}
+}  // namespace
+
+spawn_result spawn_body(node* on, unique_function body, const spawn_options& opts, spawn_link_mode mode) {
+  return spawn_common(on, opts, mode, false, std::move(body), nullptr);
+}
+
+spawn_result spawn_handler(node* on, std::unique_ptr<process_handler> h, const spawn_options& opts,
+                           spawn_link_mode mode) {
+  if (!h) throw std::invalid_argument("spawn_handler: null handler");
+  return spawn_common(on, opts, mode, true, unique_function(), std::move(h));
+}
+
+// ---- messages ---------------------------------------------------------------------------------
+
+send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
+  if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
+  switch (push_to(to, std::move(env))) {
+    case push_result::ok: return send_result::ok;
+    case push_result::dead: return send_result::dead;
+    case push_result::dropped: return send_result::dropped;
+    case push_result::full: throw mailbox_full();
+  }
+  return send_result::ok;
+}
+
+// Internal deliveries (timers, blocking completions) never throw: a full `fail` mailbox drops.
+void deliver_quiet(const pid& to, std::unique_ptr<envelope> env) { push_to(to, std::move(env)); }
+
+envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
+  process& p = current_or_throw("receive");
+  std::uint64_t timer = 0;
+  struct reset_timer {
+    process& p;
+    std::uint64_t& timer;
+    ~reset_timer() {
+      if (timer) p.node->timers.cancel(timer);
+      p.receive_token = 0;
+      p.timed_out = false;
+    }
+  } guard{p, timer};
+  envelope* scanned = nullptr;  // last queued envelope known not to match
+  for (;;) {
+    if (drain_impl(&p)) scanned = nullptr;
+    envelope* before = scanned;
+    for (envelope* e = scanned ? scanned->next : p.queue.head; e; e = e->next) {
+      if (match(*e, ctx)) {
+        p.queue.unlink(before, e);
+        p.length.fetch_sub(1, std::memory_order_relaxed);
+        return e;
+      }
+      before = e;
+    }
+    scanned = before;
+    if (p.timed_out || timeout_ns == 0) return nullptr;
+    if (timeout_ns > 0 && !timer) {
+      p.receive_token = ++p.next_token;
+      timer = p.node->timers.add(timeout_ns, p.self(),
+                                 std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, p.receive_token));
+    }
+    wait_for_mail(&p);
+  }
+}
+
+timer_ref send_after_impl(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env) {
+  process& p = current_or_throw("send_after");
+  return timer_ref{p.node->timers.add(delay_ns, to, std::move(env))};
+}
+
+// ---- blocking -----------------------------------------------------------------------------------
+
+namespace {
+struct blocking_done {
+  std::uint64_t token;
+};
+}  // namespace
+
+std::uint64_t blocking_submit(unique_function job) {
+  process& p = current_or_throw("blocking");
+  std::uint64_t token = p.node->make_ref();
+  pid who = p.self();
+  p.node->blocking.submit([job = std::move(job), who, token]() mutable {
+    job();
+    deliver_quiet(who, std::make_unique<message_envelope<blocking_done>>(blocking_done{token}));
+  });
+  return token;
+}
+
+void blocking_wait(std::uint64_t token) {
+  auto match = [](const envelope& e, void* c) {
+    return same_type(e.type, typeid(blocking_done)) &&
+           static_cast<const message_envelope<blocking_done>&>(e).value.token == *static_cast<std::uint64_t*>(c);
+  };
+  std::unique_ptr<envelope> e(receive_match(match, &token, -1));
+}
+
+}  // namespace detail
+
+// ---- public functions ----------------------------------------------------------------------------
+
+using detail::current_or_throw;
+using detail::spinlock_lock;
+
+pid self() { return current_or_throw("self").self(); }
+
+node& this_node() { return *current_or_throw("this_node").node->owner; }
+
+bool alive(const pid& p) {
+  detail::process* t = detail::lookup(p);
+  if (!t) return false;
+  spinlock_lock lk(t->lock);
+  return t->generation == p.generation() && t->state == detail::life::alive;
+}
+
+pid spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  return detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::none).who;
+}
+pid spawn_handler_link(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  return detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::link).who;
+}
+std::pair<pid, monitor_ref> spawn_handler_monitor(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  auto r = detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::monitor);
+  return {r.who, r.mref};
+}
+
+void sleep(duration d) {
+  auto none = [](const detail::envelope&, void*) { return false; };
+  detail::receive_match(none, nullptr, detail::to_ns(d));
+}
+
+void yield() {
+  detail::process& p = current_or_throw("yield");
+  const bool worker = detail::scheduler::in_worker();
+  if (worker) detail::scheduler::on_this_thread()->before_worker_suspends();
+  p.status.store(process_status::runnable, std::memory_order_relaxed);
+  detail::scheduler::set_in_worker(false);
+  boost::this_fiber::yield();
+  detail::scheduler::set_in_worker(worker);
+  detail::mark_running(&p);
+  detail::drain(&p);
+}
+
+void link(const pid& other) {
+  detail::process& me = current_or_throw("link");
+  const pid mine = me.self();
+  if (other == mine) return;
+  bool ok = false;
+  if (detail::process* t = detail::lookup(other)) {
+    spinlock_lock lk(t->lock);
+    if (t->generation == other.generation() && t->state == detail::life::alive) {
+      if (std::find(t->links.begin(), t->links.end(), mine) == t->links.end()) t->links.push_back(mine);
+      ok = true;
+    }
+  }
+  if (!ok) {
+    if (!me.trapping.load(std::memory_order_relaxed)) throw process_error(exit_reason::noproc(), "link");
+    detail::push_to(mine, std::make_unique<detail::message_envelope<exit_signal>>(exit_signal{other, exit_reason::noproc()}));
+    return;
+  }
+  spinlock_lock lk(me.lock);
+  if (std::find(me.links.begin(), me.links.end(), other) == me.links.end()) me.links.push_back(other);
+}
+
+void unlink(const pid& other) {
+  detail::process& me = current_or_throw("unlink");
+  const pid mine = me.self();
+  {
+    spinlock_lock lk(me.lock);
+    me.links.erase(std::remove(me.links.begin(), me.links.end(), other), me.links.end());
+  }
+  if (detail::process* t = detail::lookup(other)) {
+    spinlock_lock lk(t->lock);
+    if (t->generation == other.generation()) t->links.erase(std::remove(t->links.begin(), t->links.end(), mine), t->links.end());
+  }
+}
+
+monitor_ref monitor(const pid& other) {
+  detail::process& me = current_or_throw("monitor");
+  const pid mine = me.self();
+  monitor_ref r{me.node->make_ref()};
+  {
+    spinlock_lock lk(me.lock);
+    me.monitors.push_back({r.id, other});
+  }
+  bool ok = false;
+  if (detail::process* t = detail::lookup(other)) {
+    spinlock_lock lk(t->lock);
+    if (t->generation == other.generation() && t->state == detail::life::alive) {
+      t->monitored_by.push_back({r.id, mine});
+      ok = true;
+    }
+  }
+  if (!ok) detail::send_signal(mine, detail::envelope_kind::down, other, exit_reason::noproc(), r.id);
+  return r;
+}
+
+bool demonitor(const monitor_ref& r, bool flush) {
+  detail::process& me = current_or_throw("demonitor");
+  pid target;
+  bool found = false;
+  {
+    spinlock_lock lk(me.lock);
+    auto it = std::find_if(me.monitors.begin(), me.monitors.end(), [&](const detail::monitor_entry& m) { return m.ref == r.id; });
+    if (it != me.monitors.end()) {
+      target = it->other;
+      me.monitors.erase(it);
+      found = true;
+    }
+  }
+  if (found) {
+    if (detail::process* t = detail::lookup(target)) {
+      spinlock_lock lk(t->lock);
+      if (t->generation == target.generation()) {
+        auto& v = t->monitored_by;
+        v.erase(std::remove_if(v.begin(), v.end(), [&](const detail::monitor_entry& e) { return e.ref == r.id; }), v.end());
+      }
+    }
+  }
+  if (flush) {
+    // A down still in flight is dropped when drained (the monitor is gone); one already
+    // queued as a message is removed here.
+    detail::envelope* prev = nullptr;
+    for (detail::envelope* e = me.queue.head; e;) {
+      detail::envelope* next = e->next;
+      if (detail::same_type(e->type, typeid(down)) && static_cast<detail::message_envelope<down>*>(e)->value.ref == r) {
+        me.queue.unlink(prev, e);
+        delete e;
+        me.length.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        prev = e;
+      }
+      e = next;
+    }
+  }
+  return found;
+}
+
+void exit(const pid& p, exit_reason reason) {
+  detail::process* me = detail::current();
+  detail::send_signal(p, detail::envelope_kind::exit_direct, me ? me->self() : pid{}, reason);
+}
+
+void exit(exit_reason reason) { throw process_exit(std::move(reason)); }
+
+bool trap_exit(bool on) { return current_or_throw("trap_exit").trapping.exchange(on); }
+
+std::chrono::steady_clock::time_point now() { return current_or_throw("now").node->timers.now(); }
+
+std::optional<duration> cancel_timer(const timer_ref& t) { return current_or_throw("cancel_timer").node->timers.cancel(t.id); }
+
+std::optional<process_info> info(const pid& p) {
+  detail::process* t = detail::lookup(p);
+  if (!t) return std::nullopt;
+  process_info i;
+  {
+    spinlock_lock lk(t->lock);
+    if (t->generation != p.generation() || t->state != detail::life::alive) return std::nullopt;
+    i.pid = p;
+    i.label = t->label;
+    i.handler_form = t->handler_form;
+    i.links = t->links;
+    for (auto& m : t->monitors) i.monitors.push_back(m.other);
+    for (auto& m : t->monitored_by) i.monitored_by.push_back(m.other);
+    i.stack_size = t->handler_form ? 0 : t->stack_size;
+  }
+  i.status = t->status.load(std::memory_order_relaxed);
+  i.mailbox_length = t->length.load(std::memory_order_relaxed);
+  i.messages_in = t->messages_in.load(std::memory_order_relaxed);
+  i.messages_out = t->messages_out.load(std::memory_order_relaxed);
+  i.trap_exit = t->trapping.load(std::memory_order_relaxed);
+  auto since = t->running_since.load(std::memory_order_relaxed);
+  if (since != 0 && i.status == process_status::running) {
+    auto d = detail::steady_ns() - since;
+    i.running_for = duration(d > 0 ? d : 0);
+  }
+  return i;
+}
+
+}  // namespace grove

@@ -1,0 +1,164 @@
+// The process control block and the operations on it. Control blocks live in the node's
+// process table, one per slot, and are reused for the slot's next generation; they are never
+// freed while the node runs, so a sender holding a stale pid can always lock the block and
+// check the generation safely.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/detail/spinlock.hpp>
+
+#include <grove/detail/envelope.hpp>
+#include <grove/detail/unique_function.hpp>
+#include <grove/runtime/process.hpp>
+
+namespace grove::detail {
+
+class node_impl;
+class scheduler;
+
+using spinlock = boost::fibers::detail::spinlock;
+using spinlock_lock = boost::fibers::detail::spinlock_lock;
+
+// A singly linked FIFO of envelopes.
+struct envelope_list {
+  envelope* head = nullptr;
+  envelope* tail = nullptr;
+  void push_back(envelope* e) noexcept {
+    e->next = nullptr;
+    if (tail) {
+      tail->next = e;
+    } else {
+      head = e;
+    }
+    tail = e;
+  }
+  bool empty() const noexcept { return head == nullptr; }
+  // Removes e, whose predecessor is prev (null if e is the head).
+  void unlink(envelope* prev, envelope* e) noexcept {
+    if (prev) {
+      prev->next = e->next;
+    } else {
+      head = e->next;
+    }
+    if (tail == e) tail = prev;
+    e->next = nullptr;
+  }
+  envelope_list take() noexcept {
+    envelope_list l = *this;
+    head = tail = nullptr;
+    return l;
+  }
+  void append(envelope_list&& o) noexcept {
+    if (!o.head) return;
+    if (tail) {
+      tail->next = o.head;
+    } else {
+      head = o.head;
+    }
+    tail = o.tail;
+    o.head = o.tail = nullptr;
+  }
+  void clear() noexcept {
+    while (head) {
+      envelope* n = head->next;
+      delete head;
+      head = n;
+    }
+    tail = nullptr;
+  }
+};
+
+struct monitor_entry {
+  std::uint64_t ref;
+  pid other;
+};
+
+enum class life : std::uint8_t { free, alive, exiting };
+
+class process {
+ public:
+  process(node_impl* n, std::uint32_t slot) : node(n), slot(slot) {}
+
+  pid self() const noexcept;
+
+  // Appends env unless the process is gone (or gen is not its generation). Signals bypass the
+  // capacity. Wakes the process if it waits, or schedules an idle handler process.
+  send_result push(std::uint32_t gen, std::unique_ptr<envelope> env);
+
+  // ---- set at spawn, constant while alive ----
+  node_impl* const node;
+  const std::uint32_t slot;
+  std::uint32_t generation = 0;  // changes only under lock, when the slot is reused
+  bool handler_form = false;
+  std::size_t stack_size = 0;
+  std::size_t capacity = 0;
+  overflow_policy overflow = overflow_policy::drop_newest;
+  std::string label;
+  unique_function body;
+  std::unique_ptr<process_handler> handler;
+
+  // ---- guarded by lock ----
+  mutable spinlock lock;
+  life state = life::free;
+  bool idle = false;  // handler form: neither queued nor running
+  boost::fibers::context* waiter = nullptr;
+  envelope_list incoming;
+  std::size_t drop_oldest_pending = 0;
+  std::vector<pid> links;
+  std::vector<monitor_entry> monitors;      // this process watches `other`
+  std::vector<monitor_entry> monitored_by;  // `other` watches this process
+
+  // ---- owner only ----
+  envelope_list queue;  // received, not yet taken
+  bool started = false;
+  std::uint64_t receive_token = 0;  // the receive waiting with a timeout, 0 if none
+  std::uint64_t next_token = 0;
+  bool timed_out = false;
+  scheduler* home = nullptr;  // where its fiber lives (body form)
+
+  // ---- read by anyone ----
+  std::atomic<std::size_t> length{0};  // messages in incoming + queue
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<bool> trapping{false};
+  std::atomic<process_status> status{process_status::waiting};
+  std::atomic<std::int64_t> running_since{0};  // steady ns; 0 while not running
+
+  process* run_next = nullptr;  // intrusive link of a scheduler's run queue
+};
+
+// Each of our fibers binds one of these (on its own stack): which process it is running.
+struct fiber_slot {
+  process* p = nullptr;
+};
+void bind_fiber(fiber_slot* s);
+
+// The process running on this fiber, or null.
+process* current() noexcept;
+process& current_or_throw(const char* what);
+void set_current(process* p) noexcept;
+void mark_running(process* p) noexcept;
+
+// Moves incoming into the queue, acting on signals in order; throws process_exit when one
+// ends the process.
+void drain(process* p);
+// Runs the death pipeline in the process's own context: releases its resources, sends exit
+// and down signals, frees the slot.
+void die(process* p, const exit_reason& reason);
+// Delivers without counting a sender and without throwing (timers, completions, the node).
+void deliver_quiet(const pid& to, std::unique_ptr<envelope> env);
+// Converts an exception escaping a process into its exit reason.
+exit_reason reason_of_current_exception() noexcept;
+// Runs a handler process's pending work (worker fibers call this).
+void run_activation(process* p);
+// The fiber function of a body process.
+void run_body(process* p);
+
+}  // namespace grove::detail

@@ -1,0 +1,79 @@
+#include "stack_pool.hpp"
+
+#include <sys/mman.h>
+
+#include <bit>
+#include <new>
+
+namespace grove::detail {
+
+stack_pool::~stack_pool() {
+  for (auto& [base, size] : slabs_) ::munmap(base, size);
+}
+
+std::size_t stack_pool::round(std::size_t size) noexcept {
+  if (size < min_size) size = min_size;
+  return std::bit_ceil(size);
+}
+
+std::size_t stack_pool::class_of(std::size_t rounded) noexcept {
+  return static_cast<std::size_t>(std::countr_zero(rounded) - std::countr_zero(min_size));
+}
+
+void* stack_pool::allocate(std::size_t rounded) {
+  std::size_t c = class_of(rounded);
+  if (c < classes) {
+    auto& sc = classes_[c];
+    std::lock_guard lk(sc.lock);
+    if (!sc.free.empty()) {
+      void* p = sc.free.back();
+      sc.free.pop_back();
+      return p;
+    }
+  }
+  std::lock_guard lk(slab_mutex_);
+  if (left_ < rounded) {
+    std::size_t size = rounded > slab_size ? rounded : slab_size;
+    void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    slabs_.emplace_back(m, size);
+    cursor_ = static_cast<char*>(m);
+    left_ = size;
+  }
+  void* p = cursor_;
+  cursor_ += rounded;
+  left_ -= rounded;
+  return p;
+}
+
+void stack_pool::deallocate(void* base, std::size_t rounded) noexcept {
+  std::size_t c = class_of(rounded);
+  if (c >= classes) return;  // stays mapped with its slab until the pool goes
+  auto& sc = classes_[c];
+  std::lock_guard lk(sc.lock);
+  try {
+    sc.free.push_back(base);
+  } catch (...) {
+    // Out of memory growing the free list: the stack stays mapped, unused, until the pool goes.
+  }
+}
+
+std::size_t stack_pool::mapped_bytes() const noexcept {
+  std::lock_guard lk(slab_mutex_);
+  std::size_t n = 0;
+  for (auto& s : slabs_) n += s.second;
+  return n;
+}
+
+boost::context::stack_context pooled_stack::allocate() {
+  boost::context::stack_context sc;
+  sc.size = size;
+  sc.sp = static_cast<char*>(pool->allocate(size)) + size;
+  return sc;
+}
+
+void pooled_stack::deallocate(boost::context::stack_context& sc) noexcept {
+  pool->deallocate(static_cast<char*>(sc.sp) - sc.size, sc.size);
+}
+
+}  // namespace grove::detail

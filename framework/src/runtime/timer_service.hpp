@@ -1,0 +1,56 @@
+// Timers on the node's clock. With the real clock a thread fires them; with the manual clock
+// only advance() does, in deadline order (ties in the order they were set), which is what
+// makes test runs deterministic. Firing a timer delivers its envelope like a send.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include <grove/detail/envelope.hpp>
+#include <grove/runtime/pid.hpp>
+
+namespace grove::detail {
+
+class timer_service {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit timer_service(bool manual);
+  ~timer_service();
+
+  clock::time_point now() const;
+  // Returns the timer's id (never 0).
+  std::uint64_t add(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env);
+  // The time left if the timer was still pending.
+  std::optional<std::chrono::nanoseconds> cancel(std::uint64_t id);
+  void advance(std::chrono::nanoseconds d);  // manual clock only
+  bool manual() const noexcept { return manual_; }
+  void stop();  // fires nothing more; drops what is pending
+  std::size_t pending() const;
+
+ private:
+  struct entry {
+    pid to;
+    std::unique_ptr<envelope> env;
+  };
+  using key = std::pair<clock::time_point, std::uint64_t>;
+  void run();
+
+  const bool manual_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<key, entry> by_time_;
+  std::unordered_map<std::uint64_t, clock::time_point> by_id_;
+  std::uint64_t next_id_ = 1;
+  clock::time_point manual_now_{};
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace grove::detail
