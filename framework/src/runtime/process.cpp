@@ -145,18 +145,24 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
         case overflow_policy::drop_newest: return push_result::dropped;
         case overflow_policy::fail: return push_result::full;
         case overflow_policy::drop_oldest: {
+          // The oldest message is in the owner's queue if any is left there: the owner drops
+          // it at its next look. Otherwise it is the first message still in incoming.
           envelope* prev = nullptr;
-          envelope* e = p->incoming.head;
-          while (e && !e->is_message()) {
-            prev = e;
-            e = e->next;
+          envelope* e = nullptr;
+          if (p->drop_oldest_pending >= p->queued.load(std::memory_order_relaxed)) {
+            e = p->incoming.head;
+            while (e && !e->is_message()) {
+              prev = e;
+              e = e->next;
+            }
           }
           if (e) {
             p->incoming.unlink(prev, e);
             delete e;
+            --p->incoming_messages;
             p->length.fetch_sub(1, std::memory_order_relaxed);
           } else {
-            ++p->drop_oldest_pending;  // the owner drops it from its queue at its next look
+            ++p->drop_oldest_pending;
           }
           break;
         }
@@ -164,6 +170,7 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
     }
     p->length.fetch_add(1, std::memory_order_relaxed);
     p->messages_in.fetch_add(1, std::memory_order_relaxed);
+    ++p->incoming_messages;
   }
   p->incoming.push_back(env.release());
   if (p->waiter) {
@@ -194,6 +201,7 @@ template <class T>
 void queue_message(process* p, T&& v) {
   p->queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
   p->length.fetch_add(1, std::memory_order_relaxed);
+  p->queued.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Returns true if it removed anything from the queue (a scan position may be gone).
@@ -204,6 +212,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
     p->queue.unlink(nullptr, e);
     delete e;
     p->length.fetch_sub(1, std::memory_order_relaxed);
+    p->queued.fetch_sub(1, std::memory_order_relaxed);
     from_queue = true;
     --n;
   }
@@ -214,6 +223,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
       in.unlink(prev, e);
       delete e;
       p->length.fetch_sub(1, std::memory_order_relaxed);
+      p->queued.fetch_sub(1, std::memory_order_relaxed);
       --n;
     } else {
       prev = e;
@@ -243,6 +253,7 @@ bool drain_impl(process* p) {
     spinlock_lock lk(p->lock);
     in = p->incoming.take();
     drop = std::exchange(p->drop_oldest_pending, 0);
+    p->queued.fetch_add(std::exchange(p->incoming_messages, 0), std::memory_order_relaxed);
   }
   bool moved = drop ? drop_oldest(p, drop, in) : false;
   try {
@@ -399,6 +410,7 @@ void run_activation(process* p) {
         envelope* e = p->queue.head;
         p->queue.unlink(nullptr, e);
         p->length.fetch_sub(1, std::memory_order_relaxed);
+        p->queued.fetch_sub(1, std::memory_order_relaxed);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
       }
@@ -456,6 +468,9 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   p->timed_out = false;
   p->home = nullptr;
   p->length.store(0, std::memory_order_relaxed);
+  p->queued.store(0, std::memory_order_relaxed);
+  p->incoming_messages = 0;
+  p->drop_oldest_pending = 0;
   p->messages_in.store(0, std::memory_order_relaxed);
   p->messages_out.store(0, std::memory_order_relaxed);
   p->trapping.store(false, std::memory_order_relaxed);
@@ -538,6 +553,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
       if (match(*e, ctx)) {
         p.queue.unlink(before, e);
         p.length.fetch_sub(1, std::memory_order_relaxed);
+        p.queued.fetch_sub(1, std::memory_order_relaxed);
         return e;
       }
       before = e;
@@ -717,6 +733,7 @@ bool demonitor(const monitor_ref& r, bool flush) {
         me.queue.unlink(prev, e);
         delete e;
         me.length.fetch_sub(1, std::memory_order_relaxed);
+        me.queued.fetch_sub(1, std::memory_order_relaxed);
       } else {
         prev = e;
       }

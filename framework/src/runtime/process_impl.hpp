@@ -110,7 +110,8 @@ class process {
   bool idle = false;  // handler form: neither queued nor running
   boost::fibers::context* waiter = nullptr;
   envelope_list incoming;
-  std::size_t drop_oldest_pending = 0;
+  std::size_t incoming_messages = 0;  // messages (not signals) in incoming
+  std::size_t drop_oldest_pending = 0;  // oldest queued messages the owner must drop
   std::vector<pid> links;
   std::vector<monitor_entry> monitors;      // this process watches `other`
   std::vector<monitor_entry> monitored_by;  // `other` watches this process
@@ -125,6 +126,7 @@ class process {
 
   // ---- read by anyone ----
   std::atomic<std::size_t> length{0};  // messages in incoming + queue
+  std::atomic<std::size_t> queued{0};  // messages in queue (written by the owner and under lock)
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<bool> trapping{false};

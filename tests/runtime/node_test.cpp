@@ -1,0 +1,170 @@
+#include <atomic>
+#include <future>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <grove/grove.hpp>
+#include <grove/runtime/test_kit.hpp>
+
+#include "support.hpp"
+
+using namespace grove_test;
+using grove::exit_reason;
+
+TEST_CASE("stopping a node ends every process with shutdown and runs their destructors", "[runtime][node]") {
+  std::atomic<int> destroyed{0};
+  std::atomic<int> saw_shutdown{0};
+  struct guard {
+    std::atomic<int>& n;
+    ~guard() { ++n; }
+  };
+  struct idle_handler final : grove::process_handler {
+    std::atomic<int>& n;
+    explicit idle_handler(std::atomic<int>& c) : n(c) {}
+    ~idle_handler() override { ++n; }
+    void on_message(grove::message&) override {}
+  };
+  {
+    grove::node n({.schedulers = 2});
+    for (int i = 0; i < 100; ++i) {
+      n.spawn([&] {
+        guard g{destroyed};
+        grove::trap_exit(true);  // shutdown of the node cannot be trapped
+        try {
+          for (;;) grove::receive([](grove::message&) {});
+        } catch (const grove::process_exit& e) {
+          if (e.reason() == exit_reason::shutdown()) ++saw_shutdown;
+          throw;
+        }
+      });
+      n.spawn_handler(std::make_unique<idle_handler>(destroyed));
+      n.spawn([&] {
+        guard g{destroyed};
+        grove::sleep(1h);
+      });
+    }
+    // Every process must have started before the stop for the count below to be exact.
+    n.run([&] {
+      bool started = spin_until([&] {
+        auto ps = n.processes();
+        for (auto& p : ps) {
+          auto i = grove::info(p);
+          if (p != grove::self() && i && i->status != grove::process_status::waiting) return false;
+        }
+        return true;
+      });
+      REQUIRE(started);
+    });
+    n.stop();
+    CHECK(n.process_count() == 0);
+    CHECK_THROWS_AS(n.spawn([] {}), grove::node_stopping);
+  }
+  CHECK(destroyed == 300);
+  CHECK(saw_shutdown == 100);
+}
+
+TEST_CASE("node::run returns the result or rethrows the exception of its process", "[runtime][node]") {
+  grove::testing::deterministic_node n;
+  CHECK(n.run([] { return 6 * 7; }) == 42);
+  CHECK_THROWS_WITH(n.run([]() -> int { throw std::runtime_error("failed inside"); }), "failed inside");
+  try {
+    n.run([] { grove::exit(exit_reason::shutdown("done")); });
+    FAIL("run must report the exit");
+  } catch (const grove::process_error& e) {
+    CHECK(e.reason() == exit_reason::shutdown("done"));
+  }
+}
+
+TEST_CASE("blocking work suspends only the calling process", "[runtime][blocking]") {
+  grove::testing::deterministic_node n;  // one scheduler thread
+  n.run([] {
+    const grove::pid me = grove::self();
+    std::promise<int> released;
+    auto value = released.get_future().share();
+    auto worker = grove::spawn([me, value] {
+      int v = grove::blocking([value] {
+        // Becomes ready only if another process runs on the (single) scheduler meanwhile.
+        return value.wait_for(std::chrono::seconds(20)) == std::future_status::ready ? value.get() : -1;
+      });
+      grove::send(me, v);
+    });
+    released.set_value(99);  // this process kept running while the worker waits
+    CHECK(grove::receive([](int v) { return v; }) == 99);
+    (void)worker;
+  });
+}
+
+TEST_CASE("an exception in blocking work is rethrown in the calling process", "[runtime][blocking]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    CHECK_THROWS_WITH(grove::blocking([]() -> int { throw std::runtime_error("io failed"); }), "io failed");
+    CHECK(grove::blocking([] { return std::string("ok"); }) == "ok");
+  });
+}
+
+TEST_CASE("stress: 100,000 processes spawned and exited", "[runtime][stress]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    constexpr int total = 100000, batch = 5000;
+    int downs = 0;
+    for (int b = 0; b < total / batch; ++b) {
+      for (int i = 0; i < batch; ++i) grove::spawn_monitor([] {});
+      for (int i = 0; i < batch; ++i) {
+        auto d = grove::receive_for(30s, [](grove::down d) { return d.reason.is_normal(); });
+        REQUIRE(d);
+        downs += *d;
+      }
+    }
+    CHECK(downs == total);
+  });
+  CHECK(n.process_count() == 0);
+}
+
+TEST_CASE("stress: a chain of 10,000 linked processes dies together", "[runtime][stress]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    constexpr int length = 10000;
+    const grove::pid me = grove::self();
+    std::vector<grove::pid> chain;
+    std::vector<grove::monitor_ref> refs;
+    for (int i = 0; i < length; ++i) {
+      grove::pid prev = chain.empty() ? grove::pid{} : chain.back();
+      auto p = grove::spawn([prev, me] {
+        if (prev) grove::link(prev);
+        grove::send(me, ready{});
+        grove::receive([](go) {});
+      });
+      chain.push_back(p);
+      refs.push_back(grove::monitor(p));
+      grove::receive([](ready) {});  // linked before the next one links to it
+    }
+    grove::exit(chain.front(), exit_reason::other("chain_broken"));
+    int broken = 0;
+    for (int i = 0; i < length; ++i) {
+      auto d = grove::receive_for(30s, [](grove::down d) { return d.reason; });
+      REQUIRE(d);
+      broken += *d == exit_reason::other("chain_broken");
+    }
+    CHECK(broken == length);
+  });
+}
+
+TEST_CASE("stress: ping-pong across two schedulers", "[runtime][stress]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    constexpr int rounds = 100000;
+    auto partner = grove::spawn([] {  // placed on the other scheduler
+      for (int i = 0; i < rounds; ++i) {
+        grove::receive([](const ping& p) { grove::send(p.from, pong{p.n + 1}); });
+      }
+    });
+    long sum = 0;
+    for (int i = 0; i < rounds; ++i) {
+      grove::send(partner, ping{me, i});
+      sum += grove::receive([](pong p) { return p.n; });
+    }
+    CHECK(sum == static_cast<long>(rounds) * (rounds + 1) / 2);
+  });
+}

@@ -1,0 +1,440 @@
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <grove/grove.hpp>
+#include <grove/runtime/test_kit.hpp>
+
+#include "support.hpp"
+
+using namespace grove_test;
+
+namespace {
+struct a_msg {
+  int v;
+};
+struct b_msg {
+  std::string s;
+};
+struct c_msg {};
+}  // namespace
+
+TEST_CASE("spawn gives a live process with its own pid; self() names it", "[runtime][process]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    grove::spawn([me] { grove::send(me, ready{grove::self()}); });
+    auto child = grove::receive([](const ready& r) { return r.who; });
+    CHECK(child != me);
+    CHECK(child.node() == me.node());
+  });
+}
+
+TEST_CASE("messages from one sender arrive in the order sent", "[runtime][process]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    constexpr int count = 20000;
+    auto receiver = grove::spawn([me] {
+      int expected = 0;
+      bool ordered = true;
+      for (int i = 0; i < count; ++i) {
+        grove::receive([&](int v) {
+          if (v != expected) ordered = false;
+          ++expected;
+        });
+      }
+      grove::send(me, ordered);
+    });
+    for (int i = 0; i < count; ++i) grove::send(receiver, i);
+    CHECK(grove::receive([](bool ordered) { return ordered; }));
+  });
+}
+
+TEST_CASE("order holds per sender when four senders interleave", "[runtime][process]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    constexpr int per_sender = 5000;
+    auto receiver = grove::spawn([me] {
+      std::vector<int> next(4, 0);
+      bool ordered = true;
+      for (int i = 0; i < 4 * per_sender; ++i) {
+        grove::receive([&](std::pair<int, int> m) {
+          if (m.second != next[m.first]) ordered = false;
+          next[m.first] = m.second + 1;
+        });
+      }
+      grove::send(me, ordered);
+    });
+    for (int s = 0; s < 4; ++s) {
+      grove::spawn([receiver, s] {
+        for (int i = 0; i < per_sender; ++i) grove::send(receiver, std::pair<int, int>(s, i));
+      });
+    }
+    CHECK(grove::receive([](bool ordered) { return ordered; }));
+  });
+}
+
+TEST_CASE("selective receive takes the first match and leaves the rest in order", "[runtime][receive]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    grove::send(me, a_msg{1});
+    grove::send(me, b_msg{"x"});
+    grove::send(me, a_msg{2});
+    grove::send(me, c_msg{});
+    grove::receive([](c_msg) {});
+    CHECK(grove::receive([](b_msg m) { return m.s; }) == "x");
+    CHECK(grove::receive([](a_msg m) { return m.v; }) == 1);
+    CHECK(grove::receive([](a_msg m) { return m.v; }) == 2);
+    CHECK_FALSE(grove::receive_for(0s, [](grove::message&) {}));
+  });
+}
+
+TEST_CASE("receive by predicate skips messages the predicate rejects", "[runtime][receive]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    for (int i = 1; i <= 5; ++i) grove::send(me, i);
+    auto even = grove::when<int>([](int v) { return v % 2 == 0; }, [](int v) { return v; });
+    CHECK(grove::receive(even) == 2);
+    CHECK(grove::receive(even) == 4);
+    CHECK(grove::receive([](int v) { return v; }) == 1);
+    CHECK(grove::receive([](int v) { return v; }) == 3);
+    CHECK(grove::receive([](int v) { return v; }) == 5);
+  });
+}
+
+TEST_CASE("the handler list is tried in order and a message& handler takes anything", "[runtime][receive]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    grove::send(me, std::string("text"));
+    std::string seen = grove::receive([](int) { return std::string("int"); },
+                                      [](grove::message& m) { return std::string(m.is<std::string>() ? "any:string" : "any"); });
+    CHECK(seen == "any:string");
+  });
+}
+
+TEST_CASE("receive_for gives up after the timeout on the node's clock", "[runtime][receive][timer]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto waiter = grove::spawn([me] {
+      grove::send(me, ready{grove::self()});
+      auto r = grove::receive_for(5s, [](int v) { return v; });
+      grove::send(me, r.has_value());
+    });
+    grove::receive([](ready) {});
+    n.advance(4999ms);
+    CHECK_FALSE(grove::receive_for(0s, [](bool) {}));  // nothing yet: the timeout has not passed
+    n.advance(1ms);
+    CHECK_FALSE(grove::receive([](bool got) { return got; }));
+    (void)waiter;
+  });
+}
+
+TEST_CASE("a message that arrives before the timeout is received and the timeout never fires", "[runtime][receive][timer]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto waiter = grove::spawn([me] {
+      auto r = grove::receive_for(5s, [](int v) { return v; });
+      grove::send(me, r.value_or(-1));
+      // A second receive must not see a stale timeout of the first.
+      auto r2 = grove::receive_for(10s, [](int v) { return v; });
+      grove::send(me, r2.value_or(-1));
+    });
+    grove::send(waiter, 7);
+    CHECK(grove::receive([](int v) { return v; }) == 7);
+    n.advance(6s);  // past the first receive's deadline, before the second's
+    grove::send(waiter, 8);
+    CHECK(grove::receive([](int v) { return v; }) == 8);
+  });
+}
+
+namespace {
+class counter final : public grove::process_handler {
+ public:
+  counter(grove::pid owner, std::atomic<int>* destroyed) : owner_(owner), destroyed_(destroyed) {}
+  ~counter() override { ++*destroyed_; }
+  void on_start() override { grove::send(owner_, std::string("started")); }
+  void on_message(grove::message& m) override {
+    grove::dispatch(
+        m, [&](int add) { total_ += add; }, [&](const ping& p) { grove::send(p.from, pong{total_}); },
+        [&](const std::string& s) {
+          if (s == "crash") throw std::runtime_error("counter crashed");
+        });
+  }
+
+ private:
+  grove::pid owner_;
+  std::atomic<int>* destroyed_;
+  int total_ = 0;
+};
+}  // namespace
+
+TEST_CASE("a handler process runs on_start, then handles each message in order", "[runtime][handler]") {
+  std::atomic<int> destroyed{0};
+  grove::node n({.schedulers = 2});
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto c = grove::spawn_handler(std::make_unique<counter>(me, &destroyed), {.label = "counter"});
+    CHECK(grove::receive([](const std::string& s) { return s; }) == "started");
+    for (int i = 1; i <= 100; ++i) grove::send(c, i);
+    grove::send(c, ping{me, 0});
+    CHECK(grove::receive([](pong p) { return p.n; }) == 5050);
+    auto info = grove::info(c);
+    REQUIRE(info);
+    CHECK(info->handler_form);
+    CHECK(info->label == "counter");
+    CHECK(info->stack_size == 0);
+    CHECK(info->messages_in == 101);
+    CHECK(info->messages_out == 2);  // "started" and the pong
+  });
+  n.stop();
+  CHECK(destroyed == 1);  // stopped with the node; its state was destroyed
+}
+
+TEST_CASE("an exception in a handler ends the handler process with the exception as reason", "[runtime][handler]") {
+  std::atomic<int> destroyed{0};
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto [c, r] = grove::spawn_handler_monitor(std::make_unique<counter>(me, &destroyed));
+    grove::receive([](const std::string&) {});
+    grove::send(c, std::string("crash"));
+    auto d = await_down(r);
+    CHECK(d.reason == grove::exit_reason::error("std::runtime_error: counter crashed"));
+    CHECK(destroyed == 1);
+    CHECK_FALSE(grove::alive(c));
+  });
+}
+
+namespace {
+// Waits for `go` inside its handler (a nested receive keeps the fiber) and answers pings.
+class nested_waiter final : public grove::process_handler {
+ public:
+  void on_message(grove::message& m) override {
+    grove::dispatch(
+        m,
+        [&](const ready& r) {
+          grove::receive([](go) {});
+          grove::send(r.who, std::string("released"));
+        },
+        [&](const ping& p) { grove::send(p.from, pong{p.n}); });
+  }
+};
+class echo final : public grove::process_handler {
+ public:
+  void on_message(grove::message& m) override {
+    grove::dispatch(m, [](const ping& p) { grove::send(p.from, pong{p.n}); });
+  }
+};
+}  // namespace
+
+TEST_CASE("a handler suspended in a nested receive keeps its place while others run", "[runtime][handler]") {
+  grove::testing::deterministic_node n;  // one scheduler thread: others can run only if the waiter suspends
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto w = grove::spawn_handler(std::make_unique<nested_waiter>());
+    auto e = grove::spawn_handler(std::make_unique<echo>());
+    grove::send(w, ready{me});
+    grove::send(w, ping{me, 1});  // queued behind the nested receive
+    for (int i = 0; i < 10; ++i) {
+      grove::send(e, ping{me, 100 + i});
+      CHECK(grove::receive(grove::when<pong>([i](pong p) { return p.n == 100 + i; }, [](pong p) { return p.n; })) == 100 + i);
+    }
+    CHECK(grove::receive_for(0s, [](const std::string&) {}) == false);
+    grove::send(w, go{});
+    CHECK(grove::receive([](const std::string& s) { return s; }) == "released");
+    CHECK(grove::receive([](pong p) { return p.n; }) == 1);
+  });
+}
+
+TEST_CASE("many handler processes on one thread all get their turn", "[runtime][handler]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    std::vector<grove::pid> echoes;
+    for (int i = 0; i < 1000; ++i) echoes.push_back(grove::spawn_handler(std::make_unique<echo>()));
+    for (int round = 0; round < 3; ++round) {
+      for (int i = 0; i < 1000; ++i) grove::send(echoes[i], ping{me, i});
+      long sum = 0;
+      for (int i = 0; i < 1000; ++i) sum += grove::receive([](pong p) { return p.n; });
+      CHECK(sum == 999L * 1000 / 2);
+    }
+  });
+}
+
+namespace {
+// Parks in a sleep (a timeout is a signal, it takes no mailbox room), then reports what it has.
+std::vector<int> fill_and_collect(grove::testing::deterministic_node& n, grove::overflow_policy policy,
+                                  std::vector<grove::send_result>* results, bool* threw) {
+  return n.run([&] {
+    const grove::pid me = grove::self();
+    auto p = grove::spawn(
+        [me] {
+          grove::send(me, ready{grove::self()});
+          grove::sleep(1s);
+          std::vector<int> got;
+          while (grove::receive_for(0s, [&](int v) { got.push_back(v); })) {
+          }
+          grove::send(me, got);
+        },
+        {.mailbox_capacity = 2, .overflow = policy});
+    grove::receive([](ready) {});
+    for (int i = 1; i <= 3; ++i) {
+      try {
+        results->push_back(grove::send(p, i));
+      } catch (const grove::mailbox_full&) {
+        *threw = true;
+      }
+    }
+    auto info = grove::info(p);
+    CHECK(info->mailbox_length == 2);
+    n.advance(1s);
+    return grove::receive([](std::vector<int> v) { return v; });
+  });
+}
+}  // namespace
+
+TEST_CASE("a full mailbox with drop_newest drops the message being sent", "[runtime][mailbox]") {
+  grove::testing::deterministic_node n;
+  std::vector<grove::send_result> results;
+  bool threw = false;
+  CHECK(fill_and_collect(n, grove::overflow_policy::drop_newest, &results, &threw) == std::vector<int>{1, 2});
+  CHECK(results == std::vector<grove::send_result>{grove::send_result::ok, grove::send_result::ok, grove::send_result::dropped});
+  CHECK_FALSE(threw);
+}
+
+TEST_CASE("a full mailbox with drop_oldest drops the oldest unreceived message", "[runtime][mailbox]") {
+  grove::testing::deterministic_node n;
+  std::vector<grove::send_result> results;
+  bool threw = false;
+  CHECK(fill_and_collect(n, grove::overflow_policy::drop_oldest, &results, &threw) == std::vector<int>{2, 3});
+  CHECK_FALSE(threw);
+}
+
+TEST_CASE("a full mailbox with fail makes send throw mailbox_full", "[runtime][mailbox]") {
+  grove::testing::deterministic_node n;
+  std::vector<grove::send_result> results;
+  bool threw = false;
+  CHECK(fill_and_collect(n, grove::overflow_policy::fail, &results, &threw) == std::vector<int>{1, 2});
+  CHECK(results.size() == 2);
+  CHECK(threw);
+}
+
+TEST_CASE("drop_oldest also drops from messages already drained into the queue", "[runtime][mailbox]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto p = grove::spawn(
+        [me] {
+          grove::send(me, ready{grove::self()});
+          // Drains 1 and 2 into its queue while waiting for a string that never comes in time.
+          grove::receive_for(1s, [](const std::string&) {});
+          grove::send(me, ready{grove::self()});
+          grove::receive([](go) {});  // `go` itself makes room by dropping the oldest
+          std::vector<int> got;
+          while (grove::receive_for(0s, [&](int v) { got.push_back(v); })) {
+          }
+          grove::send(me, got);
+        },
+        {.mailbox_capacity = 2, .overflow = grove::overflow_policy::drop_oldest});
+    grove::receive([](ready) {});
+    grove::send(p, 1);
+    grove::send(p, 2);
+    n.advance(1s);
+    grove::receive([](ready) {});
+    grove::send(p, 3);     // drops 1
+    grove::send(p, go{});  // drops 2
+    CHECK(grove::receive([](std::vector<int> v) { return v; }) == std::vector<int>{3});
+  });
+}
+
+TEST_CASE("sending to a dead pid is a silent no-op and a stale pid stays dead", "[runtime][pid]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto [p, r] = grove::spawn_monitor([] {});
+    await_down(r);
+    CHECK_FALSE(grove::alive(p));
+    CHECK(grove::send(p, 1) == grove::send_result::dead);
+    // Reuse slots many times over; the stale pid must never come back to life.
+    for (int round = 0; round < 3; ++round) {
+      std::vector<grove::monitor_ref> refs;
+      std::vector<grove::pid> pids;
+      for (int i = 0; i < 1500; ++i) {
+        auto [q, qr] = grove::spawn_monitor([] { grove::receive([](go) {}); });
+        pids.push_back(q);
+        refs.push_back(qr);
+      }
+      for (auto& q : pids) CHECK(q != p);
+      CHECK_FALSE(grove::alive(p));
+      for (auto& q : pids) grove::send(q, go{});
+      for (auto& rr : refs) await_down(rr);
+    }
+    CHECK(grove::send(p, 1) == grove::send_result::dead);
+  });
+}
+
+TEST_CASE("process info reports status, mailbox, counters, links, monitors and labels", "[runtime][info]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto p = grove::spawn(
+        [me] {
+          grove::trap_exit(true);
+          grove::send(me, ready{grove::self()});
+          grove::receive([](go) {});
+        },
+        {.stack_size = 32 * 1024, .label = "probe"});
+    grove::receive([](ready) {});
+    grove::link(p);
+    auto m = grove::monitor(p);
+    grove::send(p, 1);
+    grove::send(p, 2);
+    auto i = grove::info(p);
+    REQUIRE(i);
+    CHECK(i->pid == p);
+    CHECK(i->label == "probe");
+    CHECK(i->status == grove::process_status::waiting);
+    CHECK_FALSE(i->handler_form);
+    CHECK(i->mailbox_length == 2);
+    CHECK(i->messages_in == 2);
+    CHECK(i->messages_out == 1);
+    CHECK(i->trap_exit);
+    CHECK(i->stack_size == 32 * 1024);
+    CHECK(i->links == std::vector<grove::pid>{me});
+    CHECK(i->monitored_by == std::vector<grove::pid>{me});
+    auto mine = grove::info(me);
+    CHECK(mine->status == grove::process_status::running);
+    CHECK(mine->monitors == std::vector<grove::pid>{p});
+    grove::unlink(p);
+    grove::send(p, go{});
+    await_down(m);
+    CHECK_FALSE(grove::info(p));
+  });
+}
+
+TEST_CASE("a process that computes without suspending shows how long it has been running", "[runtime][info]") {
+  grove::node n({.schedulers = 2});
+  std::atomic<bool> release{false};
+  n.run([&] {
+    // The driver runs on scheduler 0; the hog is placed on scheduler 1.
+    auto hog = grove::spawn(
+        [&] {
+          while (!release.load()) {
+          }
+        },
+        {.label = "hog"});
+    bool seen = spin_until([&] {
+      auto i = grove::info(hog);
+      return i && i->status == grove::process_status::running && i->running_for >= 20ms;
+    });
+    release = true;
+    CHECK(seen);
+  });
+}
