@@ -33,7 +33,8 @@ int main() {
             grove::receive([&](const next_is& n) {
               if (n.next) grove::link(n.next);
             });
-            grove::send(observer, report{"process " + std::to_string(i) + " " + grove::self().str() + " linked and waiting"});
+            grove::send(observer,
+                        report{"process " + std::to_string(i) + " " + grove::self().str() + " linked and waiting"});
             grove::receive([&](const grove::exit_signal& e) {
               grove::send(observer, report{"process " + std::to_string(i) + " trapped exit from " + e.from.str() +
                                            " with reason " + e.reason.str()});

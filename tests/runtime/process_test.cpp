@@ -112,8 +112,9 @@ TEST_CASE("the handler list is tried in order and a message& handler takes anyth
   n.run([] {
     const grove::pid me = grove::self();
     grove::send(me, std::string("text"));
-    std::string seen = grove::receive([](int) { return std::string("int"); },
-                                      [](grove::message& m) { return std::string(m.is<std::string>() ? "any:string" : "any"); });
+    std::string seen =
+        grove::receive([](int) { return std::string("int"); },
+                       [](grove::message& m) { return std::string(m.is<std::string>() ? "any:string" : "any"); });
     CHECK(seen == "any:string");
   });
 }
@@ -136,7 +137,8 @@ TEST_CASE("receive_for gives up after the timeout on the node's clock", "[runtim
   });
 }
 
-TEST_CASE("a message that arrives before the timeout is received and the timeout never fires", "[runtime][receive][timer]") {
+TEST_CASE("a message that arrives before the timeout is received and the timeout never fires",
+          "[runtime][receive][timer]") {
   grove::testing::deterministic_node n;
   n.run([&] {
     const grove::pid me = grove::self();
@@ -245,7 +247,8 @@ TEST_CASE("a handler suspended in a nested receive keeps its place while others 
     grove::send(w, ping{me, 1});  // queued behind the nested receive
     for (int i = 0; i < 10; ++i) {
       grove::send(e, ping{me, 100 + i});
-      CHECK(grove::receive(grove::when<pong>([i](pong p) { return p.n == 100 + i; }, [](pong p) { return p.n; })) == 100 + i);
+      CHECK(grove::receive(grove::when<pong>([i](pong p) { return p.n == 100 + i; }, [](pong p) { return p.n; })) ==
+            100 + i);
     }
     CHECK(grove::receive_for(0s, [](const std::string&) {}) == false);
     grove::send(w, go{});
@@ -306,7 +309,8 @@ TEST_CASE("a full mailbox with drop_newest drops the message being sent", "[runt
   std::vector<grove::send_result> results;
   bool threw = false;
   CHECK(fill_and_collect(n, grove::overflow_policy::drop_newest, &results, &threw) == std::vector<int>{1, 2});
-  CHECK(results == std::vector<grove::send_result>{grove::send_result::ok, grove::send_result::ok, grove::send_result::dropped});
+  CHECK(results ==
+        std::vector<grove::send_result>{grove::send_result::ok, grove::send_result::ok, grove::send_result::dropped});
   CHECK_FALSE(threw);
 }
 

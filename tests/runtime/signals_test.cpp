@@ -43,11 +43,12 @@ outcome linked_neighbour(bool trapping, std::function<void(grove::pid dying)> ki
     });
     grove::receive([](ready) {});
     kill_it(dying);
-    auto got = grove::receive_for(10s, [](outcome o) { return o; },
-                                  [&](grove::down d) {
-                                    *neighbour_reason = d.reason;
-                                    return outcome{false, {}};
-                                  });
+    auto got = grove::receive_for(
+        10s, [](outcome o) { return o; },
+        [&](grove::down d) {
+          *neighbour_reason = d.reason;
+          return outcome{false, {}};
+        });
     REQUIRE(got);
     if (got->survived) grove::exit(neighbour, exit_reason::kill());
     return *got;
@@ -77,13 +78,15 @@ TEST_CASE("signal table: a linked process's reaction to each exit reason", "[run
   for (auto& r : rows) {
     SECTION(std::string("non-trapping neighbour, ") + r.name) {
       exit_reason why;
-      auto o = linked_neighbour(false, [&](grove::pid d) { end_with(d, r.sent); }, &why);
+      auto o = linked_neighbour(
+          false, [&](grove::pid d) { end_with(d, r.sent); }, &why);
       CHECK_FALSE(o.survived);
       CHECK(why == r.dies_with);
     }
     SECTION(std::string("trapping neighbour, ") + r.name) {
       exit_reason why;
-      auto o = linked_neighbour(true, [&](grove::pid d) { end_with(d, r.sent); }, &why);
+      auto o = linked_neighbour(
+          true, [&](grove::pid d) { end_with(d, r.sent); }, &why);
       REQUIRE(o.survived);
       CHECK(o.messages == std::vector<std::string>{"EXIT " + r.dies_with.str() + " from dying"});
     }

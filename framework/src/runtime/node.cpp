@@ -171,14 +171,16 @@ scheduler& node_impl::place_handler() noexcept {
 }
 
 void node_impl::process_ended() noexcept {
-  if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping.load(std::memory_order_acquire)) {
+  if ((live.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping.load(std::memory_order_acquire)) ||
+      end_waiters.load(std::memory_order_acquire) > 0) {
     std::lock_guard lk(stop_mutex);
     stop_cv.notify_all();
   }
 }
 
 void node_impl::stop() {
-  if (current() && current()->node == this) throw std::logic_error("a node cannot be stopped from one of its own processes");
+  if (current() && current()->node == this)
+    throw std::logic_error("a node cannot be stopped from one of its own processes");
   {
     std::unique_lock lk(stop_mutex);
     if (stopping.exchange(true)) {
@@ -200,7 +202,8 @@ void node_impl::stop() {
         if (p->state != life::alive) continue;
         gen = p->generation;
       }
-      deliver_quiet(pid(id, s, gen), std::make_unique<signal_envelope>(envelope_kind::exit_forced, pid{}, exit_reason::shutdown()));
+      deliver_quiet(pid(id, s, gen),
+                    std::make_unique<signal_envelope>(envelope_kind::exit_forced, pid{}, exit_reason::shutdown()));
     }
     std::unique_lock lk(stop_mutex);
     if (stop_cv.wait_for(lk, std::chrono::seconds(1), [this] { return live.load() == 0; })) break;
@@ -242,7 +245,19 @@ pid node::spawn_handler(std::unique_ptr<process_handler> h, const spawn_options&
 }
 
 void node::assert_outside_process(const char* what) const {
-  if (detail::current()) throw std::logic_error(std::string(what) + " blocks its thread: call it from outside any process");
+  if (detail::current())
+    throw std::logic_error(std::string(what) + " blocks its thread: call it from outside any process");
+}
+
+void node::wait_ended(const pid& p) {
+  impl_->end_waiters.fetch_add(1);
+  {
+    std::unique_lock lk(impl_->stop_mutex);
+    // The notify in process_ended can race the check; the short timed wait is the backstop.
+    while (!impl_->stop_cv.wait_for(lk, std::chrono::milliseconds(10), [&] { return !alive(p); })) {
+    }
+  }
+  impl_->end_waiters.fetch_sub(1);
 }
 
 std::uint32_t node::id() const noexcept { return impl_->id; }

@@ -84,6 +84,7 @@ class node_impl {
   std::atomic<unsigned> next_placement{0};
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
+  std::atomic<int> end_waiters{0};  // threads in node::wait_ended
   bool stopped = false;
 
   std::uint64_t make_ref() noexcept { return next_ref.fetch_add(1, std::memory_order_relaxed); }

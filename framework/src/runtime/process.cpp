@@ -29,15 +29,24 @@ std::ostream& operator<<(std::ostream& os, const ref& r) { return os << "#Ref<" 
 
 std::string exit_reason::str() const {
   switch (kind_) {
-    case kind::normal: return "normal";
-    case kind::shutdown: return detail_.empty() ? "shutdown" : "{shutdown," + detail_ + "}";
-    case kind::killed: return "killed";
-    case kind::kill: return "kill";
-    case kind::noproc: return "noproc";
-    case kind::noconnection: return "noconnection";
-    case kind::timeout: return "timeout";
-    case kind::error: return "{error," + detail_ + "}";
-    case kind::other: return detail_;
+    case kind::normal:
+      return "normal";
+    case kind::shutdown:
+      return detail_.empty() ? "shutdown" : "{shutdown," + detail_ + "}";
+    case kind::killed:
+      return "killed";
+    case kind::kill:
+      return "kill";
+    case kind::noproc:
+      return "noproc";
+    case kind::noconnection:
+      return "noconnection";
+    case kind::timeout:
+      return "timeout";
+    case kind::error:
+      return "{error," + detail_ + "}";
+    case kind::other:
+      return detail_;
   }
   return "?";
 }
@@ -47,10 +56,14 @@ std::string message::type_name() const { return env_ ? detail::demangle(env_->ty
 
 const char* to_string(process_status s) noexcept {
   switch (s) {
-    case process_status::runnable: return "runnable";
-    case process_status::running: return "running";
-    case process_status::waiting: return "waiting";
-    case process_status::exiting: return "exiting";
+    case process_status::runnable:
+      return "runnable";
+    case process_status::running:
+      return "running";
+    case process_status::waiting:
+      return "waiting";
+    case process_status::exiting:
+      return "exiting";
   }
   return "?";
 }
@@ -98,11 +111,19 @@ void bind_fiber(fiber_slot* s) {
   ctx->set_fss_data(&fss_key, noop(), s, false);
   tl_ctx = ctx;
   tl_slot = s;
+  asan_on_stack(s->stack);
+}
+
+void on_resume() noexcept {
+#ifdef GROVE_ASAN
+  if (fiber_slot* s = slot_of_this_fiber()) asan_on_stack(s->stack);
+#endif
 }
 
 namespace {
 std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 process* lookup(const pid& p) noexcept {
@@ -142,8 +163,10 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
   if (env->is_message()) {
     if (p->capacity && p->length.load(std::memory_order_relaxed) - p->drop_oldest_pending >= p->capacity) {
       switch (p->overflow) {
-        case overflow_policy::drop_newest: return push_result::dropped;
-        case overflow_policy::fail: return push_result::full;
+        case overflow_policy::drop_newest:
+          return push_result::dropped;
+        case overflow_policy::fail:
+          return push_result::full;
         case overflow_policy::drop_oldest: {
           // The oldest message is in the owner's queue if any is left there: the owner drops
           // it at its next look. Otherwise it is the first message still in incoming.
@@ -280,8 +303,11 @@ bool drain_impl(process* p) {
           if (linked) on_exit_signal(p, *s, true);  // an unlinked link's signal is dropped
           break;
         }
-        case envelope_kind::exit_direct: on_exit_signal(p, *s, false); break;
-        case envelope_kind::exit_forced: terminate_with(s->reason);
+        case envelope_kind::exit_direct:
+          on_exit_signal(p, *s, false);
+          break;
+        case envelope_kind::exit_forced:
+          terminate_with(s->reason);
         case envelope_kind::down: {
           bool active = false;
           {
@@ -299,7 +325,8 @@ bool drain_impl(process* p) {
         case envelope_kind::timeout:
           if (s->token == p->receive_token) p->timed_out = true;
           break;
-        case envelope_kind::message: break;
+        case envelope_kind::message:
+          break;
       }
     }
   } catch (...) {
@@ -320,6 +347,7 @@ void wait_for_mail(process* p) {
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
   self->suspend(lk);
+  on_resume();
   scheduler::set_in_worker(worker);
   mark_running(p);
 }
@@ -387,8 +415,9 @@ void run_activation(process* p) {
   if (!p->handler_form) {
     // First start of a body process: it becomes a fiber of this thread for its whole life.
     p->home = scheduler::on_this_thread();
-    boost::fibers::fiber(std::allocator_arg, pooled_stack{&p->node->stacks, p->stack_size}, [p] { run_body(p); })
-        .detach();
+    boost::fibers::fiber(std::allocator_arg, pooled_stack{&p->node->stacks, p->stack_size}, [p] {
+      run_body(p);
+    }).detach();
     return;
   }
   try {
@@ -429,7 +458,8 @@ void run_activation(process* p) {
 }
 
 void run_body(process* p) {
-  fiber_slot slot{p};
+  fiber_slot slot{p, {}};
+  slot.stack = bounds_of_stack(&slot, p->stack_size);
   bind_fiber(&slot);
   mark_running(p);
   exit_reason reason;
@@ -444,7 +474,6 @@ void run_body(process* p) {
   die(p, reason);
 }
 
-
 // ---- spawn ----------------------------------------------------------------------------------
 
 namespace {
@@ -457,7 +486,8 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
   process* p = n->table.acquire();
   p->handler_form = handler_form;
-  p->stack_size = handler_form ? 0 : stack_pool::round(opts.stack_size ? opts.stack_size : n->options.default_stack_size);
+  p->stack_size =
+      handler_form ? 0 : stack_pool::round(opts.stack_size ? opts.stack_size : n->options.default_stack_size);
   p->capacity = opts.mailbox_capacity;
   p->overflow = opts.overflow;
   p->label = opts.label;
@@ -522,10 +552,14 @@ spawn_result spawn_handler(node* on, std::unique_ptr<process_handler> h, const s
 send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
   if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
   switch (push_to(to, std::move(env))) {
-    case push_result::ok: return send_result::ok;
-    case push_result::dead: return send_result::dead;
-    case push_result::dropped: return send_result::dropped;
-    case push_result::full: throw mailbox_full();
+    case push_result::ok:
+      return send_result::ok;
+    case push_result::dead:
+      return send_result::dead;
+    case push_result::dropped:
+      return send_result::dropped;
+    case push_result::full:
+      throw mailbox_full();
   }
   return send_result::ok;
 }
@@ -562,8 +596,9 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     if (p.timed_out || timeout_ns == 0) return nullptr;
     if (timeout_ns > 0 && !timer) {
       p.receive_token = ++p.next_token;
-      timer = p.node->timers.add(timeout_ns, p.self(),
-                                 std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, p.receive_token));
+      timer = p.node->timers.add(
+          timeout_ns, p.self(),
+          std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, p.receive_token));
     }
     wait_for_mail(&p);
   }
@@ -642,6 +677,7 @@ void yield() {
   p.status.store(process_status::runnable, std::memory_order_relaxed);
   detail::scheduler::set_in_worker(false);
   boost::this_fiber::yield();
+  detail::on_resume();
   detail::scheduler::set_in_worker(worker);
   detail::mark_running(&p);
   detail::drain(&p);
@@ -661,7 +697,8 @@ void link(const pid& other) {
   }
   if (!ok) {
     if (!me.trapping.load(std::memory_order_relaxed)) throw process_error(exit_reason::noproc(), "link");
-    detail::push_to(mine, std::make_unique<detail::message_envelope<exit_signal>>(exit_signal{other, exit_reason::noproc()}));
+    detail::push_to(mine,
+                    std::make_unique<detail::message_envelope<exit_signal>>(exit_signal{other, exit_reason::noproc()}));
     return;
   }
   spinlock_lock lk(me.lock);
@@ -677,7 +714,8 @@ void unlink(const pid& other) {
   }
   if (detail::process* t = detail::lookup(other)) {
     spinlock_lock lk(t->lock);
-    if (t->generation == other.generation()) t->links.erase(std::remove(t->links.begin(), t->links.end(), mine), t->links.end());
+    if (t->generation == other.generation())
+      t->links.erase(std::remove(t->links.begin(), t->links.end(), mine), t->links.end());
   }
 }
 
@@ -707,7 +745,8 @@ bool demonitor(const monitor_ref& r, bool flush) {
   bool found = false;
   {
     spinlock_lock lk(me.lock);
-    auto it = std::find_if(me.monitors.begin(), me.monitors.end(), [&](const detail::monitor_entry& m) { return m.ref == r.id; });
+    auto it = std::find_if(me.monitors.begin(), me.monitors.end(),
+                           [&](const detail::monitor_entry& m) { return m.ref == r.id; });
     if (it != me.monitors.end()) {
       target = it->other;
       me.monitors.erase(it);
@@ -719,7 +758,8 @@ bool demonitor(const monitor_ref& r, bool flush) {
       spinlock_lock lk(t->lock);
       if (t->generation == target.generation()) {
         auto& v = t->monitored_by;
-        v.erase(std::remove_if(v.begin(), v.end(), [&](const detail::monitor_entry& e) { return e.ref == r.id; }), v.end());
+        v.erase(std::remove_if(v.begin(), v.end(), [&](const detail::monitor_entry& e) { return e.ref == r.id; }),
+                v.end());
       }
     }
   }
@@ -754,7 +794,9 @@ bool trap_exit(bool on) { return current_or_throw("trap_exit").trapping.exchange
 
 std::chrono::steady_clock::time_point now() { return current_or_throw("now").node->timers.now(); }
 
-std::optional<duration> cancel_timer(const timer_ref& t) { return current_or_throw("cancel_timer").node->timers.cancel(t.id); }
+std::optional<duration> cancel_timer(const timer_ref& t) {
+  return current_or_throw("cancel_timer").node->timers.cancel(t.id);
+}
 
 std::optional<process_info> info(const pid& p) {
   detail::process* t = detail::lookup(p);

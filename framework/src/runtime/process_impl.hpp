@@ -18,6 +18,8 @@
 #include <grove/detail/unique_function.hpp>
 #include <grove/runtime/process.hpp>
 
+#include "asan_fiber.hpp"
+
 namespace grove::detail {
 
 class node_impl;
@@ -110,7 +112,7 @@ class process {
   bool idle = false;  // handler form: neither queued nor running
   boost::fibers::context* waiter = nullptr;
   envelope_list incoming;
-  std::size_t incoming_messages = 0;  // messages (not signals) in incoming
+  std::size_t incoming_messages = 0;    // messages (not signals) in incoming
   std::size_t drop_oldest_pending = 0;  // oldest queued messages the owner must drop
   std::vector<pid> links;
   std::vector<monitor_entry> monitors;      // this process watches `other`
@@ -139,8 +141,11 @@ class process {
 // Each of our fibers binds one of these (on its own stack): which process it is running.
 struct fiber_slot {
   process* p = nullptr;
+  stack_bounds stack;  // for AddressSanitizer (asan_fiber.hpp)
 };
 void bind_fiber(fiber_slot* s);
+// Call whenever one of our fibers resumes after a suspension (see asan_fiber.hpp).
+void on_resume() noexcept;
 
 // The process running on this fiber, or null.
 process* current() noexcept;

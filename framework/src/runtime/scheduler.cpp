@@ -1,5 +1,7 @@
 #include "scheduler.hpp"
 
+#include <pthread.h>
+
 #include <boost/fiber/fiber.hpp>
 #include <boost/fiber/operations.hpp>
 
@@ -10,6 +12,18 @@ namespace grove::detail {
 namespace {
 thread_local scheduler* tl_scheduler = nullptr;
 thread_local bool tl_in_worker = false;
+
+stack_bounds thread_stack() noexcept {
+  pthread_attr_t attr;
+  stack_bounds b;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) b = {addr, size};
+    pthread_attr_destroy(&attr);
+  }
+  return b;
+}
 
 inline void spin_pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -66,7 +80,9 @@ scheduler::~scheduler() {
   if (thread_.joinable()) stop();
 }
 
-void scheduler::start() { thread_ = std::thread([this] { thread_main(); }); }
+void scheduler::start() {
+  thread_ = std::thread([this] { thread_main(); });
+}
 
 scheduler* scheduler::on_this_thread() noexcept { return tl_scheduler; }
 bool scheduler::in_worker() noexcept { return tl_in_worker; }
@@ -115,18 +131,23 @@ void scheduler::thread_main() {
   boost::fibers::use_scheduling_algorithm<spin_then_sleep>();
   tl_scheduler = this;
   auto* self = boost::fibers::context::active();
+  fiber_slot slot;  // the manager runs no process; the slot records the thread's own stack
+  slot.stack = thread_stack();
+  bind_fiber(&slot);
   spinlock_lock lk(lock_);
   for (;;) {
     while (!need_worker_ && !stop_) {
       manager_ = self;
       self->suspend(lk);
+      on_resume();
       lk.lock();
     }
     if (stop_) break;
     need_worker_ = false;
     ++workers_;
     lk.unlock();
-    boost::fibers::fiber(std::allocator_arg, pooled_stack{&node_->stacks, stack_pool::round(node_->options.handler_stack_size)},
+    boost::fibers::fiber(std::allocator_arg,
+                         pooled_stack{&node_->stacks, stack_pool::round(node_->options.handler_stack_size)},
                          [this] { worker_main(); })
         .detach();
     lk.lock();
@@ -142,6 +163,7 @@ void scheduler::thread_main() {
     if (workers_ == 0) break;
     if (manager_ == self) {
       self->suspend(lk);
+      on_resume();
       lk.lock();
     }
   }
@@ -153,6 +175,7 @@ void scheduler::thread_main() {
 void scheduler::worker_main() {
   auto* self = boost::fibers::context::active();
   fiber_slot slot;
+  slot.stack = bounds_of_stack(&slot, stack_pool::round(node_->options.handler_stack_size));
   bind_fiber(&slot);
   spinlock_lock lk(lock_);
   for (;;) {
@@ -170,6 +193,7 @@ void scheduler::worker_main() {
       }
       parked_.push_back(self);
       self->suspend(lk);
+      on_resume();
       lk.lock();
     }
     process* p = head_;

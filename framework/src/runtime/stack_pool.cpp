@@ -1,5 +1,7 @@
 #include "stack_pool.hpp"
 
+#include "asan_fiber.hpp"
+
 #include <sys/mman.h>
 
 #include <bit>
@@ -32,13 +34,23 @@ void* stack_pool::allocate(std::size_t rounded) {
     }
   }
   std::lock_guard lk(slab_mutex_);
-  if (left_ < rounded) {
-    std::size_t size = rounded > slab_size ? rounded : slab_size;
+  // Align each stack to its size (a gap costs address space only), so a fiber can find its
+  // stack's bounds from any address on it.
+  std::size_t skip = (rounded - reinterpret_cast<std::uintptr_t>(cursor_) % rounded) % rounded;
+  if (cursor_ && left_ >= skip) {
+    cursor_ += skip;
+    left_ -= skip;
+  }
+  if (left_ < rounded || reinterpret_cast<std::uintptr_t>(cursor_) % rounded != 0) {
+    std::size_t size = (rounded > slab_size ? rounded : slab_size) + rounded;  // room to align
     void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) throw std::bad_alloc();
     slabs_.emplace_back(m, size);
     cursor_ = static_cast<char*>(m);
     left_ = size;
+    skip = (rounded - reinterpret_cast<std::uintptr_t>(cursor_) % rounded) % rounded;
+    cursor_ += skip;
+    left_ -= skip;
   }
   void* p = cursor_;
   cursor_ += rounded;
@@ -48,7 +60,8 @@ void* stack_pool::allocate(std::size_t rounded) {
 
 void stack_pool::deallocate(void* base, std::size_t rounded) noexcept {
   std::size_t c = class_of(rounded);
-  if (c >= classes) return;  // stays mapped with its slab until the pool goes
+  if (c >= classes) return;      // stays mapped with its slab until the pool goes
+  asan_unpoison(base, rounded);  // no stale poison from the last fiber reaches the next
   auto& sc = classes_[c];
   std::lock_guard lk(sc.lock);
   try {

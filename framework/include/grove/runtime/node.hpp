@@ -47,8 +47,7 @@ class node {
 
   template <class F>
   pid spawn(F&& body, const spawn_options& opts = {}) {
-    return detail::spawn_body(this, detail::unique_function(std::forward<F>(body)), opts,
-                              detail::spawn_link_mode::none)
+    return detail::spawn_body(this, detail::unique_function(std::forward<F>(body)), opts, detail::spawn_link_mode::none)
         .who;
   }
   pid spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts = {});
@@ -73,6 +72,7 @@ class node {
 
  private:
   void assert_outside_process(const char* what) const;
+  void wait_ended(const pid& p);
   std::unique_ptr<detail::node_impl> impl_;
 };
 
@@ -88,7 +88,7 @@ auto node::run(F&& fn, const spawn_options& opts) -> std::invoke_result_t<F&> {
     std::exception_ptr error;
   };
   auto st = std::make_shared<state>();
-  spawn(
+  pid runner = spawn(
       [st, f = std::forward<F>(fn)]() mutable {
         struct notify_on_exit {
           state& s;
@@ -112,8 +112,11 @@ auto node::run(F&& fn, const spawn_options& opts) -> std::invoke_result_t<F&> {
         }
       },
       opts);
-  std::unique_lock lk(st->m);
-  st->cv.wait(lk, [&] { return st->done; });
+  {
+    std::unique_lock lk(st->m);
+    st->cv.wait(lk, [&] { return st->done; });
+  }
+  wait_ended(runner);  // its links, monitors and slot are released too
   if (st->error) std::rethrow_exception(st->error);
   if constexpr (!std::is_void_v<R>) return std::move(*st->value);
 }

@@ -212,8 +212,7 @@ std::pair<pid, monitor_ref> spawn_monitor(F&& body, const spawn_options& opts = 
 }
 pid spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts = {});
 pid spawn_handler_link(std::unique_ptr<process_handler> h, const spawn_options& opts = {});
-std::pair<pid, monitor_ref> spawn_handler_monitor(std::unique_ptr<process_handler> h,
-                                                  const spawn_options& opts = {});
+std::pair<pid, monitor_ref> spawn_handler_monitor(std::unique_ptr<process_handler> h, const spawn_options& opts = {});
 
 // ---- messages -----------------------------------------------------------------------------
 
@@ -279,8 +278,9 @@ std::chrono::steady_clock::time_point now();
 // Sends msg to `to` after `delay` on the node's clock. Works from any thread of a process.
 template <class T>
 timer_ref send_after(duration delay, const pid& to, T&& msg) {
-  return detail::send_after_impl(detail::to_ns(delay), to,
-                                 std::make_unique<detail::message_envelope<std::remove_cvref_t<T>>>(std::forward<T>(msg)));
+  return detail::send_after_impl(
+      detail::to_ns(delay), to,
+      std::make_unique<detail::message_envelope<std::remove_cvref_t<T>>>(std::forward<T>(msg)));
 }
 // Cancels a timer; returns the time it had left, or nothing if it already fired or was cancelled.
 std::optional<duration> cancel_timer(const timer_ref& t);
@@ -301,8 +301,8 @@ struct process_info {
   std::vector<grove::pid> monitors;      // processes this one monitors
   std::vector<grove::pid> monitored_by;  // processes monitoring this one
   bool trap_exit = false;
-  std::size_t stack_size = 0;            // 0 for a handler process while idle
-  duration running_for{0};               // time since it last suspended, while running
+  std::size_t stack_size = 0;  // 0 for a handler process while idle
+  duration running_for{0};     // time since it last suspended, while running
 };
 
 std::optional<process_info> info(const pid& p);
