@@ -79,45 +79,34 @@ std::string demangle(const char* name) {
 }
 
 // ---- the current process ----------------------------------------------------------------------
-// Each of our fibers binds a small slot (on its own stack) through Boost.Fiber's fiber-specific
-// storage; a per-thread cache keeps the lookup to a compare on the hot path.
 
 namespace {
-struct noop_cleanup final : boost::fibers::detail::fss_cleanup_function {
-  void operator()(void*) override {}
-};
-const char fss_key = 0;
-thread_local boost::fibers::context* tl_ctx = nullptr;
 thread_local fiber_slot* tl_slot = nullptr;
-
-const boost::fibers::detail::fss_cleanup_function::ptr_t& noop() {
-  static const boost::fibers::detail::fss_cleanup_function::ptr_t p(new noop_cleanup);
-  return p;
-}
-
-fiber_slot* slot_of_this_fiber() noexcept {
-  auto* ctx = boost::fibers::context::active();
-  if (ctx != tl_ctx) {
-    tl_ctx = ctx;
-    tl_slot = static_cast<fiber_slot*>(ctx->get_fss_data(&fss_key));
-  }
-  return tl_slot;
-}
-
+thread_local boost::fibers::scheduler* tl_fiber_scheduler = nullptr;
 }  // namespace
 
 void bind_fiber(fiber_slot* s) {
-  auto* ctx = boost::fibers::context::active();
-  ctx->set_fss_data(&fss_key, noop(), s, false);
-  tl_ctx = ctx;
+  s->ctx = boost::fibers::context::active();
   tl_slot = s;
   asan_on_stack(s->stack);
 }
 
-void on_resume() noexcept {
-#ifdef GROVE_ASAN
-  if (fiber_slot* s = slot_of_this_fiber()) asan_on_stack(s->stack);
-#endif
+fiber_slot* this_fiber_slot() noexcept { return tl_slot; }
+
+void on_resume(fiber_slot* mine) noexcept {
+  tl_slot = mine;
+  asan_on_stack(mine->stack);
+}
+
+void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept { tl_fiber_scheduler = s; }
+
+void wake(boost::fibers::context* ctx) noexcept {
+  auto* s = ctx->get_scheduler();
+  if (s == tl_fiber_scheduler) {
+    s->schedule(ctx);
+  } else {
+    s->schedule_from_remote(ctx);
+  }
 }
 
 namespace {
@@ -134,13 +123,10 @@ process* lookup(const pid& p) noexcept {
 enum class push_result { ok, dead, dropped, full };
 }  // namespace
 
-process* current() noexcept {
-  fiber_slot* s = slot_of_this_fiber();
-  return s ? s->p : nullptr;
-}
+process* current() noexcept { return tl_slot ? tl_slot->p : nullptr; }
 
 void set_current(process* p) noexcept {
-  if (fiber_slot* s = slot_of_this_fiber()) s->p = p;
+  if (tl_slot) tl_slot->p = p;
 }
 
 process& current_or_throw(const char* what) {
@@ -149,9 +135,46 @@ process& current_or_throw(const char* what) {
   return *p;
 }
 
+// The TSC is read at every resume; clock_gettime costs several times more on these VMs.
+// Ticks become nanoseconds with a rate measured between the first use and now.
+namespace {
+struct tsc_anchor {
+  std::int64_t ticks;
+  std::int64_t ns;
+};
+std::int64_t raw_ticks() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  return static_cast<std::int64_t>(__builtin_ia32_rdtsc());
+#else
+  return steady_ns();
+#endif
+}
+const tsc_anchor& anchor() noexcept {
+  static const tsc_anchor a{raw_ticks(), steady_ns()};
+  return a;
+}
+}  // namespace
+
+std::int64_t timestamp() noexcept {
+  (void)anchor();
+  std::int64_t t = raw_ticks();
+  return t == 0 ? 1 : t;  // 0 means "not running"
+}
+
+std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  const auto& a = anchor();
+  std::int64_t dt = raw_ticks() - a.ticks, dn = steady_ns() - a.ns;
+  if (dt <= 0 || dn <= 0) return 0;
+  return static_cast<std::int64_t>(static_cast<double>(ticks) * static_cast<double>(dn) / static_cast<double>(dt));
+#else
+  return ticks;
+#endif
+}
+
 void mark_running(process* p) noexcept {
   p->status.store(process_status::running, std::memory_order_relaxed);
-  p->running_since.store(steady_ns(), std::memory_order_relaxed);
+  p->running_since.store(timestamp(), std::memory_order_relaxed);
 }
 
 pid process::self() const noexcept { return pid(node->id, slot, generation); }
@@ -200,7 +223,7 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
     auto* w = p->waiter;
     p->waiter = nullptr;
     lk.unlock();
-    boost::fibers::context::active()->schedule(w);
+    wake(w);
   } else if (p->handler_form && p->idle) {
     p->idle = false;
     p->status.store(process_status::runnable, std::memory_order_relaxed);
@@ -337,7 +360,8 @@ bool drain_impl(process* p) {
 }
 
 void wait_for_mail(process* p) {
-  auto* self = boost::fibers::context::active();
+  fiber_slot* mine = this_fiber_slot();
+  auto* self = mine->ctx;
   const bool worker = scheduler::in_worker();
   if (worker) scheduler::on_this_thread()->before_worker_suspends();
   spinlock_lock lk(p->lock);
@@ -347,7 +371,7 @@ void wait_for_mail(process* p) {
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
   self->suspend(lk);
-  on_resume();
+  on_resume(mine);
   scheduler::set_in_worker(worker);
   mark_running(p);
 }
@@ -458,7 +482,7 @@ void run_activation(process* p) {
 }
 
 void run_body(process* p) {
-  fiber_slot slot{p, {}};
+  fiber_slot slot{p, nullptr, {}};
   slot.stack = bounds_of_stack(&slot, p->stack_size);
   bind_fiber(&slot);
   mark_running(p);
@@ -676,8 +700,9 @@ void yield() {
   if (worker) detail::scheduler::on_this_thread()->before_worker_suspends();
   p.status.store(process_status::runnable, std::memory_order_relaxed);
   detail::scheduler::set_in_worker(false);
+  detail::fiber_slot* mine = detail::this_fiber_slot();
   boost::this_fiber::yield();
-  detail::on_resume();
+  detail::on_resume(mine);
   detail::scheduler::set_in_worker(worker);
   detail::mark_running(&p);
   detail::drain(&p);
@@ -820,8 +845,8 @@ std::optional<process_info> info(const pid& p) {
   i.trap_exit = t->trapping.load(std::memory_order_relaxed);
   auto since = t->running_since.load(std::memory_order_relaxed);
   if (since != 0 && i.status == process_status::running) {
-    auto d = detail::steady_ns() - since;
-    i.running_for = duration(d > 0 ? d : 0);
+    auto d = detail::timestamp() - since;
+    i.running_for = duration(d > 0 ? detail::timestamp_to_ns(d) : 0);
   }
   return i;
 }

@@ -13,6 +13,7 @@
 
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/detail/spinlock.hpp>
+#include <boost/fiber/scheduler.hpp>
 
 #include <grove/detail/envelope.hpp>
 #include <grove/detail/unique_function.hpp>
@@ -138,14 +139,24 @@ class process {
   process* run_next = nullptr;  // intrusive link of a scheduler's run queue
 };
 
-// Each of our fibers binds one of these (on its own stack): which process it is running.
+// Each of our fibers binds one of these (on its own stack) when it starts and re-binds it
+// whenever it resumes, so the running fiber's slot is always a thread-local read away.
 struct fiber_slot {
   process* p = nullptr;
+  boost::fibers::context* ctx = nullptr;
   stack_bounds stack;  // for AddressSanitizer (asan_fiber.hpp)
 };
 void bind_fiber(fiber_slot* s);
-// Call whenever one of our fibers resumes after a suspension (see asan_fiber.hpp).
-void on_resume() noexcept;
+fiber_slot* this_fiber_slot() noexcept;
+// Call right after one of our fibers resumes from a suspension, with its own slot.
+void on_resume(fiber_slot* mine) noexcept;
+// Makes a suspended fiber ready, locally or on its own thread.
+void wake(boost::fibers::context* ctx) noexcept;
+// Set by each scheduler thread at start: the Boost.Fiber scheduler of this thread.
+void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept;
+// A cheap monotonic timestamp for running_since (TSC ticks where available).
+std::int64_t timestamp() noexcept;
+std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept;
 
 // The process running on this fiber, or null.
 process* current() noexcept;

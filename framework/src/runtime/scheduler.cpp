@@ -116,7 +116,7 @@ void scheduler::enqueue(process* p) {
   if (tl_scheduler == this && tl_in_worker) return;  // the running worker takes it next
   auto* ctx = wake_one_locked();
   lk.unlock();
-  if (ctx) boost::fibers::context::active()->schedule(ctx);
+  if (ctx) wake(ctx);
 }
 
 void scheduler::before_worker_suspends() {
@@ -124,13 +124,14 @@ void scheduler::before_worker_suspends() {
   if (!head_) return;
   auto* ctx = wake_one_locked();
   lk.unlock();
-  if (ctx) boost::fibers::context::active()->schedule(ctx);
+  if (ctx) wake(ctx);
 }
 
 void scheduler::thread_main() {
   boost::fibers::use_scheduling_algorithm<spin_then_sleep>();
   tl_scheduler = this;
   auto* self = boost::fibers::context::active();
+  set_thread_fiber_scheduler(self->get_scheduler());
   fiber_slot slot;  // the manager runs no process; the slot records the thread's own stack
   slot.stack = thread_stack();
   bind_fiber(&slot);
@@ -139,7 +140,7 @@ void scheduler::thread_main() {
     while (!need_worker_ && !stop_) {
       manager_ = self;
       self->suspend(lk);
-      on_resume();
+      on_resume(&slot);
       lk.lock();
     }
     if (stop_) break;
@@ -154,16 +155,16 @@ void scheduler::thread_main() {
   }
   // Stopping: every process has ended. Release parked workers and wait for all to return.
   while (workers_ > 0) {
-    std::vector<boost::fibers::context*> wake;
-    wake.swap(parked_);
+    std::vector<boost::fibers::context*> to_wake;
+    to_wake.swap(parked_);
     manager_ = self;
     lk.unlock();
-    for (auto* ctx : wake) self->schedule(ctx);
+    for (auto* ctx : to_wake) self->schedule(ctx);
     lk.lock();
     if (workers_ == 0) break;
     if (manager_ == self) {
       self->suspend(lk);
-      on_resume();
+      on_resume(&slot);
       lk.lock();
     }
   }
@@ -193,7 +194,7 @@ void scheduler::worker_main() {
       }
       parked_.push_back(self);
       self->suspend(lk);
-      on_resume();
+      on_resume(&slot);
       lk.lock();
     }
     process* p = head_;
@@ -216,7 +217,7 @@ void scheduler::stop() {
     auto* m = manager_;
     manager_ = nullptr;
     lk.unlock();
-    if (m) boost::fibers::context::active()->schedule(m);
+    if (m) wake(m);
   }
   if (thread_.joinable()) thread_.join();
 }
