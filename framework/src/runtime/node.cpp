@@ -153,6 +153,7 @@ node_impl::node_impl(node* o, node_options opts)
 
 node_impl::~node_impl() {
   stop();
+  services.clear();  // after every process ended, before the table and stacks go
   std::lock_guard lk(registry_mutex);
   registry[id % registry_size].store(nullptr, std::memory_order_release);
 }
@@ -247,6 +248,26 @@ pid node::spawn_handler(std::unique_ptr<process_handler> h, const spawn_options&
 void node::assert_outside_process(const char* what) const {
   if (detail::current())
     throw std::logic_error(std::string(what) + " blocks its thread: call it from outside any process");
+}
+
+void* node::service_slot(const std::type_info& t, std::shared_ptr<void> (*make)(node&)) {
+  std::lock_guard lk(impl_->services_mutex);
+  for (auto& [type, ptr] : impl_->services) {
+    if (*type == t) return ptr.get();
+  }
+  impl_->services.emplace_back(&t, make(*this));
+  return impl_->services.back().second.get();
+}
+
+void node::add_exit_hook(exit_hook fn, void* ctx) {
+  std::unique_lock lk(impl_->hooks_mutex);
+  impl_->exit_hooks.emplace_back(fn, ctx);
+}
+
+void node::remove_exit_hook(exit_hook fn, void* ctx) {
+  std::unique_lock lk(impl_->hooks_mutex);
+  auto& v = impl_->exit_hooks;
+  v.erase(std::remove(v.begin(), v.end(), std::make_pair(fn, ctx)), v.end());
 }
 
 void node::wait_ended(const pid& p) {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -84,7 +85,11 @@ class node_impl {
   std::atomic<unsigned> next_placement{0};
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
-  std::atomic<int> end_waiters{0};  // threads in node::wait_ended
+  std::atomic<int> end_waiters{0};
+  std::shared_mutex hooks_mutex;
+  std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
+  std::mutex services_mutex;
+  std::vector<std::pair<const std::type_info*, std::shared_ptr<void>>> services;  // threads in node::wait_ended
   bool stopped = false;
 
   std::uint64_t make_ref() noexcept { return next_ref.fetch_add(1, std::memory_order_relaxed); }

@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <shared_mutex>
 #include <cstdlib>
 #include <ostream>
 #include <sstream>
@@ -398,9 +399,12 @@ void die(process* p, const exit_reason& reason) {
   envelope_list in;
   std::vector<pid> links;
   std::vector<monitor_entry> monitors, monitored_by;
+  const pid me = p->self();
+  bool owner = false;
   {
     spinlock_lock lk(p->lock);
     p->state = life::exiting;
+    owner = std::exchange(p->owner, false);
     in = p->incoming.take();
     links.swap(p->links);
     monitors.swap(p->monitors);
@@ -409,8 +413,11 @@ void die(process* p, const exit_reason& reason) {
   }
   in.clear();
   p->queue.clear();
-  const pid me = p->self();
-  // Resources are released before anyone hears of the death (names join here later).
+  // What it owned is released before anyone hears of the death.
+  if (owner) {
+    std::shared_lock hl(p->node->hooks_mutex);
+    for (auto& [fn, ctx] : p->node->exit_hooks) fn(ctx, me);
+  }
   for (auto& m : monitors) {
     if (process* t = lookup(m.other)) {
       spinlock_lock lk(t->lock);
@@ -670,6 +677,15 @@ using detail::spinlock_lock;
 pid self() { return current_or_throw("self").self(); }
 
 node& this_node() { return *current_or_throw("this_node").node->owner; }
+
+bool detail::mark_owner(const pid& p) {
+  detail::process* t = detail::lookup(p);
+  if (!t) return false;
+  spinlock_lock lk(t->lock);
+  if (t->generation != p.generation() || t->state != detail::life::alive) return false;
+  t->owner = true;
+  return true;
+}
 
 bool alive(const pid& p) {
   detail::process* t = detail::lookup(p);

@@ -111,6 +111,7 @@ class process {
   mutable spinlock lock;
   life state = life::free;
   bool idle = false;  // handler form: neither queued nor running
+  bool owner = false;  // exit hooks must run at its death (mark_owner)
   boost::fibers::context* waiter = nullptr;
   envelope_list incoming;
   std::size_t incoming_messages = 0;    // messages (not signals) in incoming

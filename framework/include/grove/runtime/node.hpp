@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -25,7 +26,9 @@ namespace grove {
 
 namespace detail {
 class node_impl;
-}
+// Marks p as owning something an exit hook must release when it dies. False if p is dead.
+bool mark_owner(const pid& p);
+}  // namespace detail
 
 struct node_options {
   unsigned schedulers = 0;                      // scheduler threads; 0 = one per core
@@ -68,11 +71,29 @@ class node {
   // from a process or from any thread.
   void advance(duration d);
 
+  // Extension point for what processes own (names, registry keys, tables). For a process marked
+  // with detail::mark_owner, each hook runs in the dying process's own context after its stack
+  // unwound and before its exit and down signals go out, so what it owned is released before
+  // anyone hears of the death.
+  using exit_hook = void (*)(void* ctx, const pid& who);
+  void add_exit_hook(exit_hook fn, void* ctx);
+  void remove_exit_hook(exit_hook fn, void* ctx);
+
+  // One instance of T per node (T constructible from node&), created on first use and
+  // destroyed with the node after every process has ended. Layers above the runtime keep their
+  // per-node state here (the name registry, for instance).
+  template <class T>
+  T& service() {
+    void* p = service_slot(typeid(T), [](node& n) -> std::shared_ptr<void> { return std::make_shared<T>(n); });
+    return *static_cast<T*>(p);
+  }
+
   detail::node_impl& impl() noexcept { return *impl_; }
 
  private:
   void assert_outside_process(const char* what) const;
   void wait_ended(const pid& p);
+  void* service_slot(const std::type_info& t, std::shared_ptr<void> (*make)(node&));
   std::unique_ptr<detail::node_impl> impl_;
 };
 
