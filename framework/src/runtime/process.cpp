@@ -3,9 +3,9 @@
 #include <cxxabi.h>
 
 #include <algorithm>
-#include <shared_mutex>
 #include <cstdlib>
 #include <ostream>
+#include <shared_mutex>
 #include <sstream>
 
 #include <boost/context/detail/exception.hpp>
@@ -184,7 +184,13 @@ namespace {
 push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
   spinlock_lock lk(p->lock);
   if (p->generation != gen || p->state != life::alive) return push_result::dead;
-  if (env->is_message()) {
+  if (env->kind == envelope_kind::reply) {
+    if (std::find(p->aliases.begin(), p->aliases.end(), env->alias) == p->aliases.end()) {
+      return push_result::dropped;  // the caller gave up: a late reply never reaches its mailbox
+    }
+    p->length.fetch_add(1, std::memory_order_relaxed);
+    p->messages_in.fetch_add(1, std::memory_order_relaxed);
+  } else if (env->is_message()) {
     if (p->capacity && p->length.load(std::memory_order_relaxed) - p->drop_oldest_pending >= p->capacity) {
       switch (p->overflow) {
         case overflow_policy::drop_newest:
@@ -254,16 +260,22 @@ void queue_message(process* p, T&& v) {
 // Returns true if it removed anything from the queue (a scan position may be gone).
 bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
   bool from_queue = false;
-  while (n > 0 && p->queue.head) {
-    envelope* e = p->queue.head;
-    p->queue.unlink(nullptr, e);
-    delete e;
-    p->length.fetch_sub(1, std::memory_order_relaxed);
-    p->queued.fetch_sub(1, std::memory_order_relaxed);
-    from_queue = true;
-    --n;
-  }
   envelope* prev = nullptr;
+  for (envelope* e = p->queue.head; n > 0 && e;) {
+    envelope* next = e->next;
+    if (e->is_message()) {
+      p->queue.unlink(prev, e);
+      delete e;
+      p->length.fetch_sub(1, std::memory_order_relaxed);
+      p->queued.fetch_sub(1, std::memory_order_relaxed);
+      from_queue = true;
+      --n;
+    } else {
+      prev = e;
+    }
+    e = next;
+  }
+  prev = nullptr;
   for (envelope* e = in.head; n > 0 && e;) {
     envelope* next = e->next;
     if (e->is_message()) {
@@ -308,7 +320,7 @@ bool drain_impl(process* p) {
       envelope* e = in.head;
       in.head = e->next;
       if (!in.head) in.tail = nullptr;
-      if (e->is_message()) {
+      if (e->is_mail()) {
         p->queue.push_back(e);
         continue;
       }
@@ -350,6 +362,7 @@ bool drain_impl(process* p) {
           if (s->token == p->receive_token) p->timed_out = true;
           break;
         case envelope_kind::message:
+        case envelope_kind::reply:
           break;
       }
     }
@@ -407,6 +420,7 @@ void die(process* p, const exit_reason& reason) {
     owner = std::exchange(p->owner, false);
     in = p->incoming.take();
     links.swap(p->links);
+    p->aliases.clear();
     monitors.swap(p->monitors);
     monitored_by.swap(p->monitored_by);
     p->waiter = nullptr;
@@ -470,6 +484,10 @@ void run_activation(process* p) {
         envelope* e = p->queue.head;
         p->queue.unlink(nullptr, e);
         p->length.fetch_sub(1, std::memory_order_relaxed);
+        if (!e->is_message()) {  // a reply whose call is over
+          delete e;
+          continue;
+        }
         p->queued.fetch_sub(1, std::memory_order_relaxed);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
@@ -618,7 +636,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
       if (match(*e, ctx)) {
         p.queue.unlink(before, e);
         p.length.fetch_sub(1, std::memory_order_relaxed);
-        p.queued.fetch_sub(1, std::memory_order_relaxed);
+        if (e->is_message()) p.queued.fetch_sub(1, std::memory_order_relaxed);
         return e;
       }
       before = e;
@@ -633,6 +651,38 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     }
     wait_for_mail(&p);
   }
+}
+
+void alias_activate(std::uint64_t alias) {
+  process& p = current_or_throw("alias");
+  spinlock_lock lk(p.lock);
+  p.aliases.push_back(alias);
+}
+
+void alias_deactivate(std::uint64_t alias) {
+  process& p = current_or_throw("alias");
+  spinlock_lock lk(p.lock);
+  p.aliases.erase(std::remove(p.aliases.begin(), p.aliases.end(), alias), p.aliases.end());
+}
+
+send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env) {
+  env->kind = envelope_kind::reply;
+  env->alias = alias;
+  if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
+  switch (push_to(to, std::move(env))) {
+    case push_result::ok:
+      return send_result::ok;
+    case push_result::dead:
+      return send_result::dead;
+    default:
+      return send_result::dropped;
+  }
+}
+
+std::uint64_t make_ref() {
+  if (process* p = current()) return p->node->make_ref();
+  static std::atomic<std::uint64_t> outside{std::uint64_t{1} << 62};
+  return outside.fetch_add(1, std::memory_order_relaxed);
 }
 
 timer_ref send_after_impl(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env) {
@@ -675,6 +725,8 @@ using detail::current_or_throw;
 using detail::spinlock_lock;
 
 pid self() { return current_or_throw("self").self(); }
+
+bool in_process() noexcept { return detail::current() != nullptr; }
 
 node& this_node() { return *current_or_throw("this_node").node->owner; }
 

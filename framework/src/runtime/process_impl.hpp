@@ -110,13 +110,14 @@ class process {
   // ---- guarded by lock ----
   mutable spinlock lock;
   life state = life::free;
-  bool idle = false;  // handler form: neither queued nor running
+  bool idle = false;   // handler form: neither queued nor running
   bool owner = false;  // exit hooks must run at its death (mark_owner)
   boost::fibers::context* waiter = nullptr;
   envelope_list incoming;
   std::size_t incoming_messages = 0;    // messages (not signals) in incoming
   std::size_t drop_oldest_pending = 0;  // oldest queued messages the owner must drop
   std::vector<pid> links;
+  std::vector<std::uint64_t> aliases;       // active reply aliases
   std::vector<monitor_entry> monitors;      // this process watches `other`
   std::vector<monitor_entry> monitored_by;  // `other` watches this process
 

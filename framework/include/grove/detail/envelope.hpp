@@ -17,18 +17,22 @@ enum class envelope_kind : std::uint8_t {
   exit_forced,  // untrappable termination with the given reason (node stop)
   down,         // a monitored process died
   timeout,      // a receive timeout fired (token = the receive it belongs to)
+  reply,        // a reply to a call: a message addressed to an alias (see gen_server)
 };
 
 struct envelope {
   envelope* next = nullptr;
   const std::type_info* type = nullptr;  // of the payload; null for signals
   envelope_kind kind = envelope_kind::message;
+  std::uint64_t alias = 0;  // reply: the alias it is addressed to
 
   envelope() = default;
   envelope(const envelope&) = delete;
   envelope& operator=(const envelope&) = delete;
   virtual ~envelope() = default;
   bool is_message() const noexcept { return kind == envelope_kind::message; }
+  // Kept in the mailbox's queue (messages and replies); the rest are signals, acted on.
+  bool is_mail() const noexcept { return kind == envelope_kind::message || kind == envelope_kind::reply; }
 };
 
 template <class T>

@@ -80,6 +80,14 @@ using match_fn = bool (*)(const envelope&, void* ctx);
 // out and returns it; returns nullptr when `timeout` (negative: none) passes first.
 envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns);
 timer_ref send_after_impl(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env);
+// Aliases (OTP 24's process aliases, for call replies): a reply envelope reaches a process's
+// mailbox only while its alias is active there; later ones are dropped before entering it.
+void alias_activate(std::uint64_t alias);
+void alias_deactivate(std::uint64_t alias);
+send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env);
+std::uint64_t make_ref();
+// The exit reason an exception in flight stands for (call inside a catch block).
+exit_reason reason_of_current_exception() noexcept;
 
 template <class T, class P, class F>
 struct guarded {
@@ -106,6 +114,7 @@ struct handler_result<guarded<T, P, F>> {
 template <class H>
 bool handler_accepts(H& h, const envelope& e) {
   using arg = typename handler_arg<std::remove_cvref_t<H>>::type;
+  if (!e.is_message()) return false;  // replies belong to the call waiting for them
   if constexpr (std::is_same_v<arg, message>) {
     (void)h;
     return true;
@@ -183,6 +192,8 @@ inline std::int64_t to_ns(duration d) { return d.count() < 0 ? 0 : d.count(); }
 // ---- identity -------------------------------------------------------------------------------
 
 pid self();
+// True when called from inside a process.
+bool in_process() noexcept;
 // The node of the current process (throws not_in_process outside one).
 node& this_node();
 // True while the process behind p has not terminated. A stale pid is never alive again.

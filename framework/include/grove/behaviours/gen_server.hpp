@@ -1,0 +1,478 @@
+// gen_server: the default way to own state. Every request to a server is handled one at a
+// time, in its own process, so the state needs no lock. Grove owns the loop; you write typed
+// callbacks:
+//
+//   class ledger : public grove::gen_server<ledger> {
+//    public:
+//     using handles = grove::types<balance, deposit>;   // the message types it takes
+//     std::int64_t handle_call(const balance& q, const grove::from&) { return accounts_[q.account]; }
+//     void handle_cast(const deposit& d) { accounts_[d.account] += d.amount; }
+//    private:
+//     std::map<std::string, std::int64_t> accounts_;
+//   };
+//   auto started = grove::start(std::make_unique<ledger>(), {.name = "ledger"});
+//   std::int64_t cents = grove::call<std::int64_t>("ledger", balance{"alice"});
+//
+// For each type T in `handles`, the server may define handle_call(const T&, const from&),
+// handle_cast(const T&) and/or handle_info(const T&). Optional: init() returning init_result,
+// handle_continue(const T&) for types passed to continue_with, terminate(const exit_reason&),
+// and format_status() returning the text sys::get_state shows.
+//
+// A server is a handler process: while idle it holds no stack. terminate runs when a callback
+// asks to stop, when a callback throws, and when the parent's exit signal arrives while the
+// server traps exits. It does NOT run when the server is killed, nor on any exit signal when it
+// does not trap exits (see docs/concepts/gen_server.md).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <grove/behaviours/name_registry.hpp>
+#include <grove/runtime/errors.hpp>
+#include <grove/runtime/message.hpp>
+#include <grove/runtime/process.hpp>
+
+namespace grove {
+
+template <class... T>
+struct types {};
+
+// Who to reply to: the caller and the call's tag. Keep it to reply later (deferred reply).
+class from {
+ public:
+  from() = default;
+  from(pid caller, std::uint64_t tag) : caller_(caller), tag_(tag) {}
+  const pid& caller() const noexcept { return caller_; }
+  std::uint64_t tag() const noexcept { return tag_; }
+  explicit operator bool() const noexcept { return tag_ != 0; }
+
+ private:
+  pid caller_;
+  std::uint64_t tag_ = 0;
+};
+
+// Replies to a call, from any process, now or later. A reply after the caller gave up is dropped.
+template <class T>
+void reply(const from& f, T&& value) {
+  detail::deliver_reply(f.caller(), f.tag(),
+                        std::make_unique<detail::message_envelope<std::remove_cvref_t<T>>>(std::forward<T>(value)));
+}
+
+// handle_call returns `deferred` to reply later with reply(from, value).
+struct deferred_t {};
+inline constexpr deferred_t deferred{};
+
+// What handle_call's reply is when handle_call returns void.
+struct ok_t {
+  friend bool operator==(ok_t, ok_t) noexcept { return true; }
+};
+
+// handle_info receives this when no message came within the idle timeout (set_idle_timeout).
+struct idle_timeout {};
+
+class init_result {
+ public:
+  enum class kind : unsigned char { ok, ignore, stop, error };
+  static init_result ok() { return init_result(kind::ok, {}); }
+  // The start returns `ignored`; the process ends normally.
+  static init_result ignore() { return init_result(kind::ignore, {}); }
+  // The start fails with reason; the process ends with reason (a linked starter that does not
+  // trap exits ends too, as in OTP).
+  static init_result stop(exit_reason r) { return init_result(kind::stop, std::move(r)); }
+  // The start fails with reason; the process ends normally.
+  static init_result error(exit_reason r) { return init_result(kind::error, std::move(r)); }
+  kind what() const noexcept { return kind_; }
+  const exit_reason& reason() const noexcept { return reason_; }
+
+ private:
+  init_result(kind k, exit_reason r) : kind_(k), reason_(std::move(r)) {}
+  kind kind_;
+  exit_reason reason_;
+};
+
+// A server to talk to: a pid or a registered name.
+class server_ref {
+ public:
+  server_ref(const pid& p) : pid_(p) {}  // NOLINT: implicit by design
+  server_ref(std::string name) : name_(std::move(name)) {}
+  server_ref(const char* name) : name_(name) {}
+  server_ref(std::string_view name) : name_(name) {}
+  // The pid now: for a name, its current holder, if any.
+  std::optional<pid> resolve() const;
+  std::string str() const { return name_.empty() ? pid_.str() : name_; }
+
+ private:
+  pid pid_;
+  std::string name_;
+};
+
+// A failed call: reason is noproc, timeout, calling_self, or the server's exit reason.
+class call_error : public process_error {
+ public:
+  call_error(exit_reason r, const std::string& target) : process_error(std::move(r), "call to " + target) {}
+};
+
+struct start_options {
+  std::string name;                    // registered before init; empty = none
+  duration timeout = duration::max();  // for init; on expiry the server is killed
+  spawn_options spawn;
+};
+
+class start_result {
+ public:
+  enum class kind : unsigned char { ok, ignored, error, already_started };
+  static start_result started(pid p) { return start_result(kind::ok, p, {}); }
+  static start_result ignored() { return start_result(kind::ignored, {}, {}); }
+  static start_result failed(exit_reason r) { return start_result(kind::error, {}, std::move(r)); }
+  static start_result already_started(pid holder) {
+    return start_result(kind::already_started, holder, exit_reason::other("already_started"));
+  }
+  explicit operator bool() const noexcept { return kind_ == kind::ok; }
+  kind what() const noexcept { return kind_; }
+  // The server's pid (ok), or the holder of the name (already_started).
+  const grove::pid& pid() const noexcept { return pid_; }
+  const exit_reason& reason() const noexcept { return reason_; }
+  // The pid, or throws process_error with the reason.
+  grove::pid value() const;
+
+ private:
+  start_result(kind k, grove::pid p, exit_reason r) : kind_(k), pid_(p), reason_(std::move(r)) {}
+  kind kind_;
+  grove::pid pid_;
+  exit_reason reason_;
+};
+
+class gen_server_base;
+
+namespace detail {
+template <class Req>
+struct call_msg {
+  Req request;
+  from f;
+};
+template <class Msg>
+struct cast_msg {
+  Msg msg;
+};
+struct sys_request {
+  enum class op : unsigned char { get_state, replace_state, suspend, resume, statistics, trace_on, trace_off, events };
+  op what;
+  std::function<void(gen_server_base&)> replace;
+};
+struct stop_request {
+  exit_reason reason;
+};
+struct idle_tick {
+  std::uint64_t token;
+};
+
+start_result start_server(std::unique_ptr<gen_server_base> server, const start_options& opts, bool link);
+using make_call_envelope = std::unique_ptr<envelope> (*)(void* ctx, const from& f);
+std::unique_ptr<envelope> call_impl(const server_ref& target, make_call_envelope make, void* ctx, duration timeout);
+template <class R>
+R take_reply(std::unique_ptr<envelope> e, const server_ref& target) {
+  if constexpr (std::is_void_v<R>) {
+    (void)e;
+    (void)target;
+  } else {
+    if (!same_type(e->type, typeid(R))) {
+      throw call_error(exit_reason::other("bad_reply_type: expected " + demangle(typeid(R).name()) + ", got " +
+                                          demangle(e->type->name())),
+                       target.str());
+    }
+    return std::move(static_cast<message_envelope<R>&>(*e).value);
+  }
+}
+}  // namespace detail
+
+// ---- statistics and events (sys) ------------------------------------------------------------
+
+struct server_statistics {
+  std::chrono::steady_clock::time_point started;  // the node's clock
+  std::uint64_t calls = 0, casts = 0, infos = 0;
+  duration in_callbacks{0};  // time spent in the server's callbacks
+  std::uint64_t messages_in = 0, messages_out = 0;
+};
+
+// ---- the server base ------------------------------------------------------------------------
+
+class gen_server_base : public process_handler {
+ public:
+  ~gen_server_base() override = default;
+
+ protected:
+  // Asks the server to stop with `reason` once the current callback returns: terminate runs,
+  // then (for a call that returned a reply) the reply is sent, then the process ends.
+  void stop_after(exit_reason reason) { stop_ = std::move(reason); }
+  // handle_info(idle_timeout) if no message arrives within d (re-armed after every callback;
+  // duration::zero() turns it off).
+  void set_idle_timeout(duration d) { idle_ = d; }
+  // handle_continue(value) runs right after the current callback, before any queued message.
+  template <class C>
+  void continue_with(C value) {
+    continue_ = message(std::make_unique<detail::message_envelope<C>>(std::move(value)));
+  }
+  // The process that started this server (its parent).
+  const pid& parent() const noexcept { return parent_; }
+
+  // Filled by gen_server<Derived>.
+  virtual init_result do_init() = 0;
+  // Returns false when no callback takes the message.
+  virtual bool do_dispatch(message& m) = 0;
+  virtual bool do_continue(message& m) = 0;
+  virtual void do_terminate(const exit_reason& r) = 0;
+  virtual std::string do_format_status() = 0;
+  virtual const char* server_type() const noexcept = 0;
+
+ private:
+  friend start_result detail::start_server(std::unique_ptr<gen_server_base>, const start_options&, bool);
+  template <class D>
+  friend class gen_server;
+  void on_start() final;
+  void on_message(message& m) final;
+  void handle(message& m);
+  bool handle_system(message& m);
+  void after_callback();
+  [[noreturn]] void shut_down(exit_reason reason);
+  void arm_idle_timer();
+  void record(const char* what, const message& m);
+  void unexpected(const message& m);
+
+  pid parent_;
+  pid starter_;
+  std::uint64_t start_tag_ = 0;
+  std::string name_;
+  std::optional<exit_reason> stop_;
+  std::optional<std::function<void()>> pending_reply_;
+  message continue_;
+  duration idle_{0};
+  std::uint64_t idle_token_ = 0;
+  bool suspended_ = false;
+  bool tracing_ = false;
+  std::deque<message> held_;                   // ordinary messages that came while suspended
+  std::vector<const std::type_info*> warned_;  // unexpected message types already logged
+  server_statistics stats_;
+  struct event {
+    std::chrono::steady_clock::time_point at;
+    const char* what;
+    const std::type_info* type;
+  };
+  std::unique_ptr<std::vector<event>> events_;  // ring of the last few, allocated on first use
+  std::size_t next_event_ = 0;
+
+ public:
+  static constexpr std::size_t events_kept = 16;
+  // sys access (used through the sys functions, from the server's own process)
+  server_statistics statistics() const { return stats_; }
+  std::vector<std::string> last_events() const;
+  std::string format_status() { return do_format_status(); }
+};
+
+template <class Derived>
+class gen_server : public gen_server_base {
+ protected:
+  init_result do_init() override {
+    if constexpr (requires(Derived & d) { d.init(); }) {
+      return self().init();
+    } else {
+      return init_result::ok();
+    }
+  }
+
+  bool do_dispatch(message& m) override {
+    if constexpr (requires { typename Derived::handles; }) {
+      return dispatch_list(m, typename Derived::handles{});
+    } else {
+      (void)m;
+      return false;
+    }
+  }
+
+  bool do_continue(message& m) override {
+    if constexpr (requires { typename Derived::handles; }) {
+      return continue_list(m, typename Derived::handles{});
+    } else {
+      (void)m;
+      return false;
+    }
+  }
+
+  void do_terminate(const exit_reason& r) override {
+    if constexpr (requires(Derived & d) { d.terminate(r); }) self().terminate(r);
+  }
+
+  std::string do_format_status() override {
+    if constexpr (requires(Derived & d) { d.format_status(); }) {
+      return self().format_status();
+    } else {
+      return "<" + detail::demangle(typeid(Derived).name()) + ">";
+    }
+  }
+
+  const char* server_type() const noexcept override { return typeid(Derived).name(); }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+
+  template <class... T>
+  bool dispatch_list(message& m, types<T...>) {
+    return (dispatch_one<T>(m) || ...);
+  }
+  template <class... T>
+  bool continue_list(message& m, types<T...>) {
+    return (continue_one<T>(m) || ...);
+  }
+
+  template <class T>
+  bool dispatch_one(message& m) {
+    if (auto* c = m.get<detail::call_msg<T>>()) {
+      if constexpr (requires(Derived & d, const T& t, const from& f) { d.handle_call(t, f); }) {
+        using R = decltype(self().handle_call(c->request, c->f));
+        if constexpr (std::is_same_v<R, deferred_t>) {
+          self().handle_call(c->request, c->f);
+        } else if constexpr (std::is_void_v<R>) {
+          self().handle_call(c->request, c->f);
+          reply_or_hold(c->f, ok_t{});
+        } else {
+          reply_or_hold(c->f, self().handle_call(c->request, c->f));
+        }
+        return true;
+      }
+      return false;
+    }
+    if (auto* c = m.get<detail::cast_msg<T>>()) {
+      if constexpr (requires(Derived & d, const T& t) { d.handle_cast(t); }) {
+        self().handle_cast(c->msg);
+        return true;
+      }
+      return false;
+    }
+    if (auto* v = m.get<T>()) {
+      if constexpr (requires(Derived & d, const T& t) { d.handle_info(t); }) {
+        self().handle_info(*v);
+        return true;
+      }
+      return false;
+    }
+    return false;
+  }
+
+  template <class T>
+  bool continue_one(message& m) {
+    if (auto* v = m.get<T>()) {
+      if constexpr (requires(Derived & d, const T& t) { d.handle_continue(t); }) {
+        self().handle_continue(*v);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  template <class R>
+  void reply_or_hold(const from& f, R&& r) {
+    if (stop_) {  // OTP's {stop, Reason, Reply, State}: terminate first, then the reply
+      pending_reply_ = [f, v = std::forward<R>(r)]() mutable { grove::reply(f, std::move(v)); };
+    } else {
+      grove::reply(f, std::forward<R>(r));
+    }
+  }
+};
+
+// ---- starting -------------------------------------------------------------------------------
+
+// Starts a server and returns once its init has returned (or failed). Call from a process.
+// A failed start leaves no registered name and no exit signal behind.
+template <class S>
+start_result start(std::unique_ptr<S> server, const start_options& opts = {}) {
+  static_assert(std::is_base_of_v<gen_server_base, S>, "start takes a gen_server");
+  return detail::start_server(std::move(server), opts, false);
+}
+// Like start, and links the server to the caller (what a supervisor does).
+template <class S>
+start_result start_link(std::unique_ptr<S> server, const start_options& opts = {}) {
+  static_assert(std::is_base_of_v<gen_server_base, S>, "start_link takes a gen_server");
+  return detail::start_server(std::move(server), opts, true);
+}
+
+// ---- talking to a server --------------------------------------------------------------------
+
+// Sends req and waits for the reply (of type R) up to `timeout`. Throws call_error with noproc
+// (no such process or name), timeout, calling_self, or the server's exit reason if it dies
+// first. A reply that comes after the timeout never reaches the caller's mailbox.
+template <class R = void, class Req>
+R call(const server_ref& target, Req&& req, duration timeout = std::chrono::seconds(5)) {
+  using msg_t = detail::call_msg<std::remove_cvref_t<Req>>;
+  auto make = [](void* ctx, const from& f) -> std::unique_ptr<detail::envelope> {
+    return std::make_unique<detail::message_envelope<msg_t>>(
+        msg_t{std::forward<Req>(*static_cast<std::remove_reference_t<Req>*>(ctx)), f});
+  };
+  auto e = detail::call_impl(target, make, const_cast<void*>(static_cast<const void*>(&req)), timeout);
+  return detail::take_reply<R>(std::move(e), target);
+}
+
+// A call that returns the failure instead of throwing it.
+template <class R>
+struct call_result {
+  std::optional<std::conditional_t<std::is_void_v<R>, ok_t, R>> value;
+  exit_reason error;
+  explicit operator bool() const noexcept { return value.has_value(); }
+};
+template <class R = void, class Req>
+call_result<R> try_call(const server_ref& target, Req&& req, duration timeout = std::chrono::seconds(5)) {
+  call_result<R> out;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      call<void>(target, std::forward<Req>(req), timeout);
+      out.value.emplace();
+    } else {
+      out.value.emplace(call<R>(target, std::forward<Req>(req), timeout));
+    }
+  } catch (const call_error& e) {
+    out.error = e.reason();
+  }
+  return out;
+}
+
+// Fire and forget: never fails, even if there is no such server.
+template <class T>
+void cast(const server_ref& target, T&& msg) {
+  if (auto p = target.resolve()) send(*p, detail::cast_msg<std::remove_cvref_t<T>>{std::forward<T>(msg)});
+}
+
+// Stops the server with `reason`: its terminate runs; returns once it has ended. Throws
+// call_error(noproc) if there is no such server, call_error(timeout) if it does not end in
+// time, and call_error(actual reason) if it ended with another reason.
+void stop(const server_ref& target, exit_reason reason = exit_reason::normal(), duration timeout = duration::max());
+
+// ---- sys: introspection and debugging, handled by the server loop, never by user code -------
+namespace sys {
+// The server's state as its format_status() shows it.
+std::string get_state(const server_ref& target, duration timeout = std::chrono::seconds(5));
+// Runs fn on the server's state, inside the server. fn gets the server object.
+template <class S>
+void replace_state(const server_ref& target, std::function<void(S&)> fn, duration timeout = std::chrono::seconds(5)) {
+  detail::sys_request r{detail::sys_request::op::replace_state,
+                        [fn = std::move(fn)](gen_server_base& b) { fn(dynamic_cast<S&>(b)); }};
+  call<void>(target, std::move(r), timeout);
+}
+// While suspended a server handles only system messages; others wait, in order.
+void suspend(const server_ref& target, duration timeout = std::chrono::seconds(5));
+void resume(const server_ref& target, duration timeout = std::chrono::seconds(5));
+server_statistics statistics(const server_ref& target, duration timeout = std::chrono::seconds(5));
+// Logs each call, cast, info and reply of the server to stderr.
+void trace(const server_ref& target, bool on, duration timeout = std::chrono::seconds(5));
+// The server's last events (oldest first), as text.
+std::vector<std::string> last_events(const server_ref& target, duration timeout = std::chrono::seconds(5));
+}  // namespace sys
+
+}  // namespace grove

@@ -1,0 +1,398 @@
+#include <grove/behaviours/gen_server.hpp>
+
+#include <iostream>
+#include <sstream>
+
+namespace grove {
+
+namespace detail {
+struct start_ack {
+  std::uint64_t tag;
+  start_result result;
+};
+}  // namespace detail
+
+std::optional<pid> server_ref::resolve() const {
+  if (name_.empty()) return pid_;
+  if (!in_process()) return std::nullopt;
+  return whereis(name_);
+}
+
+pid start_result::value() const {
+  if (kind_ != kind::ok) throw process_error(reason_, "start");
+  return pid_;
+}
+
+// ---- the server loop ----------------------------------------------------------------------
+
+void gen_server_base::on_start() {
+  stats_.started = now();
+  auto ack = [this](start_result r) { send(starter_, detail::start_ack{start_tag_, std::move(r)}); };
+  if (!name_.empty()) {
+    try {
+      register_name(name_, self());
+    } catch (const registry_error& e) {
+      ack(e.what_kind() == registry_error::kind::name_taken ? start_result::already_started(e.holder())
+                                                            : start_result::failed(exit_reason::other(e.what())));
+      throw process_exit(exit_reason::normal());
+    }
+  }
+  init_result r = init_result::ok();
+  try {
+    r = do_init();
+  } catch (const process_exit&) {
+    throw;
+  } catch (...) {
+    auto reason = detail::reason_of_current_exception();
+    ack(start_result::failed(reason));
+    throw process_exit(reason);
+  }
+  switch (r.what()) {
+    case init_result::kind::ok:
+      break;
+    case init_result::kind::ignore:
+      ack(start_result::ignored());
+      throw process_exit(exit_reason::normal());
+    case init_result::kind::error:
+      ack(start_result::failed(r.reason()));
+      throw process_exit(exit_reason::normal());
+    case init_result::kind::stop:
+      ack(start_result::failed(r.reason()));
+      throw process_exit(r.reason());
+  }
+  ack(start_result::started(self()));
+  try {
+    after_callback();  // a continue_with from init runs before any queued message
+  } catch (const process_exit&) {
+    throw;
+  } catch (...) {
+    shut_down(detail::reason_of_current_exception());
+  }
+}
+
+void gen_server_base::on_message(message& m) {
+  if (handle_system(m)) {
+    arm_idle_timer();
+    return;
+  }
+  if (suspended_) {
+    held_.push_back(std::move(m));
+    return;
+  }
+  handle(m);
+}
+
+void gen_server_base::handle(message& m) {
+  if (auto* tick = m.get<detail::idle_tick>()) {
+    if (tick->token != idle_token_) return;  // a message came since: this timeout is void
+  }
+  ++idle_token_;
+  const auto t0 = std::chrono::steady_clock::now();
+  struct account {
+    gen_server_base& s;
+    std::chrono::steady_clock::time_point t0;
+    ~account() { s.stats_.in_callbacks += std::chrono::steady_clock::now() - t0; }
+  } accounting{*this, t0};
+  try {
+    if (m.is<detail::idle_tick>()) {
+      message timeout(std::make_unique<detail::message_envelope<idle_timeout>>());
+      ++stats_.infos;
+      record("timeout", timeout);
+      if (!do_dispatch(timeout)) unexpected(timeout);
+    } else if (auto* e = m.get<exit_signal>(); e && e->from == parent_) {
+      // The parent's exit signal reaches a server only when it traps exits: stop with its reason.
+      record("parent exit", m);
+      shut_down(e->reason);
+    } else {
+      std::string type = m.type_name();
+      const bool is_call = type.rfind("grove::detail::call_msg<", 0) == 0;
+      const bool is_cast = type.rfind("grove::detail::cast_msg<", 0) == 0;
+      if (is_call) {
+        ++stats_.calls;
+      } else if (is_cast) {
+        ++stats_.casts;
+      } else {
+        ++stats_.infos;
+      }
+      record(is_call ? "call" : is_cast ? "cast" : "info", m);
+      if (!do_dispatch(m)) {
+        if (is_call) throw process_error(exit_reason::other("{bad_call," + type + "}"));
+        if (is_cast) throw process_error(exit_reason::other("{bad_cast," + type + "}"));
+        unexpected(m);
+      }
+    }
+    after_callback();
+  } catch (const process_exit&) {
+    throw;  // killed, or ending through shut_down: terminate already ran or must not run
+  } catch (...) {
+    shut_down(detail::reason_of_current_exception());
+  }
+}
+
+void gen_server_base::after_callback() {
+  while (continue_) {
+    message c = std::move(continue_);
+    continue_ = message();
+    record("continue", c);
+    if (!do_continue(c)) throw process_error(exit_reason::other("{undef,handle_continue," + c.type_name() + "}"));
+  }
+  if (stop_) shut_down(*stop_);
+  arm_idle_timer();
+}
+
+void gen_server_base::shut_down(exit_reason reason) {
+  try {
+    do_terminate(reason);
+  } catch (const process_exit&) {
+    throw;
+  } catch (...) {
+    reason = detail::reason_of_current_exception();  // a crash in terminate becomes the reason
+  }
+  if (pending_reply_) (*pending_reply_)();
+  throw process_exit(std::move(reason));
+}
+
+void gen_server_base::arm_idle_timer() {
+  if (idle_ <= duration::zero()) return;
+  send_after(idle_, self(), detail::idle_tick{idle_token_});
+}
+
+bool gen_server_base::handle_system(message& m) {
+  if (auto* s = m.get<detail::stop_request>()) {
+    record("stop", m);
+    shut_down(s->reason);
+  }
+  auto* c = m.get<detail::call_msg<detail::sys_request>>();
+  if (!c) return false;
+  using op = detail::sys_request::op;
+  switch (c->request.what) {
+    case op::get_state:
+      reply(c->f, do_format_status());
+      break;
+    case op::replace_state:
+      c->request.replace(*this);
+      reply(c->f, ok_t{});
+      break;
+    case op::suspend:
+      suspended_ = true;
+      reply(c->f, ok_t{});
+      break;
+    case op::resume: {
+      suspended_ = false;
+      reply(c->f, ok_t{});
+      while (!suspended_ && !held_.empty()) {
+        message held = std::move(held_.front());
+        held_.pop_front();
+        handle(held);
+      }
+      break;
+    }
+    case op::statistics: {
+      server_statistics s = stats_;
+      if (auto i = info(self())) {
+        s.messages_in = i->messages_in;
+        s.messages_out = i->messages_out;
+      }
+      reply(c->f, s);
+      break;
+    }
+    case op::trace_on:
+      tracing_ = true;
+      reply(c->f, ok_t{});
+      break;
+    case op::trace_off:
+      tracing_ = false;
+      reply(c->f, ok_t{});
+      break;
+    case op::events:
+      reply(c->f, last_events());
+      break;
+  }
+  return true;
+}
+
+void gen_server_base::record(const char* what, const message& m) {
+  if (!events_) events_ = std::make_unique<std::vector<event>>();
+  event e{now(), what, &m.type()};
+  if (events_->size() < events_kept) {
+    events_->push_back(e);
+  } else {
+    (*events_)[next_event_] = e;
+  }
+  next_event_ = (next_event_ + 1) % events_kept;
+  if (tracing_) {
+    std::ostringstream line;
+    line << "grove trace " << self() << " " << detail::demangle(server_type()) << " " << what << " " << m.type_name()
+         << "\n";
+    std::cerr << line.str();
+  }
+}
+
+std::vector<std::string> gen_server_base::last_events() const {
+  std::vector<std::string> out;
+  if (!events_) return out;
+  const auto& v = *events_;
+  std::size_t start = v.size() < events_kept ? 0 : next_event_;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const event& e = v[(start + i) % v.size()];
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.at.time_since_epoch()).count();
+    out.push_back(std::to_string(ms) + "ms " + e.what + " " + detail::demangle(e.type->name()));
+  }
+  return out;
+}
+
+void gen_server_base::unexpected(const message& m) {
+  const std::type_info* t = &m.type();
+  for (auto* seen : warned_) {
+    if (*seen == *t) return;
+  }
+  warned_.push_back(t);
+  std::ostringstream line;
+  line << "grove: " << detail::demangle(server_type()) << " " << self() << " dropped an unexpected message of type "
+       << m.type_name() << " (logged once per type)\n";
+  std::cerr << line.str();
+}
+
+// ---- starting -------------------------------------------------------------------------------
+
+namespace {
+bool is_down_of(const detail::envelope& e, std::uint64_t ref) {
+  return detail::same_type(e.type, typeid(down)) &&
+         static_cast<const detail::message_envelope<down>&>(e).value.ref.id == ref;
+}
+
+// After a failed start: waits for the child's end and consumes its exit signal if linked and
+// trapping, so the caller is left with no stray message.
+void await_end(const pid& child, const monitor_ref& m, bool linked) {
+  grove::receive(when<down>([m](const down& d) { return d.ref == m; }, [](const down&) {}));
+  if (linked)
+    grove::receive_for(duration::zero(), when<exit_signal>([child](const exit_signal& e) { return e.from == child; },
+                                                           [](const exit_signal&) {}));
+}
+}  // namespace
+
+start_result detail::start_server(std::unique_ptr<gen_server_base> s, const start_options& opts, bool link) {
+  const pid me = self();
+  const std::uint64_t tag = make_ref();
+  s->parent_ = me;
+  s->starter_ = me;
+  s->start_tag_ = tag;
+  s->name_ = opts.name;
+  const pid child = link ? spawn_handler_link(std::move(s), opts.spawn) : spawn_handler(std::move(s), opts.spawn);
+  const monitor_ref m = monitor(child);
+  struct ctx_t {
+    std::uint64_t tag, ref;
+  } ctx{tag, m.id};
+  auto match = [](const envelope& e, void* c) {
+    auto& x = *static_cast<ctx_t*>(c);
+    if (same_type(e.type, typeid(start_ack)))
+      return static_cast<const message_envelope<start_ack>&>(e).value.tag == x.tag;
+    return is_down_of(e, x.ref);
+  };
+  const std::int64_t t = opts.timeout == duration::max() ? -1 : to_ns(opts.timeout);
+  std::unique_ptr<envelope> e(receive_match(match, &ctx, t));
+  if (!e) {
+    exit(child, exit_reason::kill());
+    await_end(child, m, link);
+    return start_result::failed(exit_reason::timeout());
+  }
+  if (same_type(e->type, typeid(start_ack))) {
+    start_result r = std::move(static_cast<message_envelope<start_ack>&>(*e).value.result);
+    if (r) {
+      demonitor(m, true);
+      return r;
+    }
+    await_end(child, m, link);
+    return r;
+  }
+  exit_reason reason = static_cast<message_envelope<down>&>(*e).value.reason;
+  if (link)
+    await_end(child, m, false),
+        receive_for(duration::zero(), when<exit_signal>([child](const exit_signal& x) { return x.from == child; },
+                                                        [](const exit_signal&) {}));
+  return start_result::failed(reason);
+}
+
+// ---- calls ------------------------------------------------------------------------------------
+
+std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, make_call_envelope make, void* ctx,
+                                                    duration timeout) {
+  const pid me = self();
+  auto server = target.resolve();
+  if (!server) throw call_error(exit_reason::noproc(), target.str());
+  if (*server == me) throw call_error(exit_reason::other("calling_self"), target.str());
+  const monitor_ref m = monitor(*server);
+  std::uint64_t tag = m.id;
+  alias_activate(tag);
+  struct deactivate {
+    std::uint64_t tag;
+    bool active = true;
+    void now() {
+      if (active) alias_deactivate(tag);
+      active = false;
+    }
+    ~deactivate() { now(); }
+  } alias{tag};
+  deliver(*server, make(ctx, from{me, tag}));
+  auto match = [](const envelope& e, void* c) {
+    const std::uint64_t t = *static_cast<std::uint64_t*>(c);
+    return (e.kind == envelope_kind::reply && e.alias == t) || is_down_of(e, t);
+  };
+  const std::int64_t t = timeout == duration::max() ? -1 : to_ns(timeout);
+  std::unique_ptr<envelope> e(receive_match(match, &tag, t));
+  if (!e) {
+    alias.now();                             // from here on a reply is dropped before it reaches the mailbox
+    e.reset(receive_match(match, &tag, 0));  // one that raced the timeout is taken
+  }
+  if (!e) {
+    demonitor(m, true);
+    throw call_error(exit_reason::timeout(), target.str());
+  }
+  if (e->kind == envelope_kind::reply) {
+    demonitor(m, true);
+    return e;
+  }
+  throw call_error(static_cast<message_envelope<down>&>(*e).value.reason, target.str());
+}
+
+void stop(const server_ref& target, exit_reason reason, duration timeout) {
+  auto server = target.resolve();
+  if (!server || !alive(*server)) throw call_error(exit_reason::noproc(), target.str());
+  const monitor_ref m = monitor(*server);
+  send(*server, detail::stop_request{reason});
+  auto d = timeout == duration::max()
+               ? std::optional<down>(
+                     receive(when<down>([m](const down& x) { return x.ref == m; }, [](down x) { return x; })))
+               : receive_for(timeout, when<down>([m](const down& x) { return x.ref == m; }, [](down x) { return x; }));
+  if (!d) {
+    demonitor(m, true);
+    throw call_error(exit_reason::timeout(), target.str());
+  }
+  if (!(d->reason == reason)) throw call_error(d->reason, target.str());
+}
+
+namespace sys {
+namespace {
+detail::sys_request req(detail::sys_request::op o) { return detail::sys_request{o, {}}; }
+}  // namespace
+std::string get_state(const server_ref& target, duration timeout) {
+  return call<std::string>(target, req(detail::sys_request::op::get_state), timeout);
+}
+void suspend(const server_ref& target, duration timeout) {
+  call<void>(target, req(detail::sys_request::op::suspend), timeout);
+}
+void resume(const server_ref& target, duration timeout) {
+  call<void>(target, req(detail::sys_request::op::resume), timeout);
+}
+server_statistics statistics(const server_ref& target, duration timeout) {
+  return call<server_statistics>(target, req(detail::sys_request::op::statistics), timeout);
+}
+void trace(const server_ref& target, bool on, duration timeout) {
+  call<void>(target, req(on ? detail::sys_request::op::trace_on : detail::sys_request::op::trace_off), timeout);
+}
+std::vector<std::string> last_events(const server_ref& target, duration timeout) {
+  return call<std::vector<std::string>>(target, req(detail::sys_request::op::events), timeout);
+}
+}  // namespace sys
+
+}  // namespace grove
