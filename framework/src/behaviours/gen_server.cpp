@@ -13,6 +13,7 @@ struct start_ack {
 }  // namespace detail
 
 std::optional<pid> server_ref::resolve() const {
+  if (via_) return via_->whereis();
   if (name_.empty()) return pid_;
   if (!in_process()) return std::nullopt;
   return whereis(name_);
@@ -34,6 +35,19 @@ void gen_server_base::on_start() {
     } catch (const registry_error& e) {
       ack(e.what_kind() == registry_error::kind::name_taken ? start_result::already_started(e.holder())
                                                             : start_result::failed(exit_reason::other(e.what())));
+      throw process_exit(exit_reason::normal());
+    }
+  }
+  if (via_) {
+    std::optional<pid> holder;
+    try {
+      holder = via_->register_self();
+    } catch (const process_error& e) {
+      ack(start_result::failed(e.reason()));
+      throw process_exit(exit_reason::normal());
+    }
+    if (holder) {
+      ack(start_result::already_started(*holder));
       throw process_exit(exit_reason::normal());
     }
   }
@@ -278,6 +292,7 @@ start_result detail::start_server(std::unique_ptr<gen_server_base> s, const star
   s->starter_ = me;
   s->start_tag_ = tag;
   s->name_ = opts.name;
+  s->via_ = opts.via;
   const pid child = link ? spawn_handler_link(std::move(s), opts.spawn) : spawn_handler(std::move(s), opts.spawn);
   const monitor_ref m = monitor(child);
   struct ctx_t {

@@ -30,6 +30,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -100,20 +102,65 @@ class init_result {
   exit_reason reason_;
 };
 
-// A server to talk to: a pid or a registered name.
+// A name held somewhere other than the local names: a key in a keyed registry with unique keys
+// (Elixir's {:via, Registry, {registry, key}}). Make one with grove::via(registry, key).
+class via_name {
+ public:
+  virtual ~via_name() = default;
+  virtual std::optional<pid> whereis() const = 0;
+  // Registers the calling process under the name; returns the holder if it is taken.
+  virtual std::optional<pid> register_self() const = 0;
+  virtual std::string str() const = 0;
+};
+
+// Any registry with register_self(key) (returning an ok-convertible result with a `holder`) and
+// find(key) (returning an optional entry with `who`), such as keyed_registry with unique keys.
+template <class Registry, class Key>
+std::shared_ptr<const via_name> via(Registry& registry, Key key) {
+  struct impl final : via_name {
+    Registry& r;
+    Key k;
+    impl(Registry& reg, Key key_) : r(reg), k(std::move(key_)) {}
+    std::optional<pid> whereis() const override {
+      auto e = r.find(k);
+      if (!e) return std::nullopt;
+      return e->who;
+    }
+    std::optional<pid> register_self() const override {
+      auto res = r.register_self(k);
+      if (res) return std::nullopt;
+      if (res.holder) return res.holder;
+      throw process_error(exit_reason::other(res.str()), "register via name");
+    }
+    std::string str() const override {
+      if constexpr (requires(std::ostream & os, const Key& x) { os << x; }) {
+        std::ostringstream os;
+        os << "{via," << k << "}";
+        return os.str();
+      } else {
+        return "{via,...}";
+      }
+    }
+  };
+  return std::make_shared<impl>(registry, std::move(key));
+}
+
+// A server to talk to: a pid, a registered name, or a via name.
 class server_ref {
  public:
   server_ref(const pid& p) : pid_(p) {}  // NOLINT: implicit by design
   server_ref(std::string name) : name_(std::move(name)) {}
   server_ref(const char* name) : name_(name) {}
   server_ref(std::string_view name) : name_(name) {}
+  server_ref(std::shared_ptr<const via_name> v) : via_(std::move(v)) {}
   // The pid now: for a name, its current holder, if any.
   std::optional<pid> resolve() const;
-  std::string str() const { return name_.empty() ? pid_.str() : name_; }
+  std::string str() const { return via_ ? via_->str() : name_.empty() ? pid_.str() : name_; }
 
  private:
   pid pid_;
   std::string name_;
+  std::shared_ptr<const via_name> via_;
 };
 
 // A failed call: reason is noproc, timeout, calling_self, or the server's exit reason.
@@ -123,8 +170,9 @@ class call_error : public process_error {
 };
 
 struct start_options {
-  std::string name;                    // registered before init; empty = none
-  duration timeout = duration::max();  // for init; on expiry the server is killed
+  std::string name;                     // a local name, registered before init; empty = none
+  std::shared_ptr<const via_name> via;  // or a via name (see via()), registered before init
+  duration timeout = duration::max();   // for init; on expiry the server is killed
   spawn_options spawn;
 };
 
@@ -252,6 +300,7 @@ class gen_server_base : public process_handler {
   pid starter_;
   std::uint64_t start_tag_ = 0;
   std::string name_;
+  std::shared_ptr<const via_name> via_;
   std::optional<exit_reason> stop_;
   std::optional<std::function<void()>> pending_reply_;
   message continue_;
