@@ -101,38 +101,47 @@ void gen_server_base::handle(message& m) {
     if (tick->token != idle_token_) return;  // a message came since: this timeout is void
   }
   ++idle_token_;
-  const auto t0 = std::chrono::steady_clock::now();
   struct account {
     gen_server_base& s;
-    std::chrono::steady_clock::time_point t0;
-    ~account() { s.stats_.in_callbacks += std::chrono::steady_clock::now() - t0; }
-  } accounting{*this, t0};
+    std::int64_t t0 = detail::timestamp();
+    ~account() { s.callback_ticks_ += detail::timestamp() - t0; }
+  } accounting{*this};
   try {
     if (m.is<detail::idle_tick>()) {
       message timeout(std::make_unique<detail::message_envelope<idle_timeout>>());
       ++stats_.infos;
       record("timeout", timeout);
-      if (!do_dispatch(timeout)) unexpected(timeout);
+      if (do_dispatch(timeout) == handled_as::none) unexpected(timeout);
     } else if (auto* e = m.get<exit_signal>(); e && e->from == parent_) {
       // The parent's exit signal reaches a server only when it traps exits: stop with its reason.
       record("parent exit", m);
       shut_down(e->reason);
     } else {
-      std::string type = m.type_name();
-      const bool is_call = type.rfind("grove::detail::call_msg<", 0) == 0;
-      const bool is_cast = type.rfind("grove::detail::cast_msg<", 0) == 0;
-      if (is_call) {
-        ++stats_.calls;
-      } else if (is_cast) {
-        ++stats_.casts;
-      } else {
-        ++stats_.infos;
-      }
-      record(is_call ? "call" : is_cast ? "cast" : "info", m);
-      if (!do_dispatch(m)) {
-        if (is_call) throw process_error(exit_reason::other("{bad_call," + type + "}"));
-        if (is_cast) throw process_error(exit_reason::other("{bad_cast," + type + "}"));
-        unexpected(m);
+      switch (do_dispatch(m)) {
+        case handled_as::call:
+          ++stats_.calls;
+          record("call", m);
+          break;
+        case handled_as::cast:
+          ++stats_.casts;
+          record("cast", m);
+          break;
+        case handled_as::info:
+          ++stats_.infos;
+          record("info", m);
+          break;
+        case handled_as::none: {
+          std::string type = m.type_name();
+          record("unhandled", m);
+          if (type.rfind("grove::detail::call_msg<", 0) == 0) {
+            throw process_error(exit_reason::other("{bad_call," + type + "}"));
+          }
+          if (type.rfind("grove::detail::cast_msg<", 0) == 0) {
+            throw process_error(exit_reason::other("{bad_cast," + type + "}"));
+          }
+          ++stats_.infos;
+          unexpected(m);
+        }
       }
     }
     after_callback();
@@ -203,6 +212,7 @@ bool gen_server_base::handle_system(message& m) {
     }
     case op::statistics: {
       server_statistics s = stats_;
+      s.in_callbacks = duration(detail::timestamp_to_ns(callback_ticks_));
       if (auto i = info(self())) {
         s.messages_in = i->messages_in;
         s.messages_out = i->messages_out;
@@ -227,7 +237,7 @@ bool gen_server_base::handle_system(message& m) {
 
 void gen_server_base::record(const char* what, const message& m) {
   if (!events_) events_ = std::make_unique<std::vector<event>>();
-  event e{now(), what, &m.type()};
+  event e{detail::timestamp(), what, &m.type()};
   if (events_->size() < events_kept) {
     events_->push_back(e);
   } else {
@@ -247,10 +257,11 @@ std::vector<std::string> gen_server_base::last_events() const {
   if (!events_) return out;
   const auto& v = *events_;
   std::size_t start = v.size() < events_kept ? 0 : next_event_;
+  const std::int64_t now_ticks = detail::timestamp();
   for (std::size_t i = 0; i < v.size(); ++i) {
     const event& e = v[(start + i) % v.size()];
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.at.time_since_epoch()).count();
-    out.push_back(std::to_string(ms) + "ms " + e.what + " " + detail::demangle(e.type->name()));
+    auto ago_us = detail::timestamp_to_ns(now_ticks - e.at) / 1000;
+    out.push_back(std::to_string(ago_us) + "us ago " + e.what + " " + detail::demangle(e.type->name()));
   }
   return out;
 }

@@ -623,7 +623,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     process& p;
     std::uint64_t& timer;
     ~reset_timer() {
-      if (timer) p.node->timers.cancel(timer);
+      if (timer) p.node->timers.cancel_quiet(timer);
       p.receive_token = 0;
       p.timed_out = false;
     }

@@ -156,9 +156,6 @@ void on_resume(fiber_slot* mine) noexcept;
 void wake(boost::fibers::context* ctx) noexcept;
 // Set by each scheduler thread at start: the Boost.Fiber scheduler of this thread.
 void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept;
-// A cheap monotonic timestamp for running_since (TSC ticks where available).
-std::int64_t timestamp() noexcept;
-std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept;
 
 // The process running on this fiber, or null.
 process* current() noexcept;

@@ -39,11 +39,12 @@ std::uint64_t timer_service::add(std::int64_t delay_ns, const pid& to, std::uniq
   auto at = base + std::chrono::nanoseconds(delay_ns);
   std::uint64_t id = next_id_++;
   if (stopping_) return id;
-  bool first = by_time_.empty() || key{at, id} < by_time_.begin()->first;
   by_time_.emplace(key{at, id}, entry{to, std::move(env)});
   by_id_.emplace(id, at);
+  bool notify = !manual_ && at < thread_wakes_at_;
+  if (notify) thread_wakes_at_ = at;
   lk.unlock();
-  if (first && !manual_) cv_.notify_one();
+  if (notify) cv_.notify_one();
   return id;
 }
 
@@ -58,6 +59,17 @@ std::optional<std::chrono::nanoseconds> timer_service::cancel(std::uint64_t id) 
   if (!node.empty()) dropped = std::move(node.mapped().env);
   auto base = manual_ ? manual_now_ : clock::now();
   return at > base ? std::chrono::duration_cast<std::chrono::nanoseconds>(at - base) : std::chrono::nanoseconds(0);
+}
+
+bool timer_service::cancel_quiet(std::uint64_t id) {
+  std::unique_ptr<envelope> dropped;
+  std::lock_guard lk(mutex_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return false;
+  auto node = by_time_.extract(key{it->second, id});
+  by_id_.erase(it);
+  if (!node.empty()) dropped = std::move(node.mapped().env);
+  return true;
 }
 
 std::size_t timer_service::pending() const {
@@ -88,14 +100,17 @@ void timer_service::run() {
   std::unique_lock lk(mutex_);
   while (!stopping_) {
     if (by_time_.empty()) {
+      thread_wakes_at_ = clock::time_point::max();
       cv_.wait(lk);
       continue;
     }
     auto at = by_time_.begin()->first.first;
     if (clock::now() < at) {
+      thread_wakes_at_ = at;
       cv_.wait_until(lk, at);
       continue;
     }
+    thread_wakes_at_ = clock::time_point::min();  // awake: an earlier timer needs no notify
     std::vector<entry> due;
     auto now = clock::now();
     while (!by_time_.empty() && by_time_.begin()->first.first <= now) {

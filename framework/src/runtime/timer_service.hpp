@@ -29,6 +29,8 @@ class timer_service {
   std::uint64_t add(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env);
   // The time left if the timer was still pending.
   std::optional<std::chrono::nanoseconds> cancel(std::uint64_t id);
+  // Cancels without reading the clock; true if the timer was still pending.
+  bool cancel_quiet(std::uint64_t id);
   void advance(std::chrono::nanoseconds d);  // manual clock only
   bool manual() const noexcept { return manual_; }
   void stop();  // fires nothing more; drops what is pending
@@ -49,6 +51,9 @@ class timer_service {
   std::unordered_map<std::uint64_t, clock::time_point> by_id_;
   std::uint64_t next_id_ = 1;
   clock::time_point manual_now_{};
+  // When the timer thread will next wake by itself. A timer due later needs no notify: this
+  // keeps a stream of short-lived timeouts (one per call) from waking the thread each time.
+  clock::time_point thread_wakes_at_ = clock::time_point::max();
   bool stopping_ = false;
   std::thread thread_;
 };

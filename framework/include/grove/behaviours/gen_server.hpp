@@ -273,10 +273,12 @@ class gen_server_base : public process_handler {
   // The process that started this server (its parent).
   const pid& parent() const noexcept { return parent_; }
 
+  // What took a message.
+  enum class handled_as : unsigned char { none, call, cast, info };
+
   // Filled by gen_server<Derived>.
   virtual init_result do_init() = 0;
-  // Returns false when no callback takes the message.
-  virtual bool do_dispatch(message& m) = 0;
+  virtual handled_as do_dispatch(message& m) = 0;
   virtual bool do_continue(message& m) = 0;
   virtual void do_terminate(const exit_reason& r) = 0;
   virtual std::string do_format_status() = 0;
@@ -311,8 +313,9 @@ class gen_server_base : public process_handler {
   std::deque<message> held_;                   // ordinary messages that came while suspended
   std::vector<const std::type_info*> warned_;  // unexpected message types already logged
   server_statistics stats_;
+  std::int64_t callback_ticks_ = 0;
   struct event {
-    std::chrono::steady_clock::time_point at;
+    std::int64_t at;  // detail::timestamp()
     const char* what;
     const std::type_info* type;
   };
@@ -338,12 +341,12 @@ class gen_server : public gen_server_base {
     }
   }
 
-  bool do_dispatch(message& m) override {
+  handled_as do_dispatch(message& m) override {
     if constexpr (requires { typename Derived::handles; }) {
       return dispatch_list(m, typename Derived::handles{});
     } else {
       (void)m;
-      return false;
+      return handled_as::none;
     }
   }
 
@@ -374,8 +377,10 @@ class gen_server : public gen_server_base {
   Derived& self() { return static_cast<Derived&>(*this); }
 
   template <class... T>
-  bool dispatch_list(message& m, types<T...>) {
-    return (dispatch_one<T>(m) || ...);
+  handled_as dispatch_list(message& m, types<T...>) {
+    handled_as h = handled_as::none;
+    (((h = dispatch_one<T>(m)) != handled_as::none) || ...);
+    return h;
   }
   template <class... T>
   bool continue_list(message& m, types<T...>) {
@@ -383,7 +388,7 @@ class gen_server : public gen_server_base {
   }
 
   template <class T>
-  bool dispatch_one(message& m) {
+  handled_as dispatch_one(message& m) {
     if (auto* c = m.get<detail::call_msg<T>>()) {
       if constexpr (requires(Derived & d, const T& t, const from& f) { d.handle_call(t, f); }) {
         using R = decltype(self().handle_call(c->request, c->f));
@@ -395,25 +400,25 @@ class gen_server : public gen_server_base {
         } else {
           reply_or_hold(c->f, self().handle_call(c->request, c->f));
         }
-        return true;
+        return handled_as::call;
       }
-      return false;
+      return handled_as::none;
     }
     if (auto* c = m.get<detail::cast_msg<T>>()) {
       if constexpr (requires(Derived & d, const T& t) { d.handle_cast(t); }) {
         self().handle_cast(c->msg);
-        return true;
+        return handled_as::cast;
       }
-      return false;
+      return handled_as::none;
     }
     if (auto* v = m.get<T>()) {
       if constexpr (requires(Derived & d, const T& t) { d.handle_info(t); }) {
         self().handle_info(*v);
-        return true;
+        return handled_as::info;
       }
-      return false;
+      return handled_as::none;
     }
-    return false;
+    return handled_as::none;
   }
 
   template <class T>

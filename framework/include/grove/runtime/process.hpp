@@ -86,6 +86,9 @@ void alias_activate(std::uint64_t alias);
 void alias_deactivate(std::uint64_t alias);
 send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env);
 std::uint64_t make_ref();
+// A cheap monotonic timestamp (TSC ticks where available) and its conversion to nanoseconds.
+std::int64_t timestamp() noexcept;
+std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept;
 // The exit reason an exception in flight stands for (call inside a catch block).
 exit_reason reason_of_current_exception() noexcept;
 
