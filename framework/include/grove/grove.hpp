@@ -1,6 +1,10 @@
 // Everything public in Grove.
 #pragma once
 
+#include <grove/behaviours/agent.hpp>
+#include <grove/behaviours/gen_server.hpp>
+#include <grove/behaviours/keyed_registry.hpp>
+#include <grove/behaviours/name_registry.hpp>
 #include <grove/runtime/blocking.hpp>
 #include <grove/runtime/errors.hpp>
 #include <grove/runtime/exit_reason.hpp>

@@ -275,7 +275,7 @@ void node::wait_ended(const pid& p) {
   {
     std::unique_lock lk(impl_->stop_mutex);
     // The notify in process_ended can race the check; the short timed wait is the backstop.
-    while (!impl_->stop_cv.wait_for(lk, std::chrono::milliseconds(10), [&] { return !alive(p); })) {
+    while (!impl_->stop_cv.wait_for(lk, std::chrono::milliseconds(10), [&] { return detail::ended(p); })) {
     }
   }
   impl_->end_waiters.fetch_sub(1);

@@ -413,10 +413,22 @@ void die(process* p, const exit_reason& reason) {
   std::vector<pid> links;
   std::vector<monitor_entry> monitors, monitored_by;
   const pid me = p->self();
+  auto run_exit_hooks = [&] {
+    std::shared_lock hl(p->node->hooks_mutex);
+    for (auto& [fn, ctx] : p->node->exit_hooks) fn(ctx, me);
+  };
+  // What it owned is released first, while it still counts as alive: a monitor or link made
+  // meanwhile is queued and answered after the release, never with an early noproc.
   bool owner = false;
   {
     spinlock_lock lk(p->lock);
+    owner = p->owner;
+  }
+  if (owner) run_exit_hooks();
+  {
+    spinlock_lock lk(p->lock);
     p->state = life::exiting;
+    // Once more if it owned anything: a registration that raced the first run is released now.
     owner = std::exchange(p->owner, false);
     in = p->incoming.take();
     links.swap(p->links);
@@ -427,11 +439,7 @@ void die(process* p, const exit_reason& reason) {
   }
   in.clear();
   p->queue.clear();
-  // What it owned is released before anyone hears of the death.
-  if (owner) {
-    std::shared_lock hl(p->node->hooks_mutex);
-    for (auto& [fn, ctx] : p->node->exit_hooks) fn(ctx, me);
-  }
+  if (owner) run_exit_hooks();
   for (auto& m : monitors) {
     if (process* t = lookup(m.other)) {
       spinlock_lock lk(t->lock);
@@ -737,6 +745,13 @@ bool detail::mark_owner(const pid& p) {
   if (t->generation != p.generation() || t->state != detail::life::alive) return false;
   t->owner = true;
   return true;
+}
+
+bool detail::ended(const pid& p) {
+  detail::process* t = detail::lookup(p);
+  if (!t) return true;
+  spinlock_lock lk(t->lock);
+  return t->generation != p.generation() || t->state == detail::life::free;
 }
 
 bool alive(const pid& p) {

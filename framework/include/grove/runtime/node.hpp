@@ -28,6 +28,8 @@ namespace detail {
 class node_impl;
 // Marks p as owning something an exit hook must release when it dies. False if p is dead.
 bool mark_owner(const pid& p);
+// True once p's death pipeline has completed (hooks run, signals sent, slot free).
+bool ended(const pid& p);
 }  // namespace detail
 
 struct node_options {
