@@ -48,6 +48,7 @@ runs=(
   "spawn_exit|"
   "spawn_million|"
   "keyed_registry|"
+  "gen_server|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then

@@ -44,8 +44,12 @@ class ledger final : public grove::gen_server<ledger> {
 class ledger_client {
  public:
   explicit ledger_client(grove::server_ref server) : server_(std::move(server)) {}
-  std::int64_t balance(const std::string& account) { return grove::call<std::int64_t>(server_, bank::balance{account}); }
-  void deposit(const std::string& account, std::int64_t amount) { grove::cast(server_, bank::deposit{account, amount}); }
+  std::int64_t balance(const std::string& account) {
+    return grove::call<std::int64_t>(server_, bank::balance{account});
+  }
+  void deposit(const std::string& account, std::int64_t amount) {
+    grove::cast(server_, bank::deposit{account, amount});
+  }
   bool withdraw(const std::string& account, std::int64_t amount) {
     return grove::call<bool>(server_, bank::withdraw{account, amount});
   }

@@ -90,7 +90,8 @@ void gen_server_base::on_message(message& m) {
     return;
   }
   if (suspended_) {
-    held_.push_back(std::move(m));
+    if (!held_) held_ = std::make_unique<std::deque<message>>();
+    held_->push_back(std::move(m));
     return;
   }
   handle(m);
@@ -203,9 +204,9 @@ bool gen_server_base::handle_system(message& m) {
     case op::resume: {
       suspended_ = false;
       reply(c->f, ok_t{});
-      while (!suspended_ && !held_.empty()) {
-        message held = std::move(held_.front());
-        held_.pop_front();
+      while (!suspended_ && held_ && !held_->empty()) {
+        message held = std::move(held_->front());
+        held_->pop_front();
         handle(held);
       }
       break;
