@@ -253,6 +253,13 @@ void gen_server_base::record(const char* what, const message& m) {
   }
 }
 
+void gen_server_base::record_reply(const std::type_info& type) {
+  std::ostringstream line;
+  line << "grove trace " << self() << " " << detail::demangle(server_type()) << " reply "
+       << detail::demangle(type.name()) << "\n";
+  std::cerr << line.str();
+}
+
 std::vector<std::string> gen_server_base::last_events() const {
   std::vector<std::string> out;
   if (!events_) return out;

@@ -296,6 +296,7 @@ class gen_server_base : public process_handler {
   [[noreturn]] void shut_down(exit_reason reason);
   void arm_idle_timer();
   void record(const char* what, const message& m);
+  void record_reply(const std::type_info& type);
   void unexpected(const message& m);
 
   pid parent_;
@@ -436,6 +437,7 @@ class gen_server : public gen_server_base {
 
   template <class R>
   void reply_or_hold(const from& f, R&& r) {
+    if (tracing_) record_reply(typeid(std::remove_cvref_t<R>));
     if (stop_) {  // OTP's {stop, Reason, Reply, State}: terminate first, then the reply
       pending_reply_ = [f, v = std::forward<R>(r)]() mutable { grove::reply(f, std::move(v)); };
     } else {
