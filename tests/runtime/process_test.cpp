@@ -1,4 +1,5 @@
 #include <atomic>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -440,5 +441,28 @@ TEST_CASE("a process that computes without suspending shows how long it has been
     });
     release = true;
     CHECK(seen);
+  });
+}
+
+TEST_CASE("placement: with_parent keeps a body process on its parent's scheduler; spread uses them all",
+          "[runtime][placement]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    const int mine = grove::info(me)->scheduler;
+    REQUIRE(mine >= 0);
+    auto report_scheduler = [me] {
+      grove::send(me, grove::info(grove::self())->scheduler);
+      grove::receive([](go) {});
+    };
+    std::vector<grove::pid> kids;
+    for (int i = 0; i < 4; ++i)
+      kids.push_back(grove::spawn(report_scheduler, {.placement = grove::placement::with_parent}));
+    for (int i = 0; i < 4; ++i) CHECK(grove::receive([](int s) { return s; }) == mine);
+    std::set<int> seen;
+    for (int i = 0; i < 4; ++i) kids.push_back(grove::spawn(report_scheduler));
+    for (int i = 0; i < 4; ++i) seen.insert(grove::receive([](int s) { return s; }));
+    CHECK(seen == std::set<int>{0, 1});
+    for (auto& k : kids) grove::send(k, go{});
   });
 }

@@ -467,7 +467,10 @@ void run_activation(process* p) {
   mark_running(p);
   if (!p->handler_form) {
     // First start of a body process: it becomes a fiber of this thread for its whole life.
-    p->home = scheduler::on_this_thread();
+    {
+      spinlock_lock lk(p->lock);
+      p->home = scheduler::on_this_thread();
+    }
     boost::fibers::fiber(std::allocator_arg, pooled_stack{&p->node->stacks, p->stack_size}, [p] {
       run_body(p);
     }).detach();
@@ -588,7 +591,9 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (handler_form) {
     n->place_handler().enqueue(p);
   } else {
-    n->place().enqueue(p);
+    scheduler* here = scheduler::on_this_thread();
+    bool local = opts.placement == placement::with_parent && parent && parent->node == n && here;
+    (local ? *here : n->place()).enqueue(p);
   }
   return r;
 }
@@ -920,6 +925,7 @@ std::optional<process_info> info(const pid& p) {
     for (auto& m : t->monitors) i.monitors.push_back(m.other);
     for (auto& m : t->monitored_by) i.monitored_by.push_back(m.other);
     i.stack_size = t->handler_form ? 0 : t->stack_size;
+    if (!t->handler_form && t->home) i.scheduler = static_cast<int>(t->home->index());
   }
   i.status = t->status.load(std::memory_order_relaxed);
   i.mailbox_length = t->length.load(std::memory_order_relaxed);

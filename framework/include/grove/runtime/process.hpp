@@ -47,11 +47,18 @@ enum class overflow_policy : std::uint8_t {
 
 enum class send_result : std::uint8_t { ok, dead, dropped };
 
+// Where a new body process lives (it stays on that scheduler thread for its whole life).
+enum class placement : std::uint8_t {
+  spread,      // round-robin over the node's schedulers (the default)
+  with_parent  // on the spawning process's scheduler: chatty partners avoid cross-thread wake-ups
+};
+
 struct spawn_options {
   std::size_t stack_size = 0;        // bytes, body processes only; 0 = the node's default
   std::string label;                 // shown in introspection
   std::size_t mailbox_capacity = 0;  // messages; 0 = unbounded (signals never count)
   overflow_policy overflow = overflow_policy::drop_newest;
+  grove::placement placement = grove::placement::spread;  // body processes
 };
 
 // The callbacks of a handler process. on_start runs once, in the process, before any message.
@@ -316,6 +323,7 @@ struct process_info {
   std::vector<grove::pid> monitored_by;  // processes monitoring this one
   bool trap_exit = false;
   std::size_t stack_size = 0;  // 0 for a handler process while idle
+  int scheduler = -1;          // the scheduler thread a body process lives on (-1: not yet, or handler)
   duration running_for{0};     // time since it last suspended, while running
 };
 
