@@ -338,7 +338,7 @@ class gen_server : public gen_server_base {
  protected:
   init_result do_init() override {
     if constexpr (requires(Derived & d) { d.init(); }) {
-      return self().init();
+      return derived().init();
     } else {
       return init_result::ok();
     }
@@ -363,12 +363,12 @@ class gen_server : public gen_server_base {
   }
 
   void do_terminate(const exit_reason& r) override {
-    if constexpr (requires(Derived & d) { d.terminate(r); }) self().terminate(r);
+    if constexpr (requires(Derived & d) { d.terminate(r); }) derived().terminate(r);
   }
 
   std::string do_format_status() override {
     if constexpr (requires(Derived & d) { d.format_status(); }) {
-      return self().format_status();
+      return derived().format_status();
     } else {
       return "<" + detail::demangle(typeid(Derived).name()) + ">";
     }
@@ -377,7 +377,7 @@ class gen_server : public gen_server_base {
   const char* server_type() const noexcept override { return typeid(Derived).name(); }
 
  private:
-  Derived& self() { return static_cast<Derived&>(*this); }
+  Derived& derived() { return static_cast<Derived&>(*this); }
 
   template <class... T>
   handled_as dispatch_list(message& m, types<T...>) {
@@ -394,14 +394,14 @@ class gen_server : public gen_server_base {
   handled_as dispatch_one(message& m) {
     if (auto* c = m.get<detail::call_msg<T>>()) {
       if constexpr (requires(Derived & d, const T& t, const from& f) { d.handle_call(t, f); }) {
-        using R = decltype(self().handle_call(c->request, c->f));
+        using R = decltype(derived().handle_call(c->request, c->f));
         if constexpr (std::is_same_v<R, deferred_t>) {
-          self().handle_call(c->request, c->f);
+          derived().handle_call(c->request, c->f);
         } else if constexpr (std::is_void_v<R>) {
-          self().handle_call(c->request, c->f);
+          derived().handle_call(c->request, c->f);
           reply_or_hold(c->f, ok_t{});
         } else {
-          reply_or_hold(c->f, self().handle_call(c->request, c->f));
+          reply_or_hold(c->f, derived().handle_call(c->request, c->f));
         }
         return handled_as::call;
       }
@@ -409,14 +409,14 @@ class gen_server : public gen_server_base {
     }
     if (auto* c = m.get<detail::cast_msg<T>>()) {
       if constexpr (requires(Derived & d, const T& t) { d.handle_cast(t); }) {
-        self().handle_cast(c->msg);
+        derived().handle_cast(c->msg);
         return handled_as::cast;
       }
       return handled_as::none;
     }
     if (auto* v = m.get<T>()) {
       if constexpr (requires(Derived & d, const T& t) { d.handle_info(t); }) {
-        self().handle_info(*v);
+        derived().handle_info(*v);
         return handled_as::info;
       }
       return handled_as::none;
@@ -428,7 +428,7 @@ class gen_server : public gen_server_base {
   bool continue_one(message& m) {
     if (auto* v = m.get<T>()) {
       if constexpr (requires(Derived & d, const T& t) { d.handle_continue(t); }) {
-        self().handle_continue(*v);
+        derived().handle_continue(*v);
         return true;
       }
     }

@@ -1,0 +1,160 @@
+// supervisor: keeps a list of children alive, OTP's way. Children start in order and stop in
+// reverse; a child that ends is restarted according to its restart type and the supervisor's
+// strategy, within the restart intensity (more than `intensity` restarts within `period`
+// seconds and the supervisor gives up: it terminates the rest and exits with `shutdown`).
+// See docs/concepts/supervisors.md and ../shared/reference/otp-semantics.md §3.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <grove/behaviours/gen_server.hpp>
+
+namespace grove {
+
+enum class restart_type : unsigned char { permanent, transient, temporary };
+enum class child_type : unsigned char { worker, supervisor };
+enum class strategy : unsigned char { one_for_one, one_for_all, rest_for_one };
+
+// How a child is stopped: brutal_kill (exit kill at once), a timeout (exit shutdown, then kill
+// after the timeout) or infinity (exit shutdown, wait as long as it takes).
+struct shutdown_spec {
+  enum class kind : unsigned char { brutal_kill, timeout, infinity };
+  kind what = kind::timeout;
+  duration timeout = std::chrono::seconds(5);
+  static shutdown_spec brutal_kill() { return {kind::brutal_kill, duration::zero()}; }
+  static shutdown_spec after(duration d) { return {kind::timeout, d}; }
+  static shutdown_spec infinity() { return {kind::infinity, duration::max()}; }
+};
+
+// A child, as plain values. `start` must start a process linked to its caller (the supervisor)
+// and return its start_result, like grove::start_link does.
+struct child_spec {
+  std::string id;
+  std::function<start_result()> start;
+  restart_type restart = restart_type::permanent;
+  std::optional<shutdown_spec> shutdown;  // default: 5 s for a worker, infinity for a supervisor
+  child_type type = child_type::worker;
+};
+
+struct supervisor_flags {
+  grove::strategy strategy = grove::strategy::one_for_one;
+  int intensity = 1;               // OTP's default: 1 restart ...
+  std::chrono::seconds period{5};  // ... in 5 seconds
+};
+
+struct child_info {
+  std::string id;
+  pid who;  // empty when not running
+  bool restarting = false;
+  child_type type = child_type::worker;
+};
+
+struct child_counts {
+  std::size_t specs = 0, active = 0, supervisors = 0, workers = 0;
+};
+
+// Errors of the child API, with OTP's names.
+enum class child_error : unsigned char {
+  none,
+  not_found,
+  running,
+  restarting,
+  already_present,
+  already_started,
+  start_failed
+};
+const char* to_string(child_error e) noexcept;
+
+struct child_result {
+  child_error error = child_error::none;
+  pid who;             // the child (ok, already_started)
+  exit_reason reason;  // start_failed
+  explicit operator bool() const noexcept { return error == child_error::none; }
+};
+
+class supervisor final : public gen_server<supervisor> {
+ public:
+  struct which_q {};
+  struct count_q {};
+  struct start_child_q {
+    child_spec spec;
+  };
+  struct terminate_child_q {
+    std::string id;
+  };
+  struct restart_child_q {
+    std::string id;
+  };
+  struct delete_child_q {
+    std::string id;
+  };
+  struct get_spec_q {
+    std::string id;
+  };
+  struct retry {
+    std::string id;
+  };
+  using handles = types<which_q, count_q, start_child_q, terminate_child_q, restart_child_q, delete_child_q, get_spec_q,
+                        exit_signal, retry>;
+
+  supervisor(supervisor_flags flags, std::vector<child_spec> children);
+
+  init_result init();
+  void terminate(const exit_reason& r);
+  std::vector<child_info> handle_call(const which_q&, const from&);
+  child_counts handle_call(const count_q&, const from&);
+  child_result handle_call(const start_child_q&, const from&);
+  child_result handle_call(const terminate_child_q&, const from&);
+  child_result handle_call(const restart_child_q&, const from&);
+  child_result handle_call(const delete_child_q&, const from&);
+  std::optional<child_spec> handle_call(const get_spec_q&, const from&);
+  void handle_info(const exit_signal& e);
+  void handle_info(const retry& r);
+  std::string format_status() const;
+
+ private:
+  struct child {
+    child_spec spec;
+    pid who;
+    bool restarting = false;
+  };
+  using iterator = std::vector<child>::iterator;
+  iterator find(const std::string& id);
+  iterator find(const pid& p);
+  // Starts c; on failure returns the reason.
+  std::optional<exit_reason> start(child& c);
+  void shut_down(child& c);
+  void terminate_all_reverse(iterator first, iterator last);
+  bool add_restart();  // false: intensity reached
+  void restart(iterator it);
+  void give_up(const child& offender);
+
+  supervisor_flags flags_;
+  std::vector<child> children_;
+  std::deque<std::int64_t> restarts_;  // seconds on the node's clock
+};
+
+// Starts a supervisor (from a process) and its children, in order. A child that fails to start
+// makes the whole start fail with {shutdown,{failed_to_start_child,Id,Reason}} after the
+// children already started are stopped in reverse order.
+start_result start_supervisor(supervisor_flags flags, std::vector<child_spec> children, const start_options& opts = {});
+start_result start_supervisor_link(supervisor_flags flags, std::vector<child_spec> children,
+                                   const start_options& opts = {});
+// A child spec for a nested supervisor.
+child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children);
+
+std::vector<child_info> which_children(const server_ref& sup);
+child_counts count_children(const server_ref& sup);
+child_result start_child(const server_ref& sup, child_spec spec);
+child_result terminate_child(const server_ref& sup, const std::string& id);
+child_result restart_child(const server_ref& sup, const std::string& id);
+child_result delete_child(const server_ref& sup, const std::string& id);
+std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id);
+
+}  // namespace grove

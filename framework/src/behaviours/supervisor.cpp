@@ -1,0 +1,309 @@
+#include <grove/behaviours/supervisor.hpp>
+
+#include <algorithm>
+
+namespace grove {
+
+const char* to_string(child_error e) noexcept {
+  switch (e) {
+    case child_error::none:
+      return "ok";
+    case child_error::not_found:
+      return "not_found";
+    case child_error::running:
+      return "running";
+    case child_error::restarting:
+      return "restarting";
+    case child_error::already_present:
+      return "already_present";
+    case child_error::already_started:
+      return "already_started";
+    case child_error::start_failed:
+      return "start_failed";
+  }
+  return "?";
+}
+
+supervisor::supervisor(supervisor_flags flags, std::vector<child_spec> children) : flags_(flags) {
+  for (auto& c : children) children_.push_back(child{std::move(c), {}, false});
+}
+
+supervisor::iterator supervisor::find(const std::string& id) {
+  return std::find_if(children_.begin(), children_.end(), [&](const child& c) { return c.spec.id == id; });
+}
+
+supervisor::iterator supervisor::find(const pid& p) {
+  return std::find_if(children_.begin(), children_.end(), [&](const child& c) { return c.who == p; });
+}
+
+init_result supervisor::init() {
+  trap_exit(true);
+  for (auto it = children_.begin(); it != children_.end(); ++it) {
+    for (auto o = children_.begin(); o != it; ++o) {
+      if (o->spec.id == it->spec.id)
+        return init_result::stop(exit_reason::other("{duplicate_child_name," + it->spec.id + "}"));
+    }
+  }
+  for (auto it = children_.begin(); it != children_.end();) {
+    if (auto err = start(*it)) {
+      terminate_all_reverse(children_.begin(), it);
+      return init_result::stop(exit_reason::shutdown("{failed_to_start_child," + it->spec.id + "," + err->str() + "}"));
+    }
+    if (!it->who && it->spec.restart == restart_type::temporary) {
+      it = children_.erase(it);  // an ignored temporary child is not kept
+    } else {
+      ++it;
+    }
+  }
+  return init_result::ok();
+}
+
+void supervisor::terminate(const exit_reason&) { terminate_all_reverse(children_.begin(), children_.end()); }
+
+std::optional<exit_reason> supervisor::start(child& c) {
+  start_result r = start_result::ignored();
+  try {
+    r = c.spec.start();
+  } catch (const process_exit&) {
+    throw;
+  } catch (...) {
+    return detail::reason_of_current_exception();
+  }
+  switch (r.what()) {
+    case start_result::kind::ok:
+      c.who = r.pid();
+      c.restarting = false;
+      return std::nullopt;
+    case start_result::kind::ignored:
+      c.who = pid{};
+      c.restarting = false;
+      return std::nullopt;
+    case start_result::kind::already_started:
+      return exit_reason::other("{already_started," + r.pid().str() + "}");
+    case start_result::kind::error:
+      return r.reason();
+  }
+  return exit_reason::other("bad_start_result");
+}
+
+void supervisor::shut_down(child& c) {
+  if (!c.who) return;
+  const pid p = c.who;
+  c.who = pid{};
+  const shutdown_spec sd =
+      c.spec.shutdown.value_or(c.spec.type == child_type::supervisor ? shutdown_spec::infinity()
+                                                                     : shutdown_spec::after(std::chrono::seconds(5)));
+  // Through a monitor, not the link: a child that unlinked itself cannot hang its supervisor.
+  const monitor_ref m = monitor(p);
+  auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [](const down&) {});
+  if (sd.what == shutdown_spec::kind::brutal_kill) {
+    exit(p, exit_reason::kill());
+    receive(is_down);
+  } else {
+    exit(p, exit_reason::shutdown());
+    if (sd.what == shutdown_spec::kind::infinity) {
+      receive(is_down);
+    } else if (!receive_for(sd.timeout, is_down)) {
+      exit(p, exit_reason::kill());
+      receive(is_down);
+    }
+  }
+  unlink(p);
+  receive_for(duration::zero(),
+              when<exit_signal>([p](const exit_signal& e) { return e.from == p; }, [](const exit_signal&) {}));
+}
+
+void supervisor::terminate_all_reverse(iterator first, iterator last) {
+  for (auto it = last; it != first;) {
+    --it;
+    shut_down(*it);
+  }
+}
+
+bool supervisor::add_restart() {
+  const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now().time_since_epoch()).count();
+  while (!restarts_.empty() && restarts_.back() < now_s - flags_.period.count()) restarts_.pop_back();
+  restarts_.push_front(now_s);
+  return static_cast<int>(restarts_.size()) <= flags_.intensity;
+}
+
+void supervisor::give_up(const child&) {
+  terminate_all_reverse(children_.begin(), children_.end());
+  stop_after(exit_reason::shutdown());
+}
+
+void supervisor::restart(iterator it) {
+  iterator from = it;
+  bool only_one = flags_.strategy == strategy::one_for_one;
+  if (!only_one) {
+    iterator first = flags_.strategy == strategy::one_for_all ? children_.begin() : std::next(it);
+    if (flags_.strategy == strategy::one_for_all) from = children_.begin();
+    terminate_all_reverse(first, children_.end());
+    // Temporary children are terminated and removed, never restarted.
+    auto keep_index = std::distance(children_.begin(), from);
+    std::string failed_id = it->spec.id;
+    children_.erase(std::remove_if(children_.begin() + keep_index, children_.end(),
+                                   [&](const child& c) {
+                                     return c.spec.restart == restart_type::temporary && c.spec.id != failed_id;
+                                   }),
+                    children_.end());
+    from = children_.begin() + keep_index;
+  }
+  for (auto c = from; c != children_.end(); ++c) {
+    if (c->who) continue;
+    if (c != find(it->spec.id) && only_one) break;
+    if (auto err = start(*c)) {
+      (void)err;
+      c->restarting = true;
+      send(self(), retry{c->spec.id});  // retried as a message, counted against the intensity
+      return;
+    }
+    if (only_one) break;
+  }
+}
+
+void supervisor::handle_info(const exit_signal& e) {
+  auto it = find(e.from);
+  if (it == children_.end()) return;  // not (or no longer) a child
+  it->who = pid{};
+  const restart_type type = it->spec.restart;
+  if (type == restart_type::temporary) {
+    children_.erase(it);
+    return;
+  }
+  if (type == restart_type::transient && !e.reason.is_crash()) return;
+  if (!add_restart()) {
+    give_up(*it);
+    return;
+  }
+  restart(it);
+}
+
+void supervisor::handle_info(const retry& r) {
+  auto it = find(r.id);
+  if (it == children_.end() || !it->restarting) return;
+  if (!add_restart()) {
+    give_up(*it);
+    return;
+  }
+  restart(it);
+}
+
+std::vector<child_info> supervisor::handle_call(const which_q&, const from&) {
+  std::vector<child_info> out;
+  for (auto& c : children_) out.push_back(child_info{c.spec.id, c.who, c.restarting, c.spec.type});
+  return out;
+}
+
+child_counts supervisor::handle_call(const count_q&, const from&) {
+  child_counts n;
+  for (auto& c : children_) {
+    ++n.specs;
+    if (c.who && alive(c.who)) ++n.active;
+    if (c.spec.type == child_type::supervisor) {
+      ++n.supervisors;
+    } else {
+      ++n.workers;
+    }
+  }
+  return n;
+}
+
+child_result supervisor::handle_call(const start_child_q& q, const from&) {
+  if (auto it = find(q.spec.id); it != children_.end()) {
+    if (it->who) return child_result{child_error::already_started, it->who, {}};
+    return child_result{child_error::already_present, {}, {}};
+  }
+  children_.push_back(child{q.spec, {}, false});
+  auto& c = children_.back();
+  if (auto err = start(c)) {
+    children_.pop_back();
+    return child_result{child_error::start_failed, {}, *err};
+  }
+  pid who = c.who;
+  if (!who && c.spec.restart == restart_type::temporary) children_.pop_back();
+  return child_result{child_error::none, who, {}};
+}
+
+child_result supervisor::handle_call(const terminate_child_q& q, const from&) {
+  auto it = find(q.id);
+  if (it == children_.end()) return child_result{child_error::not_found, {}, {}};
+  shut_down(*it);
+  it->restarting = false;
+  if (it->spec.restart == restart_type::temporary) children_.erase(it);
+  return child_result{};
+}
+
+child_result supervisor::handle_call(const restart_child_q& q, const from&) {
+  auto it = find(q.id);
+  if (it == children_.end()) return child_result{child_error::not_found, {}, {}};
+  if (it->who) return child_result{child_error::running, it->who, {}};
+  if (it->restarting) return child_result{child_error::restarting, {}, {}};
+  if (auto err = start(*it)) return child_result{child_error::start_failed, {}, *err};
+  return child_result{child_error::none, it->who, {}};
+}
+
+child_result supervisor::handle_call(const delete_child_q& q, const from&) {
+  auto it = find(q.id);
+  if (it == children_.end()) return child_result{child_error::not_found, {}, {}};
+  if (it->who) return child_result{child_error::running, it->who, {}};
+  if (it->restarting) return child_result{child_error::restarting, {}, {}};
+  children_.erase(it);
+  return child_result{};
+}
+
+std::optional<child_spec> supervisor::handle_call(const get_spec_q& q, const from&) {
+  auto it = find(q.id);
+  if (it == children_.end()) return std::nullopt;
+  return it->spec;
+}
+
+std::string supervisor::format_status() const {
+  static const char* names[] = {"one_for_one", "one_for_all", "rest_for_one"};
+  return std::string("supervisor ") + names[static_cast<int>(flags_.strategy)] + " with " +
+         std::to_string(children_.size()) + " children, " + std::to_string(restarts_.size()) +
+         " restarts in the window (limit " + std::to_string(flags_.intensity) + ")";
+}
+
+start_result start_supervisor(supervisor_flags flags, std::vector<child_spec> children, const start_options& opts) {
+  return start(std::make_unique<supervisor>(flags, std::move(children)), opts);
+}
+
+start_result start_supervisor_link(supervisor_flags flags, std::vector<child_spec> children,
+                                   const start_options& opts) {
+  return start_link(std::make_unique<supervisor>(flags, std::move(children)), opts);
+}
+
+child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children) {
+  child_spec s;
+  s.id = std::move(id);
+  s.start = [flags, children]() { return start_supervisor_link(flags, children); };
+  s.type = child_type::supervisor;
+  return s;
+}
+
+namespace {
+constexpr duration forever = duration::max();  // supervisor calls wait as long as it takes, as in OTP
+}
+
+std::vector<child_info> which_children(const server_ref& sup) {
+  return call<std::vector<child_info>>(sup, supervisor::which_q{}, forever);
+}
+child_counts count_children(const server_ref& sup) { return call<child_counts>(sup, supervisor::count_q{}, forever); }
+child_result start_child(const server_ref& sup, child_spec spec) {
+  return call<child_result>(sup, supervisor::start_child_q{std::move(spec)}, forever);
+}
+child_result terminate_child(const server_ref& sup, const std::string& id) {
+  return call<child_result>(sup, supervisor::terminate_child_q{id}, forever);
+}
+child_result restart_child(const server_ref& sup, const std::string& id) {
+  return call<child_result>(sup, supervisor::restart_child_q{id}, forever);
+}
+child_result delete_child(const server_ref& sup, const std::string& id) {
+  return call<child_result>(sup, supervisor::delete_child_q{id}, forever);
+}
+std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id) {
+  return call<std::optional<child_spec>>(sup, supervisor::get_spec_q{id}, forever);
+}
+
+}  // namespace grove

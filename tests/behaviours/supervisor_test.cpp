@@ -1,0 +1,295 @@
+// Supervisors, modelled on OTP's supervisor tests: strategies, restart types, intensity on the
+// manual clock, shutdown, start failures, the child API, nesting.
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <grove/behaviours/supervisor.hpp>
+#include <grove/grove.hpp>
+#include <grove/runtime/test_kit.hpp>
+
+#include "../runtime/support.hpp"
+
+using namespace grove_test;
+using grove::exit_reason;
+
+namespace {
+struct started {
+  std::string id;
+  grove::pid who;
+};
+struct crash_now {};
+struct finish {};  // ends normally
+
+class member final : public grove::gen_server<member> {
+ public:
+  using handles = grove::types<crash_now, finish>;
+  member(std::string id, grove::pid observer) : id_(std::move(id)), observer_(observer) {}
+  grove::init_result init() {
+    grove::send(observer_, started{id_, grove::self()});
+    return grove::init_result::ok();
+  }
+  void handle_cast(const crash_now&) { throw std::runtime_error(id_ + " crashed"); }
+  void handle_cast(const finish&) { stop_after(exit_reason::normal()); }
+
+ private:
+  std::string id_;
+  grove::pid observer_;
+};
+
+grove::child_spec worker(const std::string& id, grove::pid observer,
+                         grove::restart_type r = grove::restart_type::permanent) {
+  grove::child_spec s;
+  s.id = id;
+  s.start = [id, observer] { return grove::start_link(std::make_unique<member>(id, observer), {.name = id}); };
+  s.restart = r;
+  return s;
+}
+
+started next_start() {
+  auto s = grove::receive_for(10s, [](started s) { return s; });
+  REQUIRE(s);
+  return *s;
+}
+
+grove::pid pid_of(const grove::server_ref& sup, const std::string& id) {
+  for (auto& c : grove::which_children(sup)) {
+    if (c.id == id) return c.who;
+  }
+  return {};
+}
+
+// Starts a supervisor over children a, b, c and consumes their start notes.
+grove::pid abc(grove::strategy s, std::vector<grove::restart_type> types = {}) {
+  const grove::pid me = grove::self();
+  std::vector<grove::child_spec> kids;
+  const char* ids[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; ++i) {
+    kids.push_back(worker(ids[i], me, types.empty() ? grove::restart_type::permanent : types[i]));
+  }
+  auto sup = grove::start_supervisor({.strategy = s, .intensity = 10}, kids).value();
+  for (int i = 0; i < 3; ++i) CHECK(next_start().id == ids[i]);
+  return sup;
+}
+}  // namespace
+
+TEST_CASE("one_for_one restarts only the child that died, under the same name", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto sup = abc(grove::strategy::one_for_one);
+    auto a = pid_of(sup, "a"), b = pid_of(sup, "b"), c = pid_of(sup, "c");
+    grove::cast("b", crash_now{});
+    auto s = next_start();
+    CHECK(s.id == "b");
+    CHECK(s.who != b);
+    CHECK(grove::whereis("b") == s.who);
+    CHECK(pid_of(sup, "a") == a);
+    CHECK(pid_of(sup, "c") == c);
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("one_for_all stops the others in reverse order and starts all again in order", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto sup = abc(grove::strategy::one_for_all);
+    auto a = pid_of(sup, "a"), c = pid_of(sup, "c");
+    grove::cast("b", crash_now{});
+    CHECK(next_start().id == "a");
+    CHECK(next_start().id == "b");
+    CHECK(next_start().id == "c");
+    CHECK(pid_of(sup, "a") != a);
+    CHECK(pid_of(sup, "c") != c);
+    CHECK_FALSE(grove::alive(a));
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("rest_for_one restarts the dead child and those started after it", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto sup = abc(grove::strategy::rest_for_one);
+    auto a = pid_of(sup, "a"), c = pid_of(sup, "c");
+    grove::cast("b", crash_now{});
+    CHECK(next_start().id == "b");
+    CHECK(next_start().id == "c");
+    CHECK(pid_of(sup, "a") == a);
+    CHECK(pid_of(sup, "c") != c);
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("restart types: permanent always, transient only after a crash, temporary never", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    using rt = grove::restart_type;
+    auto sup = abc(grove::strategy::one_for_one, {rt::permanent, rt::transient, rt::temporary});
+    grove::cast("a", finish{});  // a permanent child that ends normally is restarted
+    CHECK(next_start().id == "a");
+    auto mb = grove::monitor(pid_of(sup, "b"));
+    auto mc = grove::monitor(pid_of(sup, "c"));
+    grove::cast("b", finish{});     // a transient child that ends normally is not
+    grove::cast("c", crash_now{});  // a temporary child is never restarted, and forgotten
+    // Each sent its exit signal to the supervisor before its down to us: a call made now is
+    // handled after both.
+    await_down(mb);
+    await_down(mc);
+    CHECK(grove::which_children(sup).size() == 2);
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+    CHECK_FALSE(pid_of(sup, "b"));
+    grove::restart_child(sup, "b");  // a kept spec can be restarted by hand
+    CHECK(next_start().id == "b");
+    grove::cast("b", crash_now{});  // a transient child that crashes is restarted
+    CHECK(next_start().id == "b");
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("a temporary child is not restarted even by a sibling's one_for_all", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    using rt = grove::restart_type;
+    auto sup = abc(grove::strategy::one_for_all, {rt::permanent, rt::permanent, rt::temporary});
+    grove::cast("a", crash_now{});
+    CHECK(next_start().id == "a");
+    CHECK(next_start().id == "b");
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+    CHECK(grove::which_children(sup).size() == 2);
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("intensity: one restart more than allowed within the period and the supervisor gives up",
+          "[supervisor][intensity]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    // OTP's default: 1 restart in 5 s.
+    auto sup = grove::start_supervisor({}, {worker("a", me), worker("b", me)}).value();
+    next_start(), next_start();
+    auto m = grove::monitor(sup);
+    auto b = pid_of(sup, "b");
+    grove::cast("a", crash_now{});
+    CHECK(next_start().id == "a");  // the first restart is within the limit
+    n.advance(6s);                  // the window slides past it
+    grove::cast("a", crash_now{});
+    CHECK(next_start().id == "a");  // still within the limit
+    n.advance(2s);
+    grove::cast("a", crash_now{});  // a second restart within 5 s: too many
+    CHECK(await_down(m).reason == exit_reason::shutdown());
+    CHECK_FALSE(grove::alive(b));  // the others were terminated
+    CHECK_FALSE(grove::whereis("a"));
+  });
+}
+
+TEST_CASE("intensity 0: any crash takes the supervisor down", "[supervisor][intensity]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto sup = grove::start_supervisor({.intensity = 0}, {worker("a", me)}).value();
+    next_start();
+    auto m = grove::monitor(sup);
+    grove::cast("a", crash_now{});
+    CHECK(await_down(m).reason == exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("a child that ignores shutdown is killed after its shutdown timeout", "[supervisor][shutdown]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    grove::child_spec stubborn;
+    stubborn.id = "stubborn";
+    stubborn.shutdown = grove::shutdown_spec::after(2s);
+    stubborn.start = [me] {
+      return grove::start_result::started(grove::spawn_link([me] {
+        grove::trap_exit(true);
+        grove::send(me, started{"stubborn", grove::self()});
+        for (;;) {  // ignores the shutdown signal, after telling the test it came
+          grove::receive([&](const grove::exit_signal&) { grove::send(me, std::string("got shutdown")); });
+        }
+      }));
+    };
+    auto sup = grove::start_supervisor({}, {stubborn}).value();
+    auto child = next_start().who;
+    auto cm = grove::monitor(child);
+    // terminate_child blocks its caller until the child is gone: call it from another process.
+    grove::spawn([me, sup] { grove::send(me, grove::terminate_child(sup, "stubborn").error); });
+    // Once the child has the signal, the supervisor waits for it with its 2 s timer set.
+    CHECK(grove::receive([](const std::string& s) { return s; }) == "got shutdown");
+    n.advance(1s);
+    CHECK_FALSE(grove::receive_for(0s, [](grove::child_error) {}));
+    n.advance(1s);
+    CHECK(grove::receive([](grove::child_error e) { return e; }) == grove::child_error::none);
+    CHECK(await_down(cm).reason == exit_reason::killed());
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("a start failure during the supervisor's start stops the started children and fails the start",
+          "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    grove::child_spec broken;
+    broken.id = "broken";
+    broken.start = [] { return grove::start_result::failed(exit_reason::other("no_db")); };
+    auto r = grove::start_supervisor({}, {worker("a", me), broken, worker("c", me)});
+    CHECK_FALSE(r);
+    CHECK(r.reason() == exit_reason::shutdown("{failed_to_start_child,broken,no_db}"));
+    auto a = next_start();
+    CHECK(a.id == "a");
+    CHECK_FALSE(grove::alive(a.who));
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));  // c never started
+  });
+}
+
+TEST_CASE("the child API answers with OTP's errors", "[supervisor][api]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto sup = grove::start_supervisor({}, {worker("a", me)}).value();
+    next_start();
+    CHECK(grove::restart_child(sup, "a").error == grove::child_error::running);
+    CHECK(grove::delete_child(sup, "a").error == grove::child_error::running);
+    CHECK(grove::restart_child(sup, "zz").error == grove::child_error::not_found);
+    CHECK(grove::terminate_child(sup, "zz").error == grove::child_error::not_found);
+    CHECK(grove::start_child(sup, worker("a", me)).error == grove::child_error::already_started);
+    CHECK(grove::terminate_child(sup, "a"));
+    CHECK(grove::start_child(sup, worker("a", me)).error == grove::child_error::already_present);
+    CHECK(grove::get_childspec(sup, "a")->id == "a");
+    auto counts = grove::count_children(sup);
+    CHECK(counts.specs == 1);
+    CHECK(counts.active == 0);
+    CHECK(grove::restart_child(sup, "a"));
+    CHECK(next_start().id == "a");
+    CHECK(grove::count_children(sup).active == 1);
+    auto added = grove::start_child(sup, worker("b", me));
+    CHECK(added);
+    CHECK(next_start().id == "b");
+    CHECK(grove::terminate_child(sup, "b"));
+    CHECK(grove::delete_child(sup, "b"));
+    CHECK_FALSE(grove::get_childspec(sup, "b"));
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("nested supervisors escalate: an inner supervisor that gives up is restarted by the outer one",
+          "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto outer = grove::start_supervisor({.intensity = 5},
+                                         {grove::supervisor_child("inner", {.intensity = 0}, {worker("leaf", me)})})
+                     .value();
+    next_start();
+    auto inner = pid_of(outer, "inner");
+    grove::cast("leaf", crash_now{});  // the inner supervisor allows no restart: it exits shutdown
+    CHECK(next_start().id == "leaf");  // the outer restarted the inner, which started its leaf
+    CHECK(pid_of(outer, "inner") != inner);
+    CHECK_FALSE(grove::alive(inner));
+    grove::stop(outer, exit_reason::shutdown());
+  });
+}
