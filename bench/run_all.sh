@@ -49,6 +49,7 @@ runs=(
   "spawn_million|"
   "keyed_registry|"
   "gen_server|"
+  "supervisor|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then
