@@ -20,6 +20,8 @@ const char* to_string(child_error e) noexcept {
       return "already_started";
     case child_error::start_failed:
       return "start_failed";
+    case child_error::max_children:
+      return "max_children";
   }
   return "?";
 }
@@ -60,10 +62,10 @@ init_result supervisor::init() {
 
 void supervisor::terminate(const exit_reason&) { terminate_all_reverse(children_.begin(), children_.end()); }
 
-std::optional<exit_reason> supervisor::start(child& c) {
+std::optional<exit_reason> detail::start_child_process(const child_spec& spec, pid& started) {
   start_result r = start_result::ignored();
   try {
-    r = c.spec.start();
+    r = spec.start();
   } catch (const process_exit&) {
     throw;
   } catch (...) {
@@ -71,12 +73,10 @@ std::optional<exit_reason> supervisor::start(child& c) {
   }
   switch (r.what()) {
     case start_result::kind::ok:
-      c.who = r.pid();
-      c.restarting = false;
+      started = r.pid();
       return std::nullopt;
     case start_result::kind::ignored:
-      c.who = pid{};
-      c.restarting = false;
+      started = pid{};
       return std::nullopt;
     case start_result::kind::already_started:
       return exit_reason::other("{already_started," + r.pid().str() + "}");
@@ -84,6 +84,16 @@ std::optional<exit_reason> supervisor::start(child& c) {
       return r.reason();
   }
   return exit_reason::other("bad_start_result");
+}
+
+std::optional<exit_reason> supervisor::start(child& c) {
+  pid started;
+  auto err = detail::start_child_process(c.spec, started);
+  if (!err) {
+    c.who = started;
+    c.restarting = false;
+  }
+  return err;
 }
 
 void supervisor::shut_down(child& c) {
@@ -120,12 +130,14 @@ void supervisor::terminate_all_reverse(iterator first, iterator last) {
   }
 }
 
-bool supervisor::add_restart() {
+bool detail::add_restart(std::deque<std::int64_t>& restarts, int intensity, std::chrono::seconds period) {
   const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now().time_since_epoch()).count();
-  while (!restarts_.empty() && restarts_.back() < now_s - flags_.period.count()) restarts_.pop_back();
-  restarts_.push_front(now_s);
-  return static_cast<int>(restarts_.size()) <= flags_.intensity;
+  while (!restarts.empty() && restarts.back() < now_s - period.count()) restarts.pop_back();
+  restarts.push_front(now_s);
+  return static_cast<int>(restarts.size()) <= intensity;
 }
+
+bool supervisor::add_restart() { return detail::add_restart(restarts_, flags_.intensity, flags_.period); }
 
 void supervisor::give_up(const child&) {
   terminate_all_reverse(children_.begin(), children_.end());

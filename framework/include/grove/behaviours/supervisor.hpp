@@ -67,7 +67,8 @@ enum class child_error : unsigned char {
   restarting,
   already_present,
   already_started,
-  start_failed
+  start_failed,
+  max_children  // dynamic supervisor: max_children reached
 };
 const char* to_string(child_error e) noexcept;
 
@@ -77,6 +78,14 @@ struct child_result {
   exit_reason reason;  // start_failed
   explicit operator bool() const noexcept { return error == child_error::none; }
 };
+
+namespace detail {
+// Runs spec.start (in the supervisor): the child's pid (empty when it answered ignore), or the
+// reason it failed.
+std::optional<exit_reason> start_child_process(const child_spec& spec, pid& started);
+// Restart intensity, OTP's algorithm: whole seconds of the node's clock. False: too many.
+bool add_restart(std::deque<std::int64_t>& restarts, int intensity, std::chrono::seconds period);
+}  // namespace detail
 
 class supervisor final : public gen_server<supervisor> {
  public:

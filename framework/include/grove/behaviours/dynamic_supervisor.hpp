@@ -1,0 +1,64 @@
+// dynamic_supervisor: children started on demand, one_for_one only — Elixir's
+// DynamicSupervisor, in place of OTP's simple_one_for_one. Children are known by pid; at the
+// supervisor's shutdown they are all stopped at once (in parallel), each within its shutdown
+// time. Extra start arguments: capture them in the spec's start function.
+#pragma once
+
+#include <deque>
+#include <limits>
+#include <vector>
+
+#include <grove/behaviours/supervisor.hpp>
+
+namespace grove {
+
+struct dynamic_supervisor_flags {
+  int intensity = 1;  // as supervisor_flags: OTP's default, 1 restart in 5 seconds
+  std::chrono::seconds period{5};
+  std::size_t max_children = std::numeric_limits<std::size_t>::max();
+};
+
+class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
+ public:
+  struct start_q {
+    child_spec spec;
+  };
+  struct terminate_q {
+    pid who;
+  };
+  struct which_q {};
+  struct count_q {};
+  using handles = types<start_q, terminate_q, which_q, count_q, exit_signal>;
+
+  explicit dynamic_supervisor(dynamic_supervisor_flags flags) : flags_(flags) {}
+  init_result init();
+  void terminate(const exit_reason& r);
+  child_result handle_call(const start_q& q, const from&);
+  child_result handle_call(const terminate_q& q, const from&);
+  std::vector<child_info> handle_call(const which_q&, const from&);
+  child_counts handle_call(const count_q&, const from&);
+  void handle_info(const exit_signal& e);
+  std::string format_status() const;
+
+ private:
+  struct child {
+    child_spec spec;
+    pid who;
+  };
+  bool add_restart();
+  void stop_all();
+
+  dynamic_supervisor_flags flags_;
+  std::vector<child> children_;
+  std::deque<std::int64_t> restarts_;
+};
+
+start_result start_dynamic_supervisor(dynamic_supervisor_flags flags = {}, const start_options& opts = {});
+start_result start_dynamic_supervisor_link(dynamic_supervisor_flags flags = {}, const start_options& opts = {});
+// Starts a child under a dynamic supervisor: its pid, or max_children / start_failed.
+child_result start_dynamic_child(const server_ref& sup, child_spec spec);
+child_result terminate_dynamic_child(const server_ref& sup, const pid& child);
+std::vector<child_info> which_dynamic_children(const server_ref& sup);
+child_counts count_dynamic_children(const server_ref& sup);
+
+}  // namespace grove
