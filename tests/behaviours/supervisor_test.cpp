@@ -20,10 +20,13 @@ struct started {
 };
 struct crash_now {};
 struct finish {};  // ends normally
+struct stop_with {
+  exit_reason reason;
+};
 
 class member final : public grove::gen_server<member> {
  public:
-  using handles = grove::types<crash_now, finish>;
+  using handles = grove::types<crash_now, finish, stop_with>;
   member(std::string id, grove::pid observer) : id_(std::move(id)), observer_(observer) {}
   grove::init_result init() {
     grove::send(observer_, started{id_, grove::self()});
@@ -31,6 +34,7 @@ class member final : public grove::gen_server<member> {
   }
   void handle_cast(const crash_now&) { throw std::runtime_error(id_ + " crashed"); }
   void handle_cast(const finish&) { stop_after(exit_reason::normal()); }
+  void handle_cast(const stop_with& s) { stop_after(s.reason); }
 
  private:
   std::string id_;
@@ -292,4 +296,109 @@ TEST_CASE("nested supervisors escalate: an inner supervisor that gives up is res
     CHECK_FALSE(grove::alive(inner));
     grove::stop(outer, exit_reason::shutdown());
   });
+}
+
+TEST_CASE("auto_shutdown any_significant: a significant child ending for good stops the supervisor",
+          "[supervisor][significant]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto main_task = worker("task", me, grove::restart_type::transient);
+    main_task.significant = true;
+    auto sup = grove::start_supervisor({.auto_shutdown = grove::auto_shutdown::any_significant},
+                                       {worker("helper", me), main_task})
+                   .value();
+    next_start(), next_start();
+    auto m = grove::monitor(sup);
+    auto helper = pid_of(sup, "helper");
+    grove::cast("task", finish{});  // a transient child ending normally ends for good
+    CHECK(await_down(m).reason == exit_reason::shutdown());
+    CHECK_FALSE(grove::alive(helper));
+  });
+}
+
+TEST_CASE("auto_shutdown all_significant: the supervisor stops when the last significant child ends",
+          "[supervisor][significant]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto a = worker("a", me, grove::restart_type::temporary);
+    auto b = worker("b", me, grove::restart_type::temporary);
+    a.significant = b.significant = true;
+    auto sup = grove::start_supervisor({.auto_shutdown = grove::auto_shutdown::all_significant}, {a, b}).value();
+    next_start(), next_start();
+    auto m = grove::monitor(sup);
+    auto am = grove::monitor(pid_of(sup, "a"));
+    grove::cast("a", crash_now{});
+    await_down(am);
+    CHECK(grove::which_children(sup).size() == 1);  // b still runs: the supervisor stays
+    grove::cast("b", finish{});
+    CHECK(await_down(m).reason == exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("significant is refused with a permanent child or without auto_shutdown", "[supervisor][significant]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto permanent = worker("p", me);
+    permanent.significant = true;
+    auto r1 = grove::start_supervisor({.auto_shutdown = grove::auto_shutdown::any_significant}, {permanent});
+    CHECK(r1.reason() == exit_reason::other("{bad_child_spec,p,significant_permanent}"));
+    auto transient = worker("t", me, grove::restart_type::transient);
+    transient.significant = true;
+    auto r2 = grove::start_supervisor({}, {transient});
+    CHECK(r2.reason() == exit_reason::other("{bad_child_spec,t,significant_without_auto_shutdown}"));
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));  // nothing was started
+  });
+}
+
+TEST_CASE("matrix: every strategy x restart type x exit reason restarts exactly what OTP would",
+          "[supervisor][matrix]") {
+  using rt = grove::restart_type;
+  using st = grove::strategy;
+  const std::vector<std::pair<const char*, exit_reason>> reasons = {
+      {"normal", exit_reason::normal()},
+      {"shutdown", exit_reason::shutdown()},
+      {"{shutdown,x}", exit_reason::shutdown("x")},
+      {"killed", exit_reason::killed()},
+      {"crash", exit_reason::error("std::runtime_error: b crashed")},
+  };
+  for (st strategy : {st::one_for_one, st::one_for_all, st::rest_for_one}) {
+    for (rt type : {rt::permanent, rt::transient, rt::temporary}) {
+      for (auto& [name, reason] : reasons) {
+        INFO("strategy " << static_cast<int>(strategy) << ", restart " << static_cast<int>(type) << ", reason "
+                         << name);
+        grove::testing::deterministic_node n;
+        n.run([&, strategy = strategy, type = type, reason = reason] {
+          auto sup = abc(strategy, {rt::permanent, type, rt::permanent});
+          auto a = pid_of(sup, "a"), b = pid_of(sup, "b"), c = pid_of(sup, "c");
+          auto m = grove::monitor(b);
+          if (reason == exit_reason::killed()) {
+            grove::exit(b, exit_reason::kill());
+          } else if (reason.is_crash()) {
+            grove::cast("b", crash_now{});
+          } else {
+            grove::cast("b", stop_with{reason});
+          }
+          CHECK(await_down(m).reason == reason);
+          const bool restart_b = type == rt::permanent || (type == rt::transient && reason.is_crash());
+          auto kids = grove::which_children(sup);  // handled after the supervisor acted on b's exit
+          const bool a_restarted = pid_of(sup, "a") != a;
+          const bool c_restarted = pid_of(sup, "c") != c;
+          CHECK(a_restarted == (restart_b && strategy == st::one_for_all));
+          CHECK(c_restarted == (restart_b && strategy != st::one_for_one));
+          const auto new_b = pid_of(sup, "b");
+          if (restart_b) {
+            CHECK(new_b);
+            CHECK(new_b != b);
+          } else {
+            CHECK_FALSE(new_b);
+          }
+          CHECK(kids.size() == (type == rt::temporary ? 2u : 3u));
+          grove::stop(sup, exit_reason::shutdown());
+        });
+      }
+    }
+  }
 }

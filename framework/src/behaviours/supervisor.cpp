@@ -46,6 +46,15 @@ init_result supervisor::init() {
         return init_result::stop(exit_reason::other("{duplicate_child_name," + it->spec.id + "}"));
     }
   }
+  for (auto& c : children_) {
+    if (c.spec.significant && c.spec.restart == restart_type::permanent) {
+      return init_result::stop(exit_reason::other("{bad_child_spec," + c.spec.id + ",significant_permanent}"));
+    }
+    if (c.spec.significant && flags_.auto_shutdown == auto_shutdown::never) {
+      return init_result::stop(
+          exit_reason::other("{bad_child_spec," + c.spec.id + ",significant_without_auto_shutdown}"));
+    }
+  }
   for (auto it = children_.begin(); it != children_.end();) {
     if (auto err = start(*it)) {
       terminate_all_reverse(children_.begin(), it);
@@ -179,16 +188,33 @@ void supervisor::handle_info(const exit_signal& e) {
   if (it == children_.end()) return;  // not (or no longer) a child
   it->who = pid{};
   const restart_type type = it->spec.restart;
+  const bool significant = it->spec.significant;
   if (type == restart_type::temporary) {
     children_.erase(it);
+    if (significant) significant_ended();
     return;
   }
-  if (type == restart_type::transient && !e.reason.is_crash()) return;
+  if (type == restart_type::transient && !e.reason.is_crash()) {
+    if (significant) significant_ended();
+    return;
+  }
   if (!add_restart()) {
     give_up(*it);
     return;
   }
   restart(it);
+}
+
+void supervisor::significant_ended() {
+  if (flags_.auto_shutdown == auto_shutdown::all_significant) {
+    for (auto& c : children_) {
+      if (c.spec.significant && c.who) return;  // another significant child still runs
+    }
+  } else if (flags_.auto_shutdown != auto_shutdown::any_significant) {
+    return;
+  }
+  terminate_all_reverse(children_.begin(), children_.end());
+  stop_after(exit_reason::shutdown());
 }
 
 void supervisor::handle_info(const retry& r) {

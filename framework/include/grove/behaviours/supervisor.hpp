@@ -40,12 +40,22 @@ struct child_spec {
   restart_type restart = restart_type::permanent;
   std::optional<shutdown_spec> shutdown;  // default: 5 s for a worker, infinity for a supervisor
   child_type type = child_type::worker;
+  // With the supervisor's auto_shutdown: its ending "for good" (a transient child ending
+  // normally, a temporary one ending at all) may stop the supervisor. Not with permanent.
+  bool significant = false;
+};
+
+enum class auto_shutdown : unsigned char {
+  never,            // significant children are not allowed
+  any_significant,  // the supervisor stops when any significant child ends for good
+  all_significant   // ... when the last running significant child does
 };
 
 struct supervisor_flags {
   grove::strategy strategy = grove::strategy::one_for_one;
   int intensity = 1;               // OTP's default: 1 restart ...
   std::chrono::seconds period{5};  // ... in 5 seconds
+  grove::auto_shutdown auto_shutdown = grove::auto_shutdown::never;
 };
 
 struct child_info {
@@ -143,6 +153,8 @@ class supervisor final : public gen_server<supervisor> {
   bool add_restart();  // false: intensity reached
   void restart(iterator it);
   void give_up(const child& offender);
+  // A significant child ended for good: stops the supervisor if auto_shutdown says so.
+  void significant_ended();
 
   supervisor_flags flags_;
   std::vector<child> children_;
