@@ -402,3 +402,64 @@ TEST_CASE("matrix: every strategy x restart type x exit reason restarts exactly 
     }
   }
 }
+
+TEST_CASE("backoff: restarts wait min * multiplier^n up to max, and a stable run resets the delay",
+          "[supervisor][backoff]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto w = worker("w", me);
+    w.backoff =
+        grove::backoff_spec{.min_delay = 1s, .max_delay = 4s, .multiplier = 2.0, .jitter = 0.0, .reset_after = 60s};
+    auto sup = grove::start_supervisor({.intensity = 100, .period = 5s}, {w}).value();
+    next_start();
+    // Expected waits of consecutive restarts: 1 s, 2 s, 4 s, 4 s (capped).
+    for (auto wait : {1s, 2s, 4s, 4s}) {
+      auto m = grove::monitor(*grove::whereis("w"));
+      grove::cast("w", crash_now{});
+      await_down(m);
+      // The exit reached the supervisor before the down reached us: after this call it has
+      // decided the restart and set its backoff timer.
+      auto kids = grove::which_children(sup);
+      CHECK(kids[0].restarting);
+      // Backing off: the name is free, a call fails at once with noproc.
+      CHECK(grove::try_call<void>("w", finish{}).error == exit_reason::noproc());
+      n.advance(wait - 1ms);
+      CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+      n.advance(1ms);
+      CHECK(next_start().id == "w");
+    }
+    grove::which_children(sup);  // the supervisor has finished the restart (its start time is set)
+    n.advance(61s);              // a stable run: the next restart waits the minimum again
+    auto w_now = grove::whereis("w");
+    REQUIRE(w_now);
+    auto m = grove::monitor(*w_now);
+    grove::cast("w", crash_now{});
+    CHECK(await_down(m).who == *w_now);
+    CHECK(grove::which_children(sup)[0].restarting);
+    n.advance(1s);
+    CHECK(next_start().id == "w");
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}
+
+TEST_CASE("backoff: restarts still count against the intensity", "[supervisor][backoff]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    const grove::pid me = grove::self();
+    auto sup =
+        grove::start_supervisor({.intensity = 1, .period = 5s, .backoff = grove::backoff_spec{.min_delay = 100ms}},
+                                {worker("w", me)})
+            .value();
+    next_start();
+    auto sm = grove::monitor(sup);
+    auto m = grove::monitor(*grove::whereis("w"));
+    grove::cast("w", crash_now{});
+    await_down(m);
+    grove::which_children(sup);
+    n.advance(100ms);
+    CHECK(next_start().id == "w");
+    grove::cast("w", crash_now{});  // the second restart within 5 s: too many
+    CHECK(await_down(sm).reason == exit_reason::shutdown());
+  });
+}

@@ -101,6 +101,7 @@ std::optional<exit_reason> supervisor::start(child& c) {
   if (!err) {
     c.who = started;
     c.restarting = false;
+    c.started_at = now();
   }
   return err;
 }
@@ -154,33 +155,55 @@ void supervisor::give_up(const child&) {
 }
 
 void supervisor::restart(iterator it) {
-  iterator from = it;
-  bool only_one = flags_.strategy == strategy::one_for_one;
-  if (!only_one) {
+  const std::string id = it->spec.id;
+  if (flags_.strategy != strategy::one_for_one) {
     iterator first = flags_.strategy == strategy::one_for_all ? children_.begin() : std::next(it);
-    if (flags_.strategy == strategy::one_for_all) from = children_.begin();
+    auto keep_index = std::distance(children_.begin(), first);
     terminate_all_reverse(first, children_.end());
     // Temporary children are terminated and removed, never restarted.
-    auto keep_index = std::distance(children_.begin(), from);
-    std::string failed_id = it->spec.id;
-    children_.erase(std::remove_if(children_.begin() + keep_index, children_.end(),
-                                   [&](const child& c) {
-                                     return c.spec.restart == restart_type::temporary && c.spec.id != failed_id;
-                                   }),
-                    children_.end());
-    from = children_.begin() + keep_index;
+    children_.erase(
+        std::remove_if(children_.begin() + keep_index, children_.end(),
+                       [&](const child& c) { return c.spec.restart == restart_type::temporary && c.spec.id != id; }),
+        children_.end());
+    it = find(id);
   }
+  const duration delay = backoff_delay(*it);
+  if (delay > duration::zero()) {
+    it->restarting = true;
+    send_after(delay, self(), retry{id, false, true});
+    return;
+  }
+  start_from(flags_.strategy == strategy::one_for_all ? children_.begin() : it, id);
+}
+
+void supervisor::start_from(iterator from, const std::string& target) {
   for (auto c = from; c != children_.end(); ++c) {
     if (c->who) continue;
-    if (c != find(it->spec.id) && only_one) break;
-    if (auto err = start(*c)) {
-      (void)err;
+    if (flags_.strategy == strategy::one_for_one && c->spec.id != target) continue;
+    if (start(*c)) {
       c->restarting = true;
-      send(self(), retry{c->spec.id});  // retried as a message, counted against the intensity
+      send(self(), retry{c->spec.id, true, false});  // retried as a message, counted against the intensity
       return;
     }
-    if (only_one) break;
   }
+}
+
+duration supervisor::backoff_delay(child& c) {
+  const auto& b = c.spec.backoff ? c.spec.backoff : flags_.backoff;
+  if (!b) return duration::zero();
+  if (now() - c.started_at >= b->reset_after) c.consecutive = 0;
+  double d = static_cast<double>(b->min_delay.count());
+  for (int i = 0; i < c.consecutive && d < static_cast<double>(b->max_delay.count()); ++i) d *= b->multiplier;
+  d = std::min(d, static_cast<double>(b->max_delay.count()));
+  if (b->jitter > 0) {
+    jitter_state_ ^= jitter_state_ << 13;  // xorshift: cheap, and deterministic for a run
+    jitter_state_ ^= jitter_state_ >> 7;
+    jitter_state_ ^= jitter_state_ << 17;
+    double unit = static_cast<double>(jitter_state_ % 2001) / 1000.0 - 1.0;  // [-1, 1]
+    d *= 1.0 + b->jitter * unit;
+  }
+  ++c.consecutive;
+  return duration(static_cast<duration::rep>(std::max(d, 0.0)));
 }
 
 void supervisor::handle_info(const exit_signal& e) {
@@ -220,11 +243,11 @@ void supervisor::significant_ended() {
 void supervisor::handle_info(const retry& r) {
   auto it = find(r.id);
   if (it == children_.end() || !it->restarting) return;
-  if (!add_restart()) {
+  if (r.counted && !add_restart()) {
     give_up(*it);
     return;
   }
-  restart(it);
+  start_from(r.whole_group && flags_.strategy == strategy::one_for_all ? children_.begin() : it, r.id);
 }
 
 std::vector<child_info> supervisor::handle_call(const which_q&, const from&) {

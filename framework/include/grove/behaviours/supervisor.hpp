@@ -32,6 +32,19 @@ struct shutdown_spec {
   static shutdown_spec infinity() { return {kind::infinity, duration::max()}; }
 };
 
+// Restart backoff, beyond OTP: the n-th consecutive restart of a child waits
+// min(max, min_delay * multiplier^(n-1)), +/- jitter (a fraction); a child that ran for
+// reset_after before dying starts again from min_delay. Each restart still counts against the
+// intensity when it is decided. While a child backs off it is not running: its name is free, a
+// call to it fails at once with noproc, a cast to it does nothing.
+struct backoff_spec {
+  duration min_delay = std::chrono::milliseconds(100);
+  duration max_delay = std::chrono::seconds(10);
+  double multiplier = 2.0;
+  double jitter = 0.0;
+  duration reset_after = std::chrono::seconds(30);
+};
+
 // A child, as plain values. `start` must start a process linked to its caller (the supervisor)
 // and return its start_result, like grove::start_link does.
 struct child_spec {
@@ -43,6 +56,7 @@ struct child_spec {
   // With the supervisor's auto_shutdown: its ending "for good" (a transient child ending
   // normally, a temporary one ending at all) may stop the supervisor. Not with permanent.
   bool significant = false;
+  std::optional<backoff_spec> backoff;  // this child's; else the supervisor's, if any
 };
 
 enum class auto_shutdown : unsigned char {
@@ -56,6 +70,7 @@ struct supervisor_flags {
   int intensity = 1;               // OTP's default: 1 restart ...
   std::chrono::seconds period{5};  // ... in 5 seconds
   grove::auto_shutdown auto_shutdown = grove::auto_shutdown::never;
+  std::optional<backoff_spec> backoff;  // for every child without its own
 };
 
 struct child_info {
@@ -118,6 +133,8 @@ class supervisor final : public gen_server<supervisor> {
   };
   struct retry {
     std::string id;
+    bool counted = true;       // a retry after a failed start counts against the intensity
+    bool whole_group = false;  // after a backoff: start the strategy's whole group again
   };
   using handles = types<which_q, count_q, start_child_q, terminate_child_q, restart_child_q, delete_child_q, get_spec_q,
                         exit_signal, retry>;
@@ -142,6 +159,8 @@ class supervisor final : public gen_server<supervisor> {
     child_spec spec;
     pid who;
     bool restarting = false;
+    int consecutive = 0;  // restarts in a row, for the backoff
+    std::chrono::steady_clock::time_point started_at{};
   };
   using iterator = std::vector<child>::iterator;
   iterator find(const std::string& id);
@@ -152,6 +171,9 @@ class supervisor final : public gen_server<supervisor> {
   void terminate_all_reverse(iterator first, iterator last);
   bool add_restart();  // false: intensity reached
   void restart(iterator it);
+  // Starts the children from `from` on that are not running (only `target` for one_for_one).
+  void start_from(iterator from, const std::string& target);
+  duration backoff_delay(child& c);
   void give_up(const child& offender);
   // A significant child ended for good: stops the supervisor if auto_shutdown says so.
   void significant_ended();
@@ -159,6 +181,7 @@ class supervisor final : public gen_server<supervisor> {
   supervisor_flags flags_;
   std::vector<child> children_;
   std::deque<std::int64_t> restarts_;  // seconds on the node's clock
+  std::uint64_t jitter_state_ = 0x9e3779b97f4a7c15ull;
 };
 
 // Starts a supervisor (from a process) and its children, in order. A child that fails to start
