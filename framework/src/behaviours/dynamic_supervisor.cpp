@@ -21,9 +21,7 @@ void dynamic_supervisor::stop_all() {
   std::vector<stopping> all;
   for (auto& c : children_) {
     if (!c.who) continue;
-    shutdown_spec sd =
-        c.spec.shutdown.value_or(c.spec.type == child_type::supervisor ? shutdown_spec::infinity()
-                                                                       : shutdown_spec::after(std::chrono::seconds(5)));
+    shutdown_spec sd = detail::shutdown_of(c.spec);
     all.push_back({c.who, monitor(c.who), sd});
     exit(c.who, sd.what == shutdown_spec::kind::brutal_kill ? exit_reason::kill() : exit_reason::shutdown());
   }
@@ -61,21 +59,7 @@ child_result dynamic_supervisor::handle_call(const terminate_q& q, const from&) 
   if (it == children_.end()) return child_result{child_error::not_found, {}, {}};
   child c = std::move(*it);
   children_.erase(it);
-  shutdown_spec sd =
-      c.spec.shutdown.value_or(c.spec.type == child_type::supervisor ? shutdown_spec::infinity()
-                                                                     : shutdown_spec::after(std::chrono::seconds(5)));
-  const monitor_ref m = monitor(c.who);
-  auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [](const down&) {});
-  exit(c.who, sd.what == shutdown_spec::kind::brutal_kill ? exit_reason::kill() : exit_reason::shutdown());
-  if (sd.what == shutdown_spec::kind::timeout && !receive_for(sd.timeout, is_down)) {
-    exit(c.who, exit_reason::kill());
-    receive(is_down);
-  } else if (sd.what != shutdown_spec::kind::timeout) {
-    receive(is_down);
-  }
-  unlink(c.who);
-  receive_for(duration::zero(),
-              when<exit_signal>([p = c.who](const exit_signal& e) { return e.from == p; }, [](const exit_signal&) {}));
+  detail::stop_child(c.who, detail::shutdown_of(c.spec));
   return child_result{};
 }
 

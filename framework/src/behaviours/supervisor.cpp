@@ -106,13 +106,12 @@ std::optional<exit_reason> supervisor::start(child& c) {
   return err;
 }
 
-void supervisor::shut_down(child& c) {
-  if (!c.who) return;
-  const pid p = c.who;
-  c.who = pid{};
-  const shutdown_spec sd =
-      c.spec.shutdown.value_or(c.spec.type == child_type::supervisor ? shutdown_spec::infinity()
-                                                                     : shutdown_spec::after(std::chrono::seconds(5)));
+shutdown_spec detail::shutdown_of(const child_spec& spec) {
+  return spec.shutdown.value_or(spec.type == child_type::supervisor ? shutdown_spec::infinity()
+                                                                    : shutdown_spec::after(std::chrono::seconds(5)));
+}
+
+void detail::stop_child(const pid& p, const shutdown_spec& sd) {
   // Through a monitor, not the link: a child that unlinked itself cannot hang its supervisor.
   const monitor_ref m = monitor(p);
   auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [](const down&) {});
@@ -131,6 +130,13 @@ void supervisor::shut_down(child& c) {
   unlink(p);
   receive_for(duration::zero(),
               when<exit_signal>([p](const exit_signal& e) { return e.from == p; }, [](const exit_signal&) {}));
+}
+
+void supervisor::shut_down(child& c) {
+  if (!c.who) return;
+  const pid p = c.who;
+  c.who = pid{};
+  detail::stop_child(p, detail::shutdown_of(c.spec));
 }
 
 void supervisor::terminate_all_reverse(iterator first, iterator last) {

@@ -108,6 +108,10 @@ namespace detail {
 // Runs spec.start (in the supervisor): the child's pid (empty when it answered ignore), or the
 // reason it failed.
 std::optional<exit_reason> start_child_process(const child_spec& spec, pid& started);
+// Stops a linked child OTP's way: monitor; exit shutdown (kill for brutal_kill); wait for the down
+// up to the shutdown time, then kill; unlink and drop its exit signal.
+void stop_child(const pid& child, const shutdown_spec& sd);
+shutdown_spec shutdown_of(const child_spec& spec);
 // Restart intensity, OTP's algorithm: whole seconds of the node's clock. False: too many.
 bool add_restart(std::deque<std::int64_t>& restarts, int intensity, std::chrono::seconds period);
 }  // namespace detail
