@@ -463,3 +463,13 @@ TEST_CASE("backoff: restarts still count against the intensity", "[supervisor][b
     CHECK(await_down(sm).reason == exit_reason::shutdown());
   });
 }
+
+TEST_CASE("two children with the same id are refused before anything starts", "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    auto r = grove::start_supervisor({}, {worker("a", me), worker("b", me), worker("a", me)});
+    CHECK(r.reason() == exit_reason::other("{duplicate_child_name,a}"));
+    CHECK_FALSE(grove::receive_for(0s, [](started) {}));
+  });
+}

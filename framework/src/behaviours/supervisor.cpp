@@ -1,6 +1,8 @@
 #include <grove/behaviours/supervisor.hpp>
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_set>
 
 namespace grove {
 
@@ -40,11 +42,10 @@ supervisor::iterator supervisor::find(const pid& p) {
 
 init_result supervisor::init() {
   trap_exit(true);
-  for (auto it = children_.begin(); it != children_.end(); ++it) {
-    for (auto o = children_.begin(); o != it; ++o) {
-      if (o->spec.id == it->spec.id)
-        return init_result::stop(exit_reason::other("{duplicate_child_name," + it->spec.id + "}"));
-    }
+  std::unordered_set<std::string_view> ids;
+  for (auto& c : children_) {
+    if (!ids.insert(c.spec.id).second)
+      return init_result::stop(exit_reason::other("{duplicate_child_name," + c.spec.id + "}"));
   }
   for (auto& c : children_) {
     if (c.spec.significant && c.spec.restart == restart_type::permanent) {
