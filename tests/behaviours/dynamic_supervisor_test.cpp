@@ -1,3 +1,4 @@
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -115,5 +116,43 @@ TEST_CASE("a dynamic supervisor stops its children in parallel, each within its 
     n.advance(2s);  // one shutdown time for all of them, not five
     for (auto& r : refs) CHECK(await_down(r).reason == exit_reason::killed());
     CHECK(grove::receive([](const std::string& s) { return s; }) == "stopped");
+  });
+}
+
+TEST_CASE("a dynamic child whose restart fails is retried, each retry counted against the intensity",
+          "[dynamic_supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    // Starts fine the first time, fails the next two attempts, then starts again.
+    auto attempts = std::make_shared<int>(0);
+    grove::child_spec flaky = numbered(1, me);
+    auto ok_start = flaky.start;
+    flaky.start = [attempts, ok_start] {
+      int a = (*attempts)++;
+      if (a == 1 || a == 2) return grove::start_result::failed(exit_reason::other("not_yet"));
+      return ok_start();
+    };
+    auto sup = grove::start_dynamic_supervisor({.intensity = 10}).value();
+    auto first = grove::start_dynamic_child(sup, flaky);
+    REQUIRE(first);
+    next_up();
+    grove::send(first.who, crash_now{});
+    auto again = next_up();  // after two failed attempts
+    CHECK(again.who != first.who);
+    CHECK(*attempts == 4);
+    auto kids = grove::which_dynamic_children(sup);
+    REQUIRE(kids.size() == 1);
+    CHECK_FALSE(kids[0].restarting);
+    grove::stop(sup, exit_reason::shutdown());
+
+    // With room for fewer retries than it needs, the supervisor gives up.
+    *attempts = 0;
+    auto small = grove::start_dynamic_supervisor({.intensity = 2}).value();
+    auto c = grove::start_dynamic_child(small, flaky);
+    next_up();
+    auto m = grove::monitor(small);
+    grove::send(c.who, crash_now{});  // restart 1 fails, retry 2 fails, retry 3 is one too many
+    CHECK(await_down(m).reason == exit_reason::shutdown());
   });
 }

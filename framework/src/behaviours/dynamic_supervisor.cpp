@@ -50,7 +50,7 @@ child_result dynamic_supervisor::handle_call(const start_q& q, const from&) {
   if (children_.size() >= flags_.max_children) return child_result{child_error::max_children, {}, {}};
   pid started;
   if (auto err = detail::start_child_process(q.spec, started)) return child_result{child_error::start_failed, {}, *err};
-  if (started) children_.push_back(child{q.spec, started});  // ignore: nothing is kept
+  if (started) children_.push_back(child{q.spec, started, next_key_++, false});  // ignore: nothing is kept
   return child_result{child_error::none, started, {}};
 }
 
@@ -65,7 +65,7 @@ child_result dynamic_supervisor::handle_call(const terminate_q& q, const from&) 
 
 std::vector<child_info> dynamic_supervisor::handle_call(const which_q&, const from&) {
   std::vector<child_info> out;
-  for (auto& c : children_) out.push_back(child_info{{}, c.who, false, c.spec.type});
+  for (auto& c : children_) out.push_back(child_info{{}, c.who, c.restarting, c.spec.type});
   return out;
 }
 
@@ -91,18 +91,42 @@ void dynamic_supervisor::handle_info(const exit_signal& e) {
     children_.erase(it);
     return;
   }
+  it->who = pid{};
   if (!add_restart()) {
-    children_.erase(it);
-    stop_all();
-    stop_after(exit_reason::shutdown());
+    give_up();
     return;
   }
+  it->restarting = true;
+  try_restart(it);
+}
+
+void dynamic_supervisor::try_restart(std::vector<child>::iterator it) {
   pid started;
-  if (detail::start_child_process(it->spec, started) || !started) {
-    children_.erase(it);  // a failed or ignored restart is given up (a retry loop is future work)
+  if (detail::start_child_process(it->spec, started)) {
+    send(self(), retry{it->key});  // retried as a message, counted against the intensity
+    return;
+  }
+  if (!started) {
+    children_.erase(it);  // ignore: nothing is kept
     return;
   }
   it->who = started;
+  it->restarting = false;
+}
+
+void dynamic_supervisor::handle_info(const retry& r) {
+  auto it = std::find_if(children_.begin(), children_.end(), [&](const child& c) { return c.key == r.key; });
+  if (it == children_.end() || !it->restarting) return;
+  if (!add_restart()) {
+    give_up();
+    return;
+  }
+  try_restart(it);
+}
+
+void dynamic_supervisor::give_up() {
+  stop_all();
+  stop_after(exit_reason::shutdown());
 }
 
 std::string dynamic_supervisor::format_status() const {

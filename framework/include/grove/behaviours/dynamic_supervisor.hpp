@@ -28,7 +28,10 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
   };
   struct which_q {};
   struct count_q {};
-  using handles = types<start_q, terminate_q, which_q, count_q, exit_signal>;
+  struct retry {
+    std::uint64_t key;
+  };
+  using handles = types<start_q, terminate_q, which_q, count_q, exit_signal, retry>;
 
   explicit dynamic_supervisor(dynamic_supervisor_flags flags) : flags_(flags) {}
   init_result init();
@@ -38,19 +41,26 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
   std::vector<child_info> handle_call(const which_q&, const from&);
   child_counts handle_call(const count_q&, const from&);
   void handle_info(const exit_signal& e);
+  void handle_info(const retry& r);
   std::string format_status() const;
 
  private:
   struct child {
     child_spec spec;
     pid who;
+    std::uint64_t key = 0;
+    bool restarting = false;
   };
   bool add_restart();
+  // Starts a restarting child again; on failure it stays restarting and is retried.
+  void try_restart(std::vector<child>::iterator it);
+  void give_up();
   void stop_all();
 
   dynamic_supervisor_flags flags_;
   std::vector<child> children_;
   std::deque<std::int64_t> restarts_;
+  std::uint64_t next_key_ = 1;
 };
 
 start_result start_dynamic_supervisor(dynamic_supervisor_flags flags = {}, const start_options& opts = {});
