@@ -679,17 +679,9 @@ void alias_deactivate(std::uint64_t alias) {
 }
 
 send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env) {
-  env->kind = envelope_kind::reply;
+  env->kind = envelope_kind::reply;  // replies bypass mailbox capacity: deliver never throws for one
   env->alias = alias;
-  if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
-  switch (push_to(to, std::move(env))) {
-    case push_result::ok:
-      return send_result::ok;
-    case push_result::dead:
-      return send_result::dead;
-    default:
-      return send_result::dropped;
-  }
+  return deliver(to, std::move(env));
 }
 
 std::uint64_t make_ref() {
