@@ -2,9 +2,13 @@
 #pragma once
 
 #include <grove/behaviours/agent.hpp>
+#include <grove/behaviours/dynamic_supervisor.hpp>
 #include <grove/behaviours/gen_server.hpp>
 #include <grove/behaviours/keyed_registry.hpp>
 #include <grove/behaviours/name_registry.hpp>
+#include <grove/behaviours/supervisor.hpp>
+#include <grove/observe/events.hpp>
+#include <grove/observe/logger.hpp>
 #include <grove/runtime/blocking.hpp>
 #include <grove/runtime/errors.hpp>
 #include <grove/runtime/exit_reason.hpp>

@@ -6,6 +6,7 @@ namespace grove {
 
 init_result dynamic_supervisor::init() {
   trap_exit(true);
+  if (reporter_.path.empty()) reporter_.path = detail::root_path();
   return init_result::ok();
 }
 
@@ -17,18 +18,20 @@ void dynamic_supervisor::stop_all() {
     pid who;
     monitor_ref m;
     shutdown_spec sd;
+    const child* c;
+    exit_reason how;
   };
   std::vector<stopping> all;
   for (auto& c : children_) {
     if (!c.who) continue;
     shutdown_spec sd = detail::shutdown_of(c.spec);
-    all.push_back({c.who, monitor(c.who), sd});
+    all.push_back({c.who, monitor(c.who), sd, &c, {}});
     exit(c.who, sd.what == shutdown_spec::kind::brutal_kill ? exit_reason::kill() : exit_reason::shutdown());
   }
-  children_.clear();
   const auto start = now();
   for (auto& s : all) {
-    auto is_down = when<down>([m = s.m](const down& d) { return d.ref == m; }, [](const down&) {});
+    auto is_down =
+        when<down>([m = s.m](const down& d) { return d.ref == m; }, [&s](const down& d) { s.how = d.reason; });
     if (s.sd.what == shutdown_spec::kind::timeout) {
       auto left = s.sd.timeout - std::chrono::duration_cast<duration>(now() - start);
       if (left < duration::zero()) left = duration::zero();
@@ -40,8 +43,14 @@ void dynamic_supervisor::stop_all() {
   for (auto& s : all) {
     unlink(s.who);
     receive_for(duration::zero(), when<exit_signal>([p = s.who](const exit_signal& e) { return e.from == p; },
-                                                    [](const exit_signal&) {}));
+                                                    [&s](const exit_signal& e) {
+                                                      if (s.how.what() == exit_reason::kind::noproc) s.how = e.reason;
+                                                    }));
+    if (detail::shutdown_failed(s.c->spec, s.how)) {
+      reporter_.report(event_kind::shutdown_error, id_of(*s.c), s.who, {}, s.how, static_cast<int>(restarts_.size()));
+    }
   }
+  children_.clear();
 }
 
 bool dynamic_supervisor::add_restart() { return detail::add_restart(restarts_, flags_.intensity, flags_.period); }
@@ -49,8 +58,17 @@ bool dynamic_supervisor::add_restart() { return detail::add_restart(restarts_, f
 child_result dynamic_supervisor::handle_call(const start_q& q, const from&) {
   if (children_.size() >= flags_.max_children) return child_result{child_error::max_children, {}, {}};
   pid started;
-  if (auto err = detail::start_child_process(q.spec, started)) return child_result{child_error::start_failed, {}, *err};
-  if (started) children_.push_back(child{q.spec, started, next_key_++, false});  // ignore: nothing is kept
+  const std::uint64_t key = next_key_++;
+  child c{q.spec, {}, key, false, std::nullopt};
+  if (auto err = detail::start_child_process(q.spec, started, reporter_.path)) {
+    reporter_.report(event_kind::start_error, id_of(c), {}, {}, *err, static_cast<int>(restarts_.size()));
+    return child_result{child_error::start_failed, {}, *err};
+  }
+  if (started) {  // ignore: nothing is kept
+    c.who = started;
+    reporter_.report(event_kind::progress, id_of(c), {}, started, {}, 0);
+    children_.push_back(std::move(c));
+  }
   return child_result{child_error::none, started, {}};
 }
 
@@ -59,13 +77,16 @@ child_result dynamic_supervisor::handle_call(const terminate_q& q, const from&) 
   if (it == children_.end()) return child_result{child_error::not_found, {}, {}};
   child c = std::move(*it);
   children_.erase(it);
-  detail::stop_child(c.who, detail::shutdown_of(c.spec));
+  exit_reason how = detail::stop_child(c.who, detail::shutdown_of(c.spec));
+  if (detail::shutdown_failed(c.spec, how)) {
+    reporter_.report(event_kind::shutdown_error, id_of(c), c.who, {}, how, static_cast<int>(restarts_.size()));
+  }
   return child_result{};
 }
 
 std::vector<child_info> dynamic_supervisor::handle_call(const which_q&, const from&) {
   std::vector<child_info> out;
-  for (auto& c : children_) out.push_back(child_info{{}, c.who, c.restarting, c.spec.type});
+  for (auto& c : children_) out.push_back(child_info{{}, c.who, c.restarting, c.spec.type, c.last_exit});
   return out;
 }
 
@@ -87,13 +108,20 @@ void dynamic_supervisor::handle_info(const exit_signal& e) {
   auto it = std::find_if(children_.begin(), children_.end(), [&](const child& c) { return c.who == e.from; });
   if (it == children_.end()) return;
   const restart_type type = it->spec.restart;
-  if (type == restart_type::temporary || (type == restart_type::transient && !e.reason.is_crash())) {
+  it->last_exit = e.reason;
+  const bool restarts = type == restart_type::permanent || (type == restart_type::transient && e.reason.is_crash());
+  const bool within = !restarts || add_restart();
+  if (type == restart_type::permanent || e.reason.is_crash()) {
+    reporter_.report(event_kind::child_terminated, id_of(*it), e.from, {}, e.reason,
+                     static_cast<int>(restarts_.size()));
+  }
+  if (!restarts) {
     children_.erase(it);
     return;
   }
   it->who = pid{};
-  if (!add_restart()) {
-    give_up();
+  if (!within) {
+    give_up(*it);
     return;
   }
   it->restarting = true;
@@ -102,7 +130,8 @@ void dynamic_supervisor::handle_info(const exit_signal& e) {
 
 void dynamic_supervisor::try_restart(std::vector<child>::iterator it) {
   pid started;
-  if (detail::start_child_process(it->spec, started)) {
+  if (auto err = detail::start_child_process(it->spec, started, reporter_.path)) {
+    reporter_.report(event_kind::start_error, id_of(*it), {}, {}, *err, static_cast<int>(restarts_.size()));
     send(self(), retry{it->key});  // retried as a message, counted against the intensity
     return;
   }
@@ -112,19 +141,27 @@ void dynamic_supervisor::try_restart(std::vector<child>::iterator it) {
   }
   it->who = started;
   it->restarting = false;
+  reporter_.report(event_kind::progress, id_of(*it), {}, started, {}, 0);
 }
 
 void dynamic_supervisor::handle_info(const retry& r) {
   auto it = std::find_if(children_.begin(), children_.end(), [&](const child& c) { return c.key == r.key; });
   if (it == children_.end() || !it->restarting) return;
   if (!add_restart()) {
-    give_up();
+    give_up(*it);
     return;
   }
   try_restart(it);
 }
 
-void dynamic_supervisor::give_up() {
+std::string dynamic_supervisor::id_of(const child& c) const {
+  return c.spec.id.empty() ? "#" + std::to_string(c.key) : c.spec.id;
+}
+
+void dynamic_supervisor::give_up(const child& offender) {
+  reporter_.report(event_kind::intensity_reached, id_of(offender), {}, {},
+                   offender.last_exit.value_or(exit_reason::other("restart_failed")),
+                   static_cast<int>(restarts_.size()));
   stop_all();
   stop_after(exit_reason::shutdown());
 }
@@ -143,6 +180,14 @@ start_result start_dynamic_supervisor_link(dynamic_supervisor_flags flags, const
 namespace {
 constexpr duration forever = duration::max();
 }
+child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags) {
+  child_spec s;
+  s.id = std::move(id);
+  s.start = [flags]() { return start_link(std::make_unique<dynamic_supervisor>(flags, detail::take_child_path())); };
+  s.type = child_type::supervisor;
+  return s;
+}
+
 child_result start_dynamic_child(const server_ref& sup, child_spec spec) {
   return call<child_result>(sup, dynamic_supervisor::start_q{std::move(spec)}, forever);
 }

@@ -28,8 +28,37 @@ const char* to_string(child_error e) noexcept {
   return "?";
 }
 
-supervisor::supervisor(supervisor_flags flags, std::vector<child_spec> children) : flags_(flags) {
+supervisor::supervisor(supervisor_flags flags, std::vector<child_spec> children, std::string path)
+    : flags_(flags), reporter_{std::move(path), flags.intensity, flags.period.count()} {
   for (auto& c : children) children_.push_back(child{std::move(c), {}, false});
+}
+
+namespace {
+thread_local std::string child_path;  // set just before a child's start function runs
+}
+
+std::string detail::take_child_path() { return std::exchange(child_path, std::string()); }
+
+std::string detail::root_path() {
+  if (auto name = names().name_of(self())) return *name;
+  if (auto i = info(self()); i && !i->label.empty()) return i->label;
+  return self().str();
+}
+
+void detail::sup_reporter::report(event_kind k, const std::string& child, const pid& old_pid, const pid& new_pid,
+                                  const exit_reason& r, int restarts) const {
+  event e;
+  e.kind = k;
+  e.supervisor = path;
+  e.supervisor_pid = self();
+  e.child = child;
+  e.old_pid = old_pid;
+  e.new_pid = new_pid;
+  e.reason = r;
+  e.restarts = restarts;
+  e.intensity = intensity;
+  e.period_s = period_s;
+  events().publish(std::move(e));
 }
 
 supervisor::iterator supervisor::find(const std::string& id) {
@@ -42,6 +71,7 @@ supervisor::iterator supervisor::find(const pid& p) {
 
 init_result supervisor::init() {
   trap_exit(true);
+  if (reporter_.path.empty()) reporter_.path = detail::root_path();
   std::unordered_set<std::string_view> ids;
   for (auto& c : children_) {
     if (!ids.insert(c.spec.id).second)
@@ -72,13 +102,20 @@ init_result supervisor::init() {
 
 void supervisor::terminate(const exit_reason&) { terminate_all_reverse(children_.begin(), children_.end()); }
 
-std::optional<exit_reason> detail::start_child_process(const child_spec& spec, pid& started) {
+std::optional<exit_reason> detail::start_child_process(const child_spec& spec, pid& started,
+                                                       const std::string& sup_path) {
   start_result r = start_result::ignored();
   try {
+    set_next_spawn(spawn_overrides{spec.stack_size, spec.mailbox_capacity, spec.overflow, spec.id});
+    child_path = sup_path + "/" + spec.id;
     r = spec.start();
+    set_next_spawn(std::nullopt);
+    child_path.clear();
   } catch (const process_exit&) {
     throw;
   } catch (...) {
+    set_next_spawn(std::nullopt);
+    child_path.clear();
     return detail::reason_of_current_exception();
   }
   switch (r.what()) {
@@ -98,11 +135,14 @@ std::optional<exit_reason> detail::start_child_process(const child_spec& spec, p
 
 std::optional<exit_reason> supervisor::start(child& c) {
   pid started;
-  auto err = detail::start_child_process(c.spec, started);
+  auto err = detail::start_child_process(c.spec, started, reporter_.path);
   if (!err) {
     c.who = started;
     c.restarting = false;
     c.started_at = now();
+    if (started) reporter_.report(event_kind::progress, c.spec.id, {}, started, {}, 0);
+  } else {
+    reporter_.report(event_kind::start_error, c.spec.id, {}, {}, *err, static_cast<int>(restarts_.size()));
   }
   return err;
 }
@@ -112,10 +152,11 @@ shutdown_spec detail::shutdown_of(const child_spec& spec) {
                                                                     : shutdown_spec::after(std::chrono::seconds(5)));
 }
 
-void detail::stop_child(const pid& p, const shutdown_spec& sd) {
+exit_reason detail::stop_child(const pid& p, const shutdown_spec& sd) {
   // Through a monitor, not the link: a child that unlinked itself cannot hang its supervisor.
   const monitor_ref m = monitor(p);
-  auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [](const down&) {});
+  exit_reason how;
+  auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [&how](const down& d) { how = d.reason; });
   if (sd.what == shutdown_spec::kind::brutal_kill) {
     exit(p, exit_reason::kill());
     receive(is_down);
@@ -129,15 +170,31 @@ void detail::stop_child(const pid& p, const shutdown_spec& sd) {
     }
   }
   unlink(p);
-  receive_for(duration::zero(),
-              when<exit_signal>([p](const exit_signal& e) { return e.from == p; }, [](const exit_signal&) {}));
+  // Already dead when monitored: its exit signal says how it ended.
+  receive_for(duration::zero(), when<exit_signal>([p](const exit_signal& e) { return e.from == p; },
+                                                  [&how](const exit_signal& e) {
+                                                    if (how.what() == exit_reason::kind::noproc) how = e.reason;
+                                                  }));
+  return how;
+}
+
+bool detail::shutdown_failed(const child_spec& spec, const exit_reason& r) {
+  const bool brutal = shutdown_of(spec).what == shutdown_spec::kind::brutal_kill;
+  if (brutal ? r.what() == exit_reason::kind::killed : (r.is_shutdown() && r.detail().empty())) return false;
+  // A child that is not permanent may also have ended normally or with {shutdown, _} on its own.
+  if (spec.restart != restart_type::permanent && !r.is_crash()) return false;
+  return true;
 }
 
 void supervisor::shut_down(child& c) {
   if (!c.who) return;
   const pid p = c.who;
   c.who = pid{};
-  detail::stop_child(p, detail::shutdown_of(c.spec));
+  exit_reason how = detail::stop_child(p, detail::shutdown_of(c.spec));
+  if (detail::shutdown_failed(c.spec, how)) {
+    reporter_.report(event_kind::shutdown_error, c.spec.id, p, {}, how, static_cast<int>(restarts_.size()));
+  }
+  c.last_exit = std::move(how);
 }
 
 void supervisor::terminate_all_reverse(iterator first, iterator last) {
@@ -156,7 +213,10 @@ bool detail::add_restart(std::deque<std::int64_t>& restarts, int intensity, std:
 
 bool supervisor::add_restart() { return detail::add_restart(restarts_, flags_.intensity, flags_.period); }
 
-void supervisor::give_up(const child&) {
+void supervisor::give_up(const child& offender) {
+  reporter_.report(event_kind::intensity_reached, offender.spec.id, {}, {},
+                   offender.last_exit.value_or(exit_reason::other("restart_failed")),
+                   static_cast<int>(restarts_.size()));
   terminate_all_reverse(children_.begin(), children_.end());
   stop_after(exit_reason::shutdown());
 }
@@ -217,18 +277,26 @@ void supervisor::handle_info(const exit_signal& e) {
   auto it = find(e.from);
   if (it == children_.end()) return;  // not (or no longer) a child
   it->who = pid{};
+  it->last_exit = e.reason;
   const restart_type type = it->spec.restart;
   const bool significant = it->spec.significant;
+  const bool restarts = type == restart_type::permanent || (type == restart_type::transient && e.reason.is_crash());
+  const bool within = !restarts || add_restart();
+  // OTP's rule: a permanent child's end is always reported, another's only when abnormal.
+  if (type == restart_type::permanent || e.reason.is_crash()) {
+    reporter_.report(event_kind::child_terminated, it->spec.id, e.from, {}, e.reason,
+                     static_cast<int>(restarts_.size()));
+  }
   if (type == restart_type::temporary) {
     children_.erase(it);
     if (significant) significant_ended();
     return;
   }
-  if (type == restart_type::transient && !e.reason.is_crash()) {
+  if (!restarts) {
     if (significant) significant_ended();
     return;
   }
-  if (!add_restart()) {
+  if (!within) {
     give_up(*it);
     return;
   }
@@ -259,7 +327,7 @@ void supervisor::handle_info(const retry& r) {
 
 std::vector<child_info> supervisor::handle_call(const which_q&, const from&) {
   std::vector<child_info> out;
-  for (auto& c : children_) out.push_back(child_info{c.spec.id, c.who, c.restarting, c.spec.type});
+  for (auto& c : children_) out.push_back(child_info{c.spec.id, c.who, c.restarting, c.spec.type, c.last_exit});
   return out;
 }
 
@@ -345,7 +413,9 @@ start_result start_supervisor_link(supervisor_flags flags, std::vector<child_spe
 child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children) {
   child_spec s;
   s.id = std::move(id);
-  s.start = [flags, children]() { return start_supervisor_link(flags, children); };
+  s.start = [flags, children]() {
+    return start_link(std::make_unique<supervisor>(flags, children, detail::take_child_path()));
+  };
   s.type = child_type::supervisor;
   return s;
 }

@@ -270,6 +270,17 @@ void node::remove_exit_hook(exit_hook fn, void* ctx) {
   v.erase(std::remove(v.begin(), v.end(), std::make_pair(fn, ctx)), v.end());
 }
 
+void node::add_crash_hook(crash_hook fn, void* ctx) {
+  std::unique_lock lk(impl_->hooks_mutex);
+  impl_->crash_hooks.emplace_back(fn, ctx);
+}
+
+void node::remove_crash_hook(crash_hook fn, void* ctx) {
+  std::unique_lock lk(impl_->hooks_mutex);
+  auto& v = impl_->crash_hooks;
+  v.erase(std::remove(v.begin(), v.end(), std::make_pair(fn, ctx)), v.end());
+}
+
 void node::wait_ended(const pid& p) {
   impl_->end_waiters.fetch_add(1);
   {
@@ -282,6 +293,7 @@ void node::wait_ended(const pid& p) {
 }
 
 std::uint32_t node::id() const noexcept { return impl_->id; }
+const std::string& node::name() const noexcept { return impl_->options.name; }
 unsigned node::schedulers() const noexcept { return static_cast<unsigned>(impl_->schedulers.size()); }
 std::size_t node::process_count() const noexcept { return impl_->live.load(std::memory_order_relaxed); }
 

@@ -88,7 +88,8 @@ class node_impl {
   std::atomic<int> end_waiters{0};
   std::shared_mutex hooks_mutex;
   std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
-  std::mutex services_mutex;
+  std::vector<std::pair<node::crash_hook, void*>> crash_hooks;
+  std::recursive_mutex services_mutex;  // a service may use another while it is made
   std::vector<std::pair<const std::type_info*, std::shared_ptr<void>>> services;  // threads in node::wait_ended
   bool stopped = false;
 

@@ -295,12 +295,19 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
 [[noreturn]] void terminate_with(exit_reason r) { throw process_exit(std::move(r)); }
 
 void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
-  if (!via_link && s.reason.what() == exit_reason::kind::kill) terminate_with(exit_reason::killed());
+  if (!via_link && s.reason.what() == exit_reason::kind::kill) {
+    p->by_signal = true;
+    terminate_with(exit_reason::killed());
+  }
   if (p->trapping.load(std::memory_order_relaxed)) {
     queue_message(p, exit_signal{s.from, s.reason});
   } else if (s.reason.is_normal()) {
-    if (!via_link && s.from == p->self()) terminate_with(exit_reason::normal());
+    if (!via_link && s.from == p->self()) {
+      p->by_signal = true;
+      terminate_with(exit_reason::normal());
+    }
   } else {
+    p->by_signal = true;
     terminate_with(s.reason);
   }
 }
@@ -343,6 +350,7 @@ bool drain_impl(process* p) {
           on_exit_signal(p, *s, false);
           break;
         case envelope_kind::exit_forced:
+          p->by_signal = true;
           terminate_with(s->reason);
         case envelope_kind::down: {
           bool active = false;
@@ -393,6 +401,12 @@ void wait_for_mail(process* p) {
 
 void drain(process* p) { drain_impl(p); }
 
+void set_next_spawn(std::optional<spawn_overrides> o) {
+  process* p = current();
+  if (!p) throw not_in_process("set_next_spawn");
+  p->next_spawn = std::move(o);
+}
+
 exit_reason reason_of_current_exception() noexcept {
   try {
     throw;
@@ -419,6 +433,10 @@ void die(process* p, const exit_reason& reason) {
   };
   // What it owned is released first, while it still counts as alive: a monitor or link made
   // meanwhile is queued and answered after the release, never with an early noproc.
+  if (!p->by_signal && reason.is_crash()) {
+    std::shared_lock hl(p->node->hooks_mutex);
+    for (auto& [fn, ctx] : p->node->crash_hooks) fn(ctx, me, p->label, reason);
+  }
   bool owner = false;
   {
     spinlock_lock lk(p->lock);
@@ -546,16 +564,26 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
   process* p = n->table.acquire();
   p->handler_form = handler_form;
-  p->stack_size =
-      handler_form ? 0 : stack_pool::round(opts.stack_size ? opts.stack_size : n->options.default_stack_size);
-  p->capacity = opts.mailbox_capacity;
-  p->overflow = opts.overflow;
-  p->label = opts.label;
+  spawn_options o = opts;
+  if (parent && parent->next_spawn) {  // set by a supervisor around its child's start
+    const spawn_overrides& v = *parent->next_spawn;
+    if (v.stack_size) o.stack_size = v.stack_size;
+    if (v.mailbox_capacity) o.mailbox_capacity = v.mailbox_capacity;
+    if (v.overflow) o.overflow = *v.overflow;
+    if (o.label.empty()) o.label = v.label;
+    parent->next_spawn.reset();
+  }
+  p->stack_size = handler_form ? 0 : stack_pool::round(o.stack_size ? o.stack_size : n->options.default_stack_size);
+  p->capacity = o.mailbox_capacity;
+  p->overflow = o.overflow;
+  p->label = std::move(o.label);
   p->body = std::move(body);
   p->handler = std::move(handler);
   p->started = false;
   p->receive_token = 0;
   p->timed_out = false;
+  p->by_signal = false;
+  p->next_spawn.reset();
   p->home = nullptr;
   p->length.store(0, std::memory_order_relaxed);
   p->queued.store(0, std::memory_order_relaxed);

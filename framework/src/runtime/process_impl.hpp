@@ -127,7 +127,9 @@ class process {
   std::uint64_t receive_token = 0;  // the receive waiting with a timeout, 0 if none
   std::uint64_t next_token = 0;
   bool timed_out = false;
+  bool by_signal = false;     // it is ending because of an exit signal, not by itself
   scheduler* home = nullptr;  // where its fiber lives (body form)
+  std::optional<spawn_overrides> next_spawn;  // for the next process it spawns
 
   // ---- read by anyone ----
   std::atomic<std::size_t> length{0};  // messages in incoming + queue

@@ -33,7 +33,8 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
   };
   using handles = types<start_q, terminate_q, which_q, count_q, exit_signal, retry>;
 
-  explicit dynamic_supervisor(dynamic_supervisor_flags flags) : flags_(flags) {}
+  explicit dynamic_supervisor(dynamic_supervisor_flags flags, std::string path = {})
+      : flags_(flags), reporter_{std::move(path), flags.intensity, flags.period.count()} {}
   init_result init();
   void terminate(const exit_reason& r);
   child_result handle_call(const start_q& q, const from&);
@@ -50,14 +51,18 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
     pid who;
     std::uint64_t key = 0;
     bool restarting = false;
+    std::optional<exit_reason> last_exit;
   };
   bool add_restart();
   // Starts a restarting child again; on failure it stays restarting and is retried.
   void try_restart(std::vector<child>::iterator it);
-  void give_up();
+  void give_up(const child& offender);
+  // A dynamic child is reported by its spec's id, if it has one, else by its key.
+  std::string id_of(const child& c) const;
   void stop_all();
 
   dynamic_supervisor_flags flags_;
+  detail::sup_reporter reporter_;
   std::vector<child> children_;
   std::deque<std::int64_t> restarts_;
   std::uint64_t next_key_ = 1;
@@ -67,6 +72,8 @@ start_result start_dynamic_supervisor(dynamic_supervisor_flags flags = {}, const
 start_result start_dynamic_supervisor_link(dynamic_supervisor_flags flags = {}, const start_options& opts = {});
 // Starts a child under a dynamic supervisor: its pid, or max_children / start_failed.
 child_result start_dynamic_child(const server_ref& sup, child_spec spec);
+// A child spec for a dynamic supervisor nested in a supervisor.
+child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags);
 child_result terminate_dynamic_child(const server_ref& sup, const pid& child);
 std::vector<child_info> which_dynamic_children(const server_ref& sup);
 child_counts count_dynamic_children(const server_ref& sup);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <grove/behaviours/gen_server.hpp>
+#include <grove/observe/events.hpp>
 
 namespace grove {
 
@@ -57,6 +58,10 @@ struct child_spec {
   // normally, a temporary one ending at all) may stop the supervisor. Not with permanent.
   bool significant = false;
   std::optional<backoff_spec> backoff;  // this child's; else the supervisor's, if any
+  // Imposed on the child's process (the first process `start` spawns); 0 / empty: its own.
+  std::size_t stack_size = 0;
+  std::size_t mailbox_capacity = 0;
+  std::optional<overflow_policy> overflow;
 };
 
 enum class auto_shutdown : unsigned char {
@@ -78,6 +83,7 @@ struct child_info {
   pid who;  // empty when not running
   bool restarting = false;
   child_type type = child_type::worker;
+  std::optional<exit_reason> last_exit;  // how its previous run ended, if it ended
 };
 
 struct child_counts {
@@ -105,12 +111,29 @@ struct child_result {
 };
 
 namespace detail {
-// Runs spec.start (in the supervisor): the child's pid (empty when it answered ignore), or the
-// reason it failed.
-std::optional<exit_reason> start_child_process(const child_spec& spec, pid& started);
+// Runs spec.start (in the supervisor at `sup_path`): the child's pid (empty when it answered
+// ignore), or the reason it failed. A nested supervisor started by spec.start takes
+// sup_path/id as its path (see take_child_path).
+std::optional<exit_reason> start_child_process(const child_spec& spec, pid& started, const std::string& sup_path);
+// In a child's start function, before it suspends: the path the supervisor gave this child
+// ("" outside a supervisor's start).
+std::string take_child_path();
+// The path of a top supervisor: its registered name, else its label, else its pid.
+std::string root_path();
 // Stops a linked child OTP's way: monitor; exit shutdown (kill for brutal_kill); wait for the down
-// up to the shutdown time, then kill; unlink and drop its exit signal.
-void stop_child(const pid& child, const shutdown_spec& sd);
+// up to the shutdown time, then kill; unlink and drop its exit signal. Returns how it ended.
+exit_reason stop_child(const pid& child, const shutdown_spec& sd);
+// Whether OTP would write a shutdown_error for a child stopped with sd that ended with r.
+bool shutdown_failed(const child_spec& spec, const exit_reason& r);
+
+// The reports of one supervisor, published on the node's event bus.
+struct sup_reporter {
+  std::string path;
+  int intensity = 0;
+  std::int64_t period_s = 0;
+  void report(event_kind k, const std::string& child, const pid& old_pid, const pid& new_pid, const exit_reason& r,
+              int restarts) const;
+};
 shutdown_spec shutdown_of(const child_spec& spec);
 // Restart intensity, OTP's algorithm: whole seconds of the node's clock. False: too many.
 bool add_restart(std::deque<std::int64_t>& restarts, int intensity, std::chrono::seconds period);
@@ -143,7 +166,8 @@ class supervisor final : public gen_server<supervisor> {
   using handles = types<which_q, count_q, start_child_q, terminate_child_q, restart_child_q, delete_child_q, get_spec_q,
                         exit_signal, retry>;
 
-  supervisor(supervisor_flags flags, std::vector<child_spec> children);
+  // path: where it sits in the tree ("" for a top supervisor: its name, label or pid).
+  supervisor(supervisor_flags flags, std::vector<child_spec> children, std::string path = {});
 
   init_result init();
   void terminate(const exit_reason& r);
@@ -165,6 +189,7 @@ class supervisor final : public gen_server<supervisor> {
     bool restarting = false;
     int consecutive = 0;  // restarts in a row, for the backoff
     std::chrono::steady_clock::time_point started_at{};
+    std::optional<exit_reason> last_exit;
   };
   using iterator = std::vector<child>::iterator;
   iterator find(const std::string& id);
@@ -183,6 +208,7 @@ class supervisor final : public gen_server<supervisor> {
   void significant_ended();
 
   supervisor_flags flags_;
+  detail::sup_reporter reporter_;
   std::vector<child> children_;
   std::deque<std::int64_t> restarts_;  // seconds on the node's clock
   std::uint64_t jitter_state_ = 0x9e3779b97f4a7c15ull;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
@@ -38,6 +39,7 @@ struct node_options {
   std::size_t handler_stack_size = 256 * 1024;  // the pooled fibers that run handlers
   unsigned blocking_threads = 4;                // threads for blocking()
   bool manual_clock = false;                    // time moves only through advance()
+  std::string name = "grove";                   // shown in events, logs and the console
 };
 
 class node {
@@ -64,6 +66,7 @@ class node {
   auto run(F&& fn, const spawn_options& opts = {}) -> std::invoke_result_t<F&>;
 
   std::uint32_t id() const noexcept;
+  const std::string& name() const noexcept;
   unsigned schedulers() const noexcept;
   std::size_t process_count() const noexcept;
   std::vector<pid> processes() const;
@@ -80,6 +83,13 @@ class node {
   using exit_hook = void (*)(void* ctx, const pid& who);
   void add_exit_hook(exit_hook fn, void* ctx);
   void remove_exit_hook(exit_hook fn, void* ctx);
+
+  // Called when a process crashes: it ended by itself (an exception or exit(reason)) with a
+  // reason other than normal, shutdown or {shutdown, _}. A process ended by an exit signal is
+  // not a crash of its own. Runs in the dying process, before its exit hooks; must not block.
+  using crash_hook = void (*)(void* ctx, const pid& who, const std::string& label, const exit_reason& reason);
+  void add_crash_hook(crash_hook fn, void* ctx);
+  void remove_crash_hook(crash_hook fn, void* ctx);
 
   // One instance of T per node (T constructible from node&), created on first use and
   // destroyed with the node after every process has ended. Layers above the runtime keep their

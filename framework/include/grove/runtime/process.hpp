@@ -78,6 +78,16 @@ struct spawn_result {
   pid who;
   monitor_ref mref;
 };
+// What a supervisor imposes on its child's process: the next process the calling process
+// spawns takes these over its own spawn_options (zero / empty: keep the child's own).
+struct spawn_overrides {
+  std::size_t stack_size = 0;
+  std::size_t mailbox_capacity = 0;
+  std::optional<overflow_policy> overflow;
+  std::string label;  // used when the child gives none
+};
+// Sets (or with nullopt clears) the overrides for the calling process's next spawn.
+void set_next_spawn(std::optional<spawn_overrides> o);
 spawn_result spawn_body(node* on, unique_function body, const spawn_options& opts, spawn_link_mode mode);
 spawn_result spawn_handler(node* on, std::unique_ptr<process_handler> h, const spawn_options& opts,
                            spawn_link_mode mode);
