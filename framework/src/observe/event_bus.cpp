@@ -77,6 +77,13 @@ std::string to_text(const event& e) {
     field("count", std::to_string(e.dropped));
     return s;
   }
+  if (e.kind == event_kind::application) {  // application store started new_pid=<1.1.1>
+    s += ' ' + e.child + ' ' + e.label;
+    if (e.old_pid) field("old_pid", e.old_pid.str());
+    if (e.new_pid) field("new_pid", e.new_pid.str());
+    if (e.label != "started") field("reason", e.reason.str());
+    return s;
+  }
   field("supervisor", e.supervisor);
   field("child", e.child);
   field("label", e.label);

@@ -1,0 +1,175 @@
+#include <grove/app/builtin_kinds.hpp>
+#include <grove/app/kinds.hpp>
+
+#include <random>
+#include <stdexcept>
+
+namespace grove {
+
+void kind_registry::add(std::string name, std::string summary, kind_factory factory) {
+  kinds_.insert_or_assign(std::move(name), entry{std::move(summary), std::move(factory)});
+}
+
+const kind_factory* kind_registry::find(std::string_view name) const {
+  auto it = kinds_.find(name);
+  return it == kinds_.end() ? nullptr : &it->second.factory;
+}
+
+std::vector<std::string> kind_registry::names() const {
+  std::vector<std::string> out;
+  for (auto& [name, e] : kinds_) out.push_back(name);
+  return out;
+}
+
+std::string kind_registry::summary(std::string_view name) const {
+  auto it = kinds_.find(name);
+  return it == kinds_.end() ? std::string() : it->second.summary;
+}
+
+namespace builtin {
+
+// What a built-in kind throws when told to crash: its reason reads
+// {error,"grove::builtin::induced_crash: <reason>"}.
+class induced_crash : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace {
+
+class echo final : public gen_server<echo> {
+ public:
+  using handles = types<std::string, crash_now>;
+  explicit echo(std::string prefix) : prefix_(std::move(prefix)) {}
+  std::string handle_call(const std::string& s, const from&) {
+    ++answered_;
+    return prefix_ + s;
+  }
+  void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
+  std::string format_status() const { return "echo, " + std::to_string(answered_) + " calls answered"; }
+
+ private:
+  std::string prefix_;
+  std::uint64_t answered_ = 0;
+};
+
+class counter final : public gen_server<counter> {
+ public:
+  using handles = types<add, get, reset, crash_now, tick>;
+  explicit counter(std::int64_t start) : start_(start), value_(start) {}
+  std::int64_t handle_call(const add& a, const from&) { return value_ += a.n; }
+  std::int64_t handle_call(const get&, const from&) { return value_; }
+  void handle_cast(const add& a) { value_ += a.n; }
+  void handle_cast(const reset&) { value_ = start_; }
+  void handle_info(const tick&) { ++value_; }  // a ticker aimed at a counter counts its ticks
+  void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
+  std::string format_status() const { return "counter = " + std::to_string(value_); }
+
+ private:
+  std::int64_t start_;
+  std::int64_t value_;
+};
+
+struct next_tick {};
+
+class ticker final : public gen_server<ticker> {
+ public:
+  using handles = types<next_tick, ticks, crash_now>;
+  ticker(std::string id, duration interval, std::string target)
+      : id_(std::move(id)), interval_(interval), target_(std::move(target)) {}
+  init_result init() {
+    send_after(interval_, self(), next_tick{});
+    return init_result::ok();
+  }
+  void handle_info(const next_tick&) {
+    ++count_;
+    if (!target_.empty()) {
+      if (auto to = whereis(target_)) send(*to, tick{count_, id_});
+    }
+    send_after(interval_, self(), next_tick{});
+  }
+  std::uint64_t handle_call(const ticks&, const from&) { return count_; }
+  void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
+  std::string format_status() const {
+    return "ticker, " + std::to_string(count_) + " ticks" + (target_.empty() ? "" : " to " + target_);
+  }
+
+ private:
+  std::string id_;
+  duration interval_;
+  std::string target_;
+  std::uint64_t count_ = 0;
+};
+
+struct crash_timer {};
+
+class crasher final : public gen_server<crasher> {
+ public:
+  using handles = types<crash_timer, crash_now>;
+  crasher(duration after, double rate, std::string reason, std::uint64_t seed)
+      : after_(after), rate_(rate), reason_(std::move(reason)), rng_(seed) {}
+  init_result init() {
+    if (after_ > duration::zero()) {
+      send_after(after_, self(), crash_now{reason_});
+    } else if (rate_ > 0) {
+      // Exponential waits: on average `rate` crashes per second, at random moments.
+      std::exponential_distribution<double> wait(rate_);
+      send_after(std::chrono::duration_cast<duration>(std::chrono::duration<double>(wait(rng_))), self(),
+                 crash_now{reason_});
+    }
+    return init_result::ok();
+  }
+  void handle_info(const crash_now& c) { throw induced_crash(c.reason); }
+  void handle_info(const crash_timer&) {}
+  void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
+  std::string format_status() const {
+    if (after_ > duration::zero()) return "crasher, crashes " + std::to_string(after_.count() / 1000000) + " ms after start";
+    if (rate_ > 0) return "crasher, " + std::to_string(rate_) + " crashes per second";
+    return "crasher, crashes on command";
+  }
+
+ private:
+  duration after_;
+  double rate_;
+  std::string reason_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace
+}  // namespace builtin
+
+void add_builtin_kinds(kind_registry& kinds) {
+  kinds.add("echo", "answers a call with a string by the same string (args: prefix)", [](const kind_context& k) {
+    k.args().only({"prefix"});
+    return k.gen_server<builtin::echo>(k.args().get<std::string>("prefix", ""));
+  });
+  kinds.add("counter", "holds an integer: add, get, reset (args: start)", [](const kind_context& k) {
+    k.args().only({"start"});
+    return k.gen_server<builtin::counter>(k.args().get<std::int64_t>("start", 0));
+  });
+  kinds.add("ticker", "ticks every interval, counts, forwards to target (args: interval, target)",
+            [](const kind_context& k) {
+              k.args().only({"interval", "target"});
+              auto interval = k.args().get<duration>("interval", std::chrono::seconds(1));
+              if (interval <= duration::zero()) {
+                k.args().sink()->add(k.args().pos(), k.args().path() + ".interval", "must be more than 0",
+                                     "a duration such as 500ms");
+              }
+              return k.gen_server<builtin::ticker>(k.id(), interval, k.args().get<std::string>("target", ""));
+            });
+  kinds.add("crasher", "crashes on command, after a delay, or at a random rate (args: after, rate, reason, seed)",
+            [](const kind_context& k) {
+              k.args().only({"after", "rate", "reason", "seed"});
+              auto after = k.args().get<duration>("after", duration::zero());
+              auto rate = k.args().get<double>("rate", 0.0);
+              if (rate < 0) {
+                k.args().sink()->add(k.args().pos(), k.args().path() + ".rate", "must not be negative",
+                                     "crashes per second, e.g. 0.5");
+              }
+              auto seed = k.args().get<std::int64_t>("seed", static_cast<std::int64_t>(std::random_device{}()));
+              return k.gen_server<builtin::crasher>(after, rate, k.args().get<std::string>("reason", "induced crash"),
+                                                    static_cast<std::uint64_t>(seed));
+            });
+}
+
+}  // namespace grove

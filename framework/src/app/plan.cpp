@@ -1,0 +1,187 @@
+#include "plan.hpp"
+
+#include <exception>
+#include <memory>
+
+namespace grove::detail {
+
+namespace {
+
+restart_type to_runtime(config::restart_type r) {
+  switch (r) {
+    case config::restart_type::permanent:
+      return restart_type::permanent;
+    case config::restart_type::transient:
+      return restart_type::transient;
+    case config::restart_type::temporary:
+      return restart_type::temporary;
+  }
+  return restart_type::permanent;
+}
+
+strategy to_runtime(config::strategy s) {
+  switch (s) {
+    case config::strategy::one_for_one:
+      return strategy::one_for_one;
+    case config::strategy::one_for_all:
+      return strategy::one_for_all;
+    case config::strategy::rest_for_one:
+      return strategy::rest_for_one;
+  }
+  return strategy::one_for_one;
+}
+
+auto_shutdown to_runtime(config::auto_shutdown a) {
+  switch (a) {
+    case config::auto_shutdown::never:
+      return auto_shutdown::never;
+    case config::auto_shutdown::any_significant:
+      return auto_shutdown::any_significant;
+    case config::auto_shutdown::all_significant:
+      return auto_shutdown::all_significant;
+  }
+  return auto_shutdown::never;
+}
+
+overflow_policy to_runtime(config::overflow_policy o) {
+  switch (o) {
+    case config::overflow_policy::drop_newest:
+      return overflow_policy::drop_newest;
+    case config::overflow_policy::drop_oldest:
+      return overflow_policy::drop_oldest;
+    case config::overflow_policy::fail:
+      return overflow_policy::fail;
+  }
+  return overflow_policy::drop_newest;
+}
+
+backoff_spec to_runtime(const config::backoff_config& b) {
+  return backoff_spec{b.min, b.max, b.multiplier, b.jitter, b.reset_after};
+}
+
+shutdown_spec to_runtime(const config::shutdown_config& s) {
+  switch (s.what) {
+    case config::shutdown_config::kind::brutal_kill:
+      return shutdown_spec::brutal_kill();
+    case config::shutdown_config::kind::infinity:
+      return shutdown_spec::infinity();
+    case config::shutdown_config::kind::timeout:
+      return shutdown_spec::after(s.timeout);
+  }
+  return shutdown_spec{};
+}
+
+// OTP counts restarts in whole seconds; so does the runtime.
+std::chrono::seconds whole_seconds(config::duration d, const config::source_pos& pos, const std::string& path,
+                                   config::diagnostics& errors) {
+  auto s = std::chrono::duration_cast<std::chrono::seconds>(d);
+  if (s != d || s.count() < 1) {
+    errors.add(pos, path + ".period", "got " + config::format_duration(d), "a whole number of seconds, at least 1s",
+               "restarts are counted in whole seconds, as in OTP");
+  }
+  return std::max(s, std::chrono::seconds(1));
+}
+
+struct builder {
+  const kind_registry& kinds;
+  const config::args& env;
+  config::diagnostics& errors;
+
+  std::vector<child_spec> children(const config::supervisor_config& sup, const std::string& path) {
+    std::vector<child_spec> out;
+    for (std::size_t i = 0; i < sup.children.size(); ++i) {
+      const auto& c = sup.children[i];
+      out.push_back(child(c, path + ".children[" + std::to_string(i) + "]"));
+    }
+    return out;
+  }
+
+  supervisor_flags flags(const config::supervisor_config& s, const std::string& path) {
+    supervisor_flags f;
+    f.strategy = to_runtime(s.strategy);
+    f.intensity = s.intensity;
+    f.period = whole_seconds(s.period, s.pos, path, errors);
+    f.auto_shutdown = to_runtime(s.auto_shutdown);
+    if (s.backoff) f.backoff = to_runtime(*s.backoff);
+    return f;
+  }
+
+  child_spec child(const config::child_config& c, const std::string& path) {
+    child_spec spec;
+    switch (c.type) {
+      case config::child_type::supervisor:
+        spec = supervisor_child(c.id, flags(*c.supervisor, path + ".supervisor"),
+                                children(*c.supervisor, path + ".supervisor"));
+        break;
+      case config::child_type::dynamic_supervisor: {
+        const auto& d = *c.dynamic_supervisor;
+        dynamic_supervisor_flags f;
+        f.intensity = d.intensity;
+        f.period = whole_seconds(d.period, d.pos, path + ".dynamic_supervisor", errors);
+        if (d.max_children) f.max_children = *d.max_children;
+        if (d.backoff) {
+          errors.add(d.backoff->pos, path + ".dynamic_supervisor.backoff", "not supported yet",
+                     "a dynamic_supervisor without backoff", "declare backoff on a supervisor's children instead");
+        }
+        spec = dynamic_supervisor_child(c.id, f);
+        break;
+      }
+      case config::child_type::worker:
+        spec = worker(c, path);
+        break;
+    }
+    spec.id = c.id;
+    spec.restart = to_runtime(c.restart);
+    if (c.shutdown) spec.shutdown = to_runtime(*c.shutdown);
+    spec.significant = c.significant;
+    if (c.backoff) spec.backoff = to_runtime(*c.backoff);
+    if (c.stack_size) spec.stack_size = *c.stack_size;
+    if (c.mailbox_capacity) {
+      spec.mailbox_capacity = *c.mailbox_capacity;
+      spec.overflow = to_runtime(c.overflow);
+    }
+    return spec;
+  }
+
+  child_spec worker(const config::child_config& c, const std::string& path) {
+    child_spec spec;
+    const kind_factory* factory = kinds.find(c.kind);
+    if (!factory) {  // the loader checks kinds when it is given them; this is the last line
+      errors.add(c.pos, path + ".kind", "unknown kind '" + c.kind + "'");
+      return spec;
+    }
+    auto sink = std::make_shared<config::diagnostics>();
+    try {
+      spec.start = (*factory)(kind_context(c.args.with_sink(sink), c.id, c.name, env.with_sink(sink)));
+    } catch (const std::exception& e) {
+      errors.add(c.pos, path, "kind '" + c.kind + "' failed: " + e.what());
+    }
+    errors.append(*sink);
+    if (!spec.start && sink->empty()) errors.add(c.pos, path, "kind '" + c.kind + "' gave no start function");
+    return spec;
+  }
+};
+
+}  // namespace
+
+std::vector<app_plan> build_plan(const config::node_config& cfg, const kind_registry& kinds,
+                                 config::diagnostics& errors) {
+  std::vector<app_plan> out;
+  for (const std::string& name : cfg.start_order) {
+    for (std::size_t i = 0; i < cfg.applications.size(); ++i) {
+      const auto& a = cfg.applications[i];
+      if (a.name != name) continue;
+      const std::string path = "applications[" + std::to_string(i) + "].supervisor";
+      builder b{kinds, a.env, errors};
+      app_plan p;
+      p.name = a.name;
+      p.type = a.start;
+      p.flags = b.flags(a.supervisor, path);
+      p.children = b.children(a.supervisor, path);
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+}  // namespace grove::detail

@@ -1,0 +1,413 @@
+#include <grove/app/service.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <pthread.h>
+
+#include <grove/behaviours/supervisor.hpp>
+#include <grove/observe/events.hpp>
+#include <grove/observe/logger.hpp>
+
+#include "plan.hpp"
+
+namespace grove {
+
+const char* version() noexcept { return "0.5.0"; }
+
+namespace {
+
+struct stop_request {};
+
+// What the controller tells the thread that runs the service.
+struct outcome {
+  exit_code code = exit_code::ok;
+  std::string message;
+};
+
+void publish_application(const std::string& app, const char* what, const pid& sup, const exit_reason& r) {
+  event e;
+  e.kind = event_kind::application;
+  e.child = app;
+  e.label = what;
+  if (std::string_view(what) == "started") {
+    e.new_pid = sup;
+  } else {
+    e.old_pid = sup;
+  }
+  e.reason = r;
+  events().publish(std::move(e));
+}
+
+std::string start_type_name(config::start_type t) { return std::string(config::to_string(t)); }
+
+}  // namespace
+
+struct service::impl {
+  kind_registry kinds;
+  service_options opts;
+  config::diagnostics errors;
+  std::optional<config::node_config> cfg;
+  std::vector<detail::app_plan> plan;
+
+  // ---- while running ----
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  grove::node* running = nullptr;
+  pid controller;
+  bool started = false;   // every application started
+  bool finished = false;  // the controller ended
+  bool stop_asked = false;
+  outcome result;
+  std::vector<std::pair<std::string, pid>> apps;  // running applications, in start order
+
+  std::ostream& messages() const { return opts.messages ? *opts.messages : std::cerr; }
+
+  bool load(config::load_result r) {
+    errors = std::move(r.errors);
+    cfg = std::move(r.config);
+    plan.clear();
+    if (!cfg) return false;
+    plan = detail::build_plan(*cfg, kinds, errors);
+    if (!errors.empty()) {
+      cfg.reset();
+      plan.clear();
+      return false;
+    }
+    return true;
+  }
+
+  config::load_options load_options() const {
+    config::load_options o = opts.load;
+    if (o.known_kinds.empty()) o.known_kinds = kinds.names();
+    return o;
+  }
+
+  void finish(outcome o) {
+    std::unique_lock lk(mu);
+    result = std::move(o);
+    finished = true;
+    cv.notify_all();
+  }
+
+  // Stops the running applications in reverse start order.
+  void stop_all() {
+    std::vector<std::pair<std::string, pid>> list;
+    {
+      std::unique_lock lk(mu);
+      list = apps;
+    }
+    for (auto it = list.rbegin(); it != list.rend(); ++it) {
+      exit_reason how = detail::stop_child(it->second, shutdown_spec::infinity());
+      publish_application(it->first, "stopped", it->second, how);
+      std::unique_lock lk(mu);
+      std::erase_if(apps, [&](const auto& a) { return a.second == it->second; });
+    }
+  }
+
+  // The application controller: a process that starts the applications, watches their top
+  // supervisors through links, and stops them.
+  void control() {
+    trap_exit(true);
+    for (auto& app : plan) {
+      start_options so;
+      so.spawn.label = app.name;
+      auto r = start_link(std::make_unique<supervisor>(app.flags, app.children, app.name), so);
+      if (!r) {
+        publish_application(app.name, "failed", {}, r.reason());
+        stop_all();
+        finish({exit_code::start_failed, "application " + app.name + " failed to start: " + r.reason().str()});
+        return;
+      }
+      publish_application(app.name, "started", r.pid(), exit_reason::normal());
+      std::unique_lock lk(mu);
+      apps.emplace_back(app.name, r.pid());
+    }
+    {
+      std::unique_lock lk(mu);
+      started = true;
+      cv.notify_all();
+    }
+    for (;;) {
+      std::optional<outcome> end;
+      receive([&](stop_request) {
+                stop_all();
+                end = outcome{exit_code::ok, "stopped"};
+              },
+              [&](const exit_signal& e) { end = on_application_exit(e); });
+      if (end) {
+        finish(std::move(*end));
+        return;
+      }
+    }
+  }
+
+  std::optional<outcome> on_application_exit(const exit_signal& e) {
+    std::string name;
+    {
+      std::unique_lock lk(mu);
+      auto it = std::find_if(apps.begin(), apps.end(), [&](const auto& a) { return a.second == e.from; });
+      if (it == apps.end()) return std::nullopt;
+      name = it->first;
+      apps.erase(it);
+    }
+    publish_application(name, "stopped", e.from, e.reason);
+    config::start_type type = config::start_type::temporary;
+    for (auto& p : plan) {
+      if (p.name == name) type = p.type;
+    }
+    if (type == config::start_type::permanent ||
+        (type == config::start_type::transient && !e.reason.is_normal())) {
+      stop_all();
+      return outcome{exit_code::application_failed, "application " + name + " (" + start_type_name(type) +
+                                                        ") exited with reason " + e.reason.str() +
+                                                        "; the node stops"};
+    }
+    messages() << "grove: application " << name << " (" << start_type_name(type) << ") exited with reason "
+               << e.reason.str() << "\n";
+    return std::nullopt;
+  }
+
+  int run() {
+    if (!cfg) {
+      messages() << "grove: no valid configuration loaded\n" << errors.to_string();
+      return static_cast<int>(exit_code::config_error);
+    }
+    // Signals go to this thread only: block them before the node makes its threads, which
+    // inherit the mask.
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    if (opts.handle_signals) pthread_sigmask(SIG_BLOCK, &sigs, &old);
+
+    node_options no;
+    no.name = cfg->name.empty() ? "grove" : cfg->name;
+    if (opts.schedulers) {
+      no.schedulers = *opts.schedulers;
+    } else if (cfg->schedulers) {
+      no.schedulers = static_cast<unsigned>(*cfg->schedulers);
+    }
+    int code = 0;
+    {
+      grove::node n(no);
+      logger_options lo;
+      lo.format = opts.log_format.value_or(cfg->logging.format) == config::log_format::json ? log_format::json
+                                                                                             : log_format::text;
+      switch (cfg->logging.level) {
+        case config::log_level::trace:
+        case config::log_level::debug:
+        case config::log_level::info:
+          lo.level = "info";
+          break;
+        case config::log_level::warning:
+          lo.level = "warning";
+          break;
+        case config::log_level::error:
+          lo.level = "error";
+          break;
+        case config::log_level::off:
+          lo.level = "off";
+          break;
+      }
+      lo.stream = opts.log_stream;
+      event_logger logger(n, lo);
+      {
+        std::unique_lock lk(mu);
+        running = &n;
+        started = finished = false;
+        result = {};
+        controller = n.spawn([this] { control(); }, {.label = "application_controller"});
+        if (stop_asked) send(controller, stop_request{});
+      }
+      code = wait_until_finished(sigs);
+      logger.flush();
+      std::unique_lock lk(mu);
+      running = nullptr;
+      controller = pid{};
+    }
+    if (opts.handle_signals) pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return code;
+  }
+
+  int wait_until_finished(const sigset_t& sigs) {
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    for (;;) {
+      {
+        std::unique_lock lk(mu);
+        // Without signals to watch, wait on the condition alone; else look at both, 50 ms apart.
+        const auto step = opts.handle_signals ? std::chrono::milliseconds(50) : std::chrono::milliseconds(500);
+        cv.wait_for(lk, step, [&] { return finished || (stop_asked && !deadline); });
+        if (finished) break;
+        if (stop_asked && !deadline) deadline = std::chrono::steady_clock::now() + opts.shutdown_timeout;
+      }
+      if (opts.handle_signals) {
+        timespec zero{0, 0};
+        siginfo_t info;
+        if (sigtimedwait(&sigs, &info, &zero) > 0) {
+          messages() << "grove: " << (info.si_signo == SIGINT ? "SIGINT" : "SIGTERM")
+                     << " received, stopping the applications\n";
+          request_stop();
+        }
+      }
+      if (deadline && std::chrono::steady_clock::now() > *deadline) {
+        messages() << "grove: the applications did not stop within "
+                   << std::chrono::duration_cast<std::chrono::milliseconds>(opts.shutdown_timeout).count()
+                   << " ms; stopping the node\n";
+        return static_cast<int>(exit_code::shutdown_timeout);
+      }
+    }
+    std::unique_lock lk(mu);
+    if (result.code != exit_code::ok) messages() << "grove: " << result.message << "\n";
+    return static_cast<int>(result.code);
+  }
+
+  void request_stop() {
+    std::unique_lock lk(mu);
+    stop_asked = true;
+    if (controller) send(controller, stop_request{});
+    cv.notify_all();
+  }
+};
+
+service::service(kind_registry kinds, service_options opts) : impl_(std::make_unique<impl>()) {
+  impl_->kinds = std::move(kinds);
+  impl_->opts = std::move(opts);
+}
+
+service::~service() = default;
+
+bool service::load_file(const std::string& path) { return impl_->load(config::load_file(path, impl_->load_options())); }
+
+bool service::load_string(std::string_view yaml, const std::string& file_name) {
+  return impl_->load(config::load_string(yaml, file_name, impl_->load_options()));
+}
+
+const config::diagnostics& service::errors() const noexcept { return impl_->errors; }
+
+const config::node_config& service::config() const {
+  if (!impl_->cfg) throw std::logic_error("service::config: no valid configuration loaded");
+  return *impl_->cfg;
+}
+
+int service::run() { return impl_->run(); }
+
+void service::stop() { impl_->request_stop(); }
+
+bool service::wait_started(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(impl_->mu);
+  return impl_->cv.wait_for(lk, timeout, [&] { return impl_->started || impl_->finished; }) && impl_->started &&
+         !impl_->finished;
+}
+
+grove::node* service::running_node() noexcept {
+  std::unique_lock lk(impl_->mu);
+  return impl_->running;
+}
+
+std::optional<pid> service::application(std::string_view name) const {
+  std::unique_lock lk(impl_->mu);
+  for (auto& [n, p] : impl_->apps) {
+    if (n == name) return p;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> service::applications() const {
+  std::vector<std::string> out;
+  if (impl_->cfg) out = impl_->cfg->start_order;
+  return out;
+}
+
+// ---- describe ---------------------------------------------------------------------------------
+
+namespace {
+
+void describe_children(std::ostringstream& os, const std::vector<config::child_config>& children, int depth);
+
+std::string sup_line(const config::supervisor_config& s) {
+  std::string line = "supervisor " + std::string(config::to_string(s.strategy)) + ", intensity " +
+                     std::to_string(s.intensity) + " in " + config::format_duration(s.period);
+  if (s.auto_shutdown != config::auto_shutdown::never) {
+    line += ", auto_shutdown " + std::string(config::to_string(s.auto_shutdown));
+  }
+  if (s.backoff) line += ", backoff " + config::format_duration(s.backoff->min) + ".." + config::format_duration(s.backoff->max);
+  return line;
+}
+
+void describe_children(std::ostringstream& os, const std::vector<config::child_config>& children, int depth) {
+  const std::string indent(static_cast<std::size_t>(depth) * 2, ' ');
+  for (const auto& c : children) {
+    os << indent << c.id << "  ";
+    switch (c.type) {
+      case config::child_type::worker:
+        os << "kind " << c.kind;
+        break;
+      case config::child_type::supervisor:
+        os << sup_line(*c.supervisor);
+        break;
+      case config::child_type::dynamic_supervisor:
+        os << "dynamic_supervisor, intensity " << c.dynamic_supervisor->intensity << " in "
+           << config::format_duration(c.dynamic_supervisor->period);
+        if (c.dynamic_supervisor->max_children) os << ", max_children " << *c.dynamic_supervisor->max_children;
+        break;
+    }
+    if (c.name) os << ", name " << *c.name;
+    os << ", " << config::to_string(c.restart);
+    if (c.significant) os << ", significant";
+    if (c.shutdown) {
+      switch (c.shutdown->what) {
+        case config::shutdown_config::kind::brutal_kill:
+          os << ", shutdown brutal_kill";
+          break;
+        case config::shutdown_config::kind::infinity:
+          os << ", shutdown infinity";
+          break;
+        case config::shutdown_config::kind::timeout:
+          os << ", shutdown " << config::format_duration(c.shutdown->timeout);
+          break;
+      }
+    }
+    if (c.backoff) os << ", backoff " << config::format_duration(c.backoff->min) << ".." << config::format_duration(c.backoff->max);
+    if (c.stack_size) os << ", stack " << *c.stack_size << " B";
+    if (c.mailbox_capacity) os << ", mailbox " << *c.mailbox_capacity << " (" << config::to_string(c.overflow) << ")";
+    os << "\n";
+    if (c.type == config::child_type::supervisor) describe_children(os, c.supervisor->children, depth + 1);
+  }
+}
+
+}  // namespace
+
+std::string service::describe() const {
+  std::ostringstream os;
+  if (!impl_->cfg) return "(no valid configuration)\n";
+  const auto& c = *impl_->cfg;
+  os << "node " << (c.name.empty() ? "grove" : c.name) << ": ";
+  if (c.schedulers) {
+    os << *c.schedulers << " schedulers";
+  } else {
+    os << "one scheduler per core";
+  }
+  os << ", log " << config::to_string(c.logging.level) << " " << config::to_string(c.logging.format) << ", console "
+     << c.console.address << "\n";
+  for (const std::string& name : c.start_order) {
+    for (const auto& a : c.applications) {
+      if (a.name != name) continue;
+      os << "application " << a.name << " (" << config::to_string(a.start);
+      if (!a.depends_on.empty()) {
+        os << ", after";
+        for (auto& d : a.depends_on) os << " " << d;
+      }
+      os << ")\n  " << a.name << "  " << sup_line(a.supervisor) << "\n";
+      describe_children(os, a.supervisor.children, 2);
+    }
+  }
+  return os.str();
+}
+
+}  // namespace grove

@@ -1,0 +1,269 @@
+// Applications from YAML: kinds and their args errors, start order and reverse stop, start
+// types deciding what an application's end does to the node, and the built-in kinds.
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <grove/app/builtin_kinds.hpp>
+#include <grove/app/service.hpp>
+#include <grove/grove.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace std::chrono_literals;
+using grove::event;
+using grove::event_kind;
+
+namespace {
+
+grove::kind_registry builtins() {
+  grove::kind_registry k;
+  grove::add_builtin_kinds(k);
+  return k;
+}
+
+// A service that runs on a thread of its own; events are logged to `log` as JSON lines.
+struct running_service {
+  std::ostringstream log, messages;
+  grove::service svc;
+  std::thread runner;
+  int code = -1;
+
+  explicit running_service(grove::kind_registry kinds = builtins())
+      : svc(std::move(kinds), options()) {}
+  grove::service_options options() {
+    grove::service_options o;
+    o.log_stream = &log;
+    o.messages = &messages;
+    o.handle_signals = false;
+    o.log_format = grove::config::log_format::json;
+    return o;
+  }
+  bool load(const std::string& yaml) {
+    bool ok = svc.load_string(yaml, "test.yaml");
+    if (!ok) FAIL(svc.errors().to_string());
+    return ok;
+  }
+  void start() {
+    runner = std::thread([this] { code = svc.run(); });
+  }
+  int join() {
+    runner.join();
+    return code;
+  }
+  ~running_service() {
+    if (runner.joinable()) {
+      svc.stop();
+      runner.join();
+    }
+  }
+};
+
+// The application events of a JSON-lines log, as "started store", "stopped web", ...
+std::vector<std::string> app_events(const std::string& log) {
+  std::vector<std::string> out;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["kind"] == "application") out.push_back(j["label"].get<std::string>() + " " + j["child"].get<std::string>());
+  }
+  return out;
+}
+
+const char* two_apps = R"(
+node: { name: t, schedulers: 1 }
+applications:
+  - name: web
+    start: permanent
+    depends_on: [store]
+    supervisor:
+      children:
+        - { id: greeter, kind: echo, name: greeter, args: { prefix: "hi " } }
+  - name: store
+    start: permanent
+    supervisor:
+      children:
+        - { id: counter, kind: counter, name: counter, args: { start: 40 } }
+)";
+
+}  // namespace
+
+TEST_CASE("a kind's bad args are configuration errors with their position, found before anything starts",
+          "[app]") {
+  grove::service svc(builtins(), {.handle_signals = false});
+  CHECK_FALSE(svc.load_string(R"(applications:
+  - name: a
+    supervisor:
+      children:
+        - id: c
+          kind: counter
+          args: { start: many, stat: 1 }
+        - id: t
+          kind: ticker
+          args: { interval: -1s }
+)",
+                              "bad.yaml"));
+  const std::string all = svc.errors().to_string();
+  INFO(all);
+  CHECK(svc.errors().size() == 3);
+  CHECK(all.find("bad.yaml:7:26: error: applications[0].supervisor.children[0].args.start") != std::string::npos);
+  CHECK(all.find("bad.yaml:7:32: error: applications[0].supervisor.children[0].args.stat: unknown key") !=
+        std::string::npos);
+  CHECK(all.find("did you mean 'start'?") != std::string::npos);
+  CHECK(all.find("applications[0].supervisor.children[1].args.interval") != std::string::npos);
+}
+
+TEST_CASE("a period that is not whole seconds is refused: OTP counts restarts in seconds", "[app]") {
+  grove::service svc(builtins(), {.handle_signals = false});
+  CHECK_FALSE(svc.load_string(R"(applications:
+  - name: a
+    supervisor: { period: 1500ms, children: [ { id: c, kind: counter } ] }
+)",
+                              "p.yaml"));
+  CHECK(svc.errors().to_string().find("p.yaml:3:17: error: applications[0].supervisor.period: got 1500ms") !=
+        std::string::npos);
+}
+
+TEST_CASE("applications start in dependency order, answer by name, and stop in reverse", "[app]") {
+  running_service s;
+  REQUIRE(s.load(two_apps));
+  CHECK(s.svc.applications() == std::vector<std::string>{"store", "web"});
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  REQUIRE(s.svc.application("store"));
+  REQUIRE(s.svc.application("web"));
+  s.svc.running_node()->run([] {
+    CHECK(grove::call<std::string>(grove::server_ref("greeter"), std::string("you")) == "hi you");
+    CHECK(grove::call<std::int64_t>(grove::server_ref("counter"), grove::builtin::add{2}) == 42);
+    CHECK(grove::call<std::int64_t>(grove::server_ref("counter"), grove::builtin::get{}) == 42);
+  });
+  s.svc.stop();
+  CHECK(s.join() == 0);
+  CHECK(app_events(s.log.str()) ==
+        std::vector<std::string>{"started store", "started web", "stopped web", "stopped store"});
+}
+
+TEST_CASE("a permanent application that dies stops the node with exit code 3", "[app]") {
+  running_service s;
+  REQUIRE(s.load(R"(
+applications:
+  - name: fine
+    start: permanent
+    supervisor: { children: [ { id: c, kind: counter, name: c } ] }
+  - name: fragile
+    start: permanent
+    supervisor:
+      intensity: 0
+      children: [ { id: boom, kind: crasher, args: { after: 1ms } } ]
+)"));
+  s.start();
+  CHECK(s.join() == static_cast<int>(grove::exit_code::application_failed));
+  CHECK(s.messages.str().find("application fragile (permanent) exited with reason shutdown; the node stops") !=
+        std::string::npos);
+  // The other application was stopped too.
+  CHECK(app_events(s.log.str()) ==
+        std::vector<std::string>{"started fine", "started fragile", "stopped fragile", "stopped fine"});
+}
+
+TEST_CASE("a temporary application's death is only reported; a transient one's abnormal death stops the node",
+          "[app]") {
+  SECTION("temporary") {
+    running_service s;
+    REQUIRE(s.load(R"(
+applications:
+  - name: keep
+    start: permanent
+    supervisor: { children: [ { id: c, kind: counter, name: c } ] }
+  - name: drill
+    start: temporary
+    supervisor: { intensity: 0, children: [ { id: boom, kind: crasher, args: { after: 1ms } } ] }
+)"));
+    s.start();
+    REQUIRE(s.svc.wait_started(10s));
+    // Wait for the drill's end to be handled: the controller forgets the application.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (s.svc.application("drill") && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK_FALSE(s.svc.application("drill"));
+    CHECK(s.svc.application("keep"));
+    s.svc.stop();
+    CHECK(s.join() == 0);
+    CHECK(s.messages.str().find("application drill (temporary) exited with reason shutdown") != std::string::npos);
+  }
+  SECTION("transient") {
+    running_service s;
+    REQUIRE(s.load(R"(
+applications:
+  - name: drill
+    start: transient
+    supervisor: { intensity: 0, children: [ { id: boom, kind: crasher, args: { after: 1ms } } ] }
+)"));
+    s.start();
+    CHECK(s.join() == static_cast<int>(grove::exit_code::application_failed));
+  }
+}
+
+TEST_CASE("an application that fails to start stops the ones started before it; exit code 4", "[app]") {
+  auto kinds = builtins();
+  kinds.add("broken", "fails to start", [](const grove::kind_context&) -> grove::child_start {
+    return [] { return grove::start_result::failed(grove::exit_reason::other("no_database")); };
+  });
+  running_service s(std::move(kinds));
+  REQUIRE(s.load(R"(
+applications:
+  - name: first
+    start: permanent
+    supervisor: { children: [ { id: c, kind: counter } ] }
+  - name: second
+    start: permanent
+    supervisor: { children: [ { id: db, kind: broken } ] }
+)"));
+  s.start();
+  CHECK(s.join() == static_cast<int>(grove::exit_code::start_failed));
+  CHECK(s.messages.str().find("application second failed to start: {shutdown,{failed_to_start_child,db,no_database}}") !=
+        std::string::npos);
+  CHECK(app_events(s.log.str()) == std::vector<std::string>{"started first", "failed second", "stopped first"});
+}
+
+TEST_CASE("the built-in kinds: ticker feeds a counter, crasher crashes on command and is restarted", "[app]") {
+  running_service s;
+  REQUIRE(s.load(R"(
+applications:
+  - name: a
+    supervisor:
+      intensity: 5
+      children:
+        - { id: counter, kind: counter, name: counter }
+        - { id: tick, kind: ticker, name: tick, args: { interval: 1ms, target: counter } }
+        - { id: crash, kind: crasher, name: crash }
+)"));
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  s.svc.running_node()->run([] {
+    // Ticks arrive every millisecond: wait (with a deadline) until three have been counted.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    std::int64_t v = 0;
+    while ((v = grove::call<std::int64_t>(grove::server_ref("counter"), grove::builtin::get{})) < 3 &&
+           std::chrono::steady_clock::now() < deadline) {
+      grove::receive_for(1ms, [](int) {});
+    }
+    CHECK(v >= 3);
+    CHECK(grove::call<std::uint64_t>(grove::server_ref("tick"), grove::builtin::ticks{}) >= 3);
+    auto before = *grove::whereis("crash");
+    grove::monitor(before);
+    grove::cast(grove::server_ref("crash"), grove::builtin::crash_now{"drill"});
+    auto d = grove::receive_for(10s, [](const grove::down& d) { return d.reason; });
+    REQUIRE(d);
+    CHECK(d->str().find("induced_crash: drill") != std::string::npos);
+    // Restarted under the same name (the name is released before the down went out).
+    deadline = std::chrono::steady_clock::now() + 10s;
+    while ((!grove::whereis("crash") || *grove::whereis("crash") == before) &&
+           std::chrono::steady_clock::now() < deadline) {
+      grove::receive_for(1ms, [](int) {});
+    }
+    CHECK(grove::whereis("crash"));
+    CHECK(*grove::whereis("crash") != before);
+  });
+  s.svc.stop();
+  CHECK(s.join() == 0);
+}
