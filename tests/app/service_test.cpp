@@ -29,8 +29,7 @@ struct running_service {
   std::thread runner;
   int code = -1;
 
-  explicit running_service(grove::kind_registry kinds = builtins())
-      : svc(std::move(kinds), options()) {}
+  explicit running_service(grove::kind_registry kinds = builtins()) : svc(std::move(kinds), options()) {}
   grove::service_options options() {
     grove::service_options o;
     o.log_stream = &log;
@@ -89,8 +88,7 @@ applications:
 
 }  // namespace
 
-TEST_CASE("a kind's bad args are configuration errors with their position, found before anything starts",
-          "[app]") {
+TEST_CASE("a kind's bad args are configuration errors with their position, found before anything starts", "[app]") {
   grove::service svc(builtins(), {.handle_signals = false});
   CHECK_FALSE(svc.load_string(R"(applications:
   - name: a
@@ -220,8 +218,9 @@ applications:
 )"));
   s.start();
   CHECK(s.join() == static_cast<int>(grove::exit_code::start_failed));
-  CHECK(s.messages.str().find("application second failed to start: {shutdown,{failed_to_start_child,db,no_database}}") !=
-        std::string::npos);
+  CHECK(
+      s.messages.str().find("application second failed to start: {shutdown,{failed_to_start_child,db,no_database}}") !=
+      std::string::npos);
   CHECK(app_events(s.log.str()) == std::vector<std::string>{"started first", "failed second", "stopped first"});
 }
 

@@ -106,9 +106,10 @@ struct crash_timer {};
 class crasher final : public gen_server<crasher> {
  public:
   using handles = types<crash_timer, crash_now>;
-  crasher(duration after, double rate, std::string reason, std::uint64_t seed)
-      : after_(after), rate_(rate), reason_(std::move(reason)), rng_(seed) {}
+  crasher(bool at_start, duration after, double rate, std::string reason, std::uint64_t seed)
+      : at_start_(at_start), after_(after), rate_(rate), reason_(std::move(reason)), rng_(seed) {}
   init_result init() {
+    if (at_start_) return init_result::stop(exit_reason::other(reason_));  // fails to start
     if (after_ > duration::zero()) {
       send_after(after_, self(), crash_now{reason_});
     } else if (rate_ > 0) {
@@ -123,12 +124,14 @@ class crasher final : public gen_server<crasher> {
   void handle_info(const crash_timer&) {}
   void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
   std::string format_status() const {
-    if (after_ > duration::zero()) return "crasher, crashes " + std::to_string(after_.count() / 1000000) + " ms after start";
+    if (after_ > duration::zero())
+      return "crasher, crashes " + std::to_string(after_.count() / 1000000) + " ms after start";
     if (rate_ > 0) return "crasher, " + std::to_string(rate_) + " crashes per second";
     return "crasher, crashes on command";
   }
 
  private:
+  bool at_start_;
   duration after_;
   double rate_;
   std::string reason_;
@@ -157,9 +160,11 @@ void add_builtin_kinds(kind_registry& kinds) {
               }
               return k.gen_server<builtin::ticker>(k.id(), interval, k.args().get<std::string>("target", ""));
             });
-  kinds.add("crasher", "crashes on command, after a delay, or at a random rate (args: after, rate, reason, seed)",
+  kinds.add("crasher",
+            "crashes on command, after a delay, at a random rate, or fails to start (args: after, rate, at_start, "
+            "reason, seed)",
             [](const kind_context& k) {
-              k.args().only({"after", "rate", "reason", "seed"});
+              k.args().only({"after", "rate", "at_start", "reason", "seed"});
               auto after = k.args().get<duration>("after", duration::zero());
               auto rate = k.args().get<double>("rate", 0.0);
               if (rate < 0) {
@@ -167,7 +172,8 @@ void add_builtin_kinds(kind_registry& kinds) {
                                      "crashes per second, e.g. 0.5");
               }
               auto seed = k.args().get<std::int64_t>("seed", static_cast<std::int64_t>(std::random_device{}()));
-              return k.gen_server<builtin::crasher>(after, rate, k.args().get<std::string>("reason", "induced crash"),
+              return k.gen_server<builtin::crasher>(k.args().get<bool>("at_start", false), after, rate,
+                                                    k.args().get<std::string>("reason", "induced crash"),
                                                     static_cast<std::uint64_t>(seed));
             });
 }

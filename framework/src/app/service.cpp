@@ -135,11 +135,12 @@ struct service::impl {
     }
     for (;;) {
       std::optional<outcome> end;
-      receive([&](stop_request) {
-                stop_all();
-                end = outcome{exit_code::ok, "stopped"};
-              },
-              [&](const exit_signal& e) { end = on_application_exit(e); });
+      receive(
+          [&](stop_request) {
+            stop_all();
+            end = outcome{exit_code::ok, "stopped"};
+          },
+          [&](const exit_signal& e) { end = on_application_exit(e); });
       if (end) {
         finish(std::move(*end));
         return;
@@ -161,12 +162,10 @@ struct service::impl {
     for (auto& p : plan) {
       if (p.name == name) type = p.type;
     }
-    if (type == config::start_type::permanent ||
-        (type == config::start_type::transient && !e.reason.is_normal())) {
+    if (type == config::start_type::permanent || (type == config::start_type::transient && !e.reason.is_normal())) {
       stop_all();
       return outcome{exit_code::application_failed, "application " + name + " (" + start_type_name(type) +
-                                                        ") exited with reason " + e.reason.str() +
-                                                        "; the node stops"};
+                                                        ") exited with reason " + e.reason.str() + "; the node stops"};
     }
     messages() << "grove: application " << name << " (" << start_type_name(type) << ") exited with reason "
                << e.reason.str() << "\n";
@@ -198,7 +197,7 @@ struct service::impl {
       grove::node n(no);
       logger_options lo;
       lo.format = opts.log_format.value_or(cfg->logging.format) == config::log_format::json ? log_format::json
-                                                                                             : log_format::text;
+                                                                                            : log_format::text;
       switch (cfg->logging.level) {
         case config::log_level::trace:
         case config::log_level::debug:
@@ -336,7 +335,8 @@ std::string sup_line(const config::supervisor_config& s) {
   if (s.auto_shutdown != config::auto_shutdown::never) {
     line += ", auto_shutdown " + std::string(config::to_string(s.auto_shutdown));
   }
-  if (s.backoff) line += ", backoff " + config::format_duration(s.backoff->min) + ".." + config::format_duration(s.backoff->max);
+  if (s.backoff)
+    line += ", backoff " + config::format_duration(s.backoff->min) + ".." + config::format_duration(s.backoff->max);
   return line;
 }
 
@@ -373,7 +373,8 @@ void describe_children(std::ostringstream& os, const std::vector<config::child_c
           break;
       }
     }
-    if (c.backoff) os << ", backoff " << config::format_duration(c.backoff->min) << ".." << config::format_duration(c.backoff->max);
+    if (c.backoff)
+      os << ", backoff " << config::format_duration(c.backoff->min) << ".." << config::format_duration(c.backoff->max);
     if (c.stack_size) os << ", stack " << *c.stack_size << " B";
     if (c.mailbox_capacity) os << ", mailbox " << *c.mailbox_capacity << " (" << config::to_string(c.overflow) << ")";
     os << "\n";

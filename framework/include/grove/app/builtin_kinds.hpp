@@ -3,7 +3,8 @@
 //   echo     a GenServer answering a call with a std::string by the same string (with `prefix`)
 //   counter  a GenServer holding an integer: add (cast or call), get, reset; each tick adds 1
 //   ticker   sends itself a tick every `interval`, counts them, and forwards each to `target`
-//   crasher  crashes on command (crash_now), once `after` a delay, or at random at `rate`
+//   crasher  crashes on command (crash_now), once `after` a delay, at random at `rate`, or fails
+//            to start (`at_start`)
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@ namespace grove::builtin {
 // counter
 struct add {
   std::int64_t n = 1;
-};  // cast: adds; call: adds and answers the new value
+};                // cast: adds; call: adds and answers the new value
 struct get {};    // call: the value
 struct reset {};  // cast: back to `start`
 
