@@ -1,5 +1,6 @@
 // Applications from YAML: kinds and their args errors, start order and reverse stop, start
 // types deciding what an application's end does to the node, and the built-in kinds.
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -265,4 +266,31 @@ applications:
   });
   s.svc.stop();
   CHECK(s.join() == 0);
+}
+
+TEST_CASE("every shipped config in config/ loads with the built-in kinds and describes its whole tree", "[app]") {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(GROVE_SOURCE_DIR) + "/config")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++files;
+    grove::service svc(builtins(), {.handle_signals = false});
+    INFO(entry.path().string());
+    REQUIRE(svc.load_file(entry.path().string()));
+    const std::string tree = svc.describe();
+    // Every application and every child id of the file appears in the description.
+    for (const auto& app : svc.config().applications) {
+      CHECK(tree.find("application " + app.name + " (") != std::string::npos);
+      std::vector<const grove::config::child_config*> todo;
+      for (const auto& c : app.supervisor.children) todo.push_back(&c);
+      while (!todo.empty()) {
+        const auto* c = todo.back();
+        todo.pop_back();
+        CHECK(tree.find("  " + c->id + "  ") != std::string::npos);
+        if (c->supervisor) {
+          for (const auto& k : c->supervisor->children) todo.push_back(&k);
+        }
+      }
+    }
+  }
+  CHECK(files >= 1);
 }
