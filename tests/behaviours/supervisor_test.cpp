@@ -473,3 +473,34 @@ TEST_CASE("two children with the same id are refused before anything starts", "[
     CHECK_FALSE(grove::receive_for(0s, [](started) {}));
   });
 }
+
+TEST_CASE("supervisor status: restarts in the current window, per supervisor and per child, and last exits",
+          "[supervisor]") {
+  grove::testing::deterministic_node n;
+  n.run([&] {
+    auto sup = grove::start_supervisor({.intensity = 3, .period = std::chrono::seconds(5)},
+                                       {worker("a", grove::self()), worker("b", grove::self())})
+                   .value();
+    next_start();
+    next_start();
+    grove::cast("b", crash_now{});
+    next_start();
+    auto st = grove::supervisor_status_of(sup);
+    CHECK_FALSE(st.dynamic);
+    CHECK(st.strategy == grove::strategy::one_for_one);
+    CHECK(st.intensity == 3);
+    CHECK(st.period == std::chrono::seconds(5));
+    CHECK(st.restarts == 1);
+    REQUIRE(st.children.size() == 2);
+    CHECK(st.children[0].restarts == 0);
+    CHECK_FALSE(st.children[0].last_exit);
+    CHECK(st.children[1].restarts == 1);
+    REQUIRE(st.children[1].last_exit);
+    CHECK(st.children[1].last_exit->str().find("b crashed") != std::string::npos);
+    n.advance(std::chrono::seconds(6));  // the window slides past the restart
+    st = grove::supervisor_status_of(sup);
+    CHECK(st.restarts == 0);
+    CHECK(st.children[1].restarts == 0);
+    grove::stop(sup, exit_reason::shutdown());
+  });
+}

@@ -86,8 +86,19 @@ child_result dynamic_supervisor::handle_call(const terminate_q& q, const from&) 
 
 std::vector<child_info> dynamic_supervisor::handle_call(const which_q&, const from&) {
   std::vector<child_info> out;
-  for (auto& c : children_) out.push_back(child_info{{}, c.who, c.restarting, c.spec.type, c.last_exit});
+  for (auto& c : children_) out.push_back(child_info{id_of(c), c.who, c.restarting, c.spec.type, c.last_exit, 0});
   return out;
+}
+
+supervisor_status dynamic_supervisor::handle_call(const detail::sup_status_q&, const from& f) {
+  supervisor_status s;
+  s.path = reporter_.path;
+  s.dynamic = true;
+  s.intensity = flags_.intensity;
+  s.period = flags_.period;
+  s.restarts = detail::restarts_in_window(restarts_, flags_.period);
+  s.children = handle_call(which_q{}, f);
+  return s;
 }
 
 child_counts dynamic_supervisor::handle_call(const count_q&, const from&) {

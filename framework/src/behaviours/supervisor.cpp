@@ -213,6 +213,28 @@ bool detail::add_restart(std::deque<std::int64_t>& restarts, int intensity, std:
 
 bool supervisor::add_restart() { return detail::add_restart(restarts_, flags_.intensity, flags_.period); }
 
+int detail::restarts_in_window(const std::deque<std::int64_t>& restarts, std::chrono::seconds period) {
+  const std::int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now().time_since_epoch()).count();
+  int n = 0;
+  for (std::int64_t t : restarts) {
+    if (t < now_s - period.count()) break;
+    ++n;
+  }
+  return n;
+}
+
+const char* to_string(grove::strategy s) noexcept {
+  switch (s) {
+    case strategy::one_for_one:
+      return "one_for_one";
+    case strategy::one_for_all:
+      return "one_for_all";
+    case strategy::rest_for_one:
+      return "rest_for_one";
+  }
+  return "?";
+}
+
 void supervisor::give_up(const child& offender) {
   reporter_.report(event_kind::intensity_reached, offender.spec.id, {}, {},
                    offender.last_exit.value_or(exit_reason::other("restart_failed")),
@@ -282,6 +304,7 @@ void supervisor::handle_info(const exit_signal& e) {
   const bool significant = it->spec.significant;
   const bool restarts = type == restart_type::permanent || (type == restart_type::transient && e.reason.is_crash());
   const bool within = !restarts || add_restart();
+  if (restarts) note_restart(*it);
   // OTP's rule: a permanent child's end is always reported, another's only when abnormal.
   if (type == restart_type::permanent || e.reason.is_crash()) {
     reporter_.report(event_kind::child_terminated, it->spec.id, e.from, {}, e.reason,
@@ -322,13 +345,33 @@ void supervisor::handle_info(const retry& r) {
     give_up(*it);
     return;
   }
+  if (r.counted) note_restart(*it);
   start_from(r.whole_group && flags_.strategy == strategy::one_for_all ? children_.begin() : it, r.id);
 }
 
 std::vector<child_info> supervisor::handle_call(const which_q&, const from&) {
   std::vector<child_info> out;
-  for (auto& c : children_) out.push_back(child_info{c.spec.id, c.who, c.restarting, c.spec.type, c.last_exit});
+  for (auto& c : children_) {
+    out.push_back(child_info{c.spec.id, c.who, c.restarting, c.spec.type, c.last_exit,
+                             detail::restarts_in_window(c.restarts, flags_.period)});
+  }
   return out;
+}
+
+supervisor_status supervisor::handle_call(const detail::sup_status_q&, const from& f) {
+  supervisor_status s;
+  s.path = reporter_.path;
+  s.strategy = flags_.strategy;
+  s.intensity = flags_.intensity;
+  s.period = flags_.period;
+  s.restarts = detail::restarts_in_window(restarts_, flags_.period);
+  s.children = handle_call(which_q{}, f);
+  return s;
+}
+
+void supervisor::note_restart(child& c) {
+  c.restarts.push_front(restarts_.front());
+  while (c.restarts.size() > static_cast<std::size_t>(flags_.intensity) + 1) c.restarts.pop_back();
 }
 
 child_counts supervisor::handle_call(const count_q&, const from&) {
@@ -395,9 +438,8 @@ std::optional<child_spec> supervisor::handle_call(const get_spec_q& q, const fro
 }
 
 std::string supervisor::format_status() const {
-  static const char* names[] = {"one_for_one", "one_for_all", "rest_for_one"};
-  return std::string("supervisor ") + names[static_cast<int>(flags_.strategy)] + " with " +
-         std::to_string(children_.size()) + " children, " + std::to_string(restarts_.size()) +
+  return std::string("supervisor ") + to_string(flags_.strategy) + " with " + std::to_string(children_.size()) +
+         " children, " + std::to_string(detail::restarts_in_window(restarts_, flags_.period)) +
          " restarts in the window (limit " + std::to_string(flags_.intensity) + ")";
 }
 
@@ -442,6 +484,9 @@ child_result delete_child(const server_ref& sup, const std::string& id) {
 }
 std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id) {
   return call<std::optional<child_spec>>(sup, supervisor::get_spec_q{id}, forever);
+}
+supervisor_status supervisor_status_of(const server_ref& sup, duration timeout) {
+  return call<supervisor_status>(sup, detail::sup_status_q{}, timeout);
 }
 
 }  // namespace grove

@@ -31,7 +31,7 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
   struct retry {
     std::uint64_t key;
   };
-  using handles = types<start_q, terminate_q, which_q, count_q, exit_signal, retry>;
+  using handles = types<start_q, terminate_q, which_q, count_q, detail::sup_status_q, exit_signal, retry>;
 
   explicit dynamic_supervisor(dynamic_supervisor_flags flags, std::string path = {})
       : flags_(flags), reporter_{std::move(path), flags.intensity, flags.period.count()} {}
@@ -40,6 +40,7 @@ class dynamic_supervisor final : public gen_server<dynamic_supervisor> {
   child_result handle_call(const start_q& q, const from&);
   child_result handle_call(const terminate_q& q, const from&);
   std::vector<child_info> handle_call(const which_q&, const from&);
+  supervisor_status handle_call(const detail::sup_status_q&, const from&);
   child_counts handle_call(const count_q&, const from&);
   void handle_info(const exit_signal& e);
   void handle_info(const retry& r);

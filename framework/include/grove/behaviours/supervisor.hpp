@@ -84,7 +84,20 @@ struct child_info {
   bool restarting = false;
   child_type type = child_type::worker;
   std::optional<exit_reason> last_exit;  // how its previous run ended, if it ended
+  int restarts = 0;                      // its restarts counted in the supervisor's current window
 };
+
+// A supervisor as the console shows it (either kind of supervisor answers).
+struct supervisor_status {
+  std::string path;      // as in its reports
+  bool dynamic = false;  // a dynamic_supervisor
+  grove::strategy strategy = grove::strategy::one_for_one;
+  int intensity = 0;
+  std::chrono::seconds period{0};
+  int restarts = 0;  // in the current window
+  std::vector<child_info> children;
+};
+const char* to_string(grove::strategy s) noexcept;
 
 struct child_counts {
   std::size_t specs = 0, active = 0, supervisors = 0, workers = 0;
@@ -123,6 +136,10 @@ std::string root_path();
 // Stops a linked child OTP's way: monitor; exit shutdown (kill for brutal_kill); wait for the down
 // up to the shutdown time, then kill; unlink and drop its exit signal. Returns how it ended.
 exit_reason stop_child(const pid& child, const shutdown_spec& sd);
+// Asks either kind of supervisor for its supervisor_status.
+struct sup_status_q {};
+// How many of `restarts` (seconds, newest first) fall in the window ending now.
+int restarts_in_window(const std::deque<std::int64_t>& restarts, std::chrono::seconds period);
 // Whether OTP would write a shutdown_error for a child stopped with sd that ended with r.
 bool shutdown_failed(const child_spec& spec, const exit_reason& r);
 
@@ -164,7 +181,7 @@ class supervisor final : public gen_server<supervisor> {
     bool whole_group = false;  // after a backoff: start the strategy's whole group again
   };
   using handles = types<which_q, count_q, start_child_q, terminate_child_q, restart_child_q, delete_child_q, get_spec_q,
-                        exit_signal, retry>;
+                        detail::sup_status_q, exit_signal, retry>;
 
   // path: where it sits in the tree ("" for a top supervisor: its name, label or pid).
   supervisor(supervisor_flags flags, std::vector<child_spec> children, std::string path = {});
@@ -178,6 +195,7 @@ class supervisor final : public gen_server<supervisor> {
   child_result handle_call(const restart_child_q&, const from&);
   child_result handle_call(const delete_child_q&, const from&);
   std::optional<child_spec> handle_call(const get_spec_q&, const from&);
+  supervisor_status handle_call(const detail::sup_status_q&, const from&);
   void handle_info(const exit_signal& e);
   void handle_info(const retry& r);
   std::string format_status() const;
@@ -190,6 +208,7 @@ class supervisor final : public gen_server<supervisor> {
     int consecutive = 0;  // restarts in a row, for the backoff
     std::chrono::steady_clock::time_point started_at{};
     std::optional<exit_reason> last_exit;
+    std::deque<std::int64_t> restarts;  // its own restarts, newest first, for status
   };
   using iterator = std::vector<child>::iterator;
   iterator find(const std::string& id);
@@ -204,6 +223,7 @@ class supervisor final : public gen_server<supervisor> {
   void start_from(iterator from, const std::string& target);
   duration backoff_delay(child& c);
   void give_up(const child& offender);
+  void note_restart(child& c);  // after a counted restart of c
   // A significant child ended for good: stops the supervisor if auto_shutdown says so.
   void significant_ended();
 
@@ -230,5 +250,8 @@ child_result terminate_child(const server_ref& sup, const std::string& id);
 child_result restart_child(const server_ref& sup, const std::string& id);
 child_result delete_child(const server_ref& sup, const std::string& id);
 std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id);
+// The status of a supervisor or dynamic supervisor (call it only on one: another server would
+// crash with bad_call).
+supervisor_status supervisor_status_of(const server_ref& sup, duration timeout = std::chrono::seconds(5));
 
 }  // namespace grove
