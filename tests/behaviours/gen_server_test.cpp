@@ -402,14 +402,17 @@ TEST_CASE("sys: state through format_status, replace_state, statistics and the l
     auto ev = grove::sys::last_events(s);
     REQUIRE(ev.size() >= 2);
     CHECK(ev.back().find("call grove::detail::call_msg<(anonymous namespace)::get>") != std::string::npos);
-    std::ostringstream captured;
-    auto* old = std::cerr.rdbuf(captured.rdbuf());
+    auto sub = grove::events().subscribe(64);
     grove::sys::trace(s, true);
     grove::call<int>(s, get{"a"});
     grove::sys::trace(s, false);
     grove::call<int>(s, get{"a"});
-    std::cerr.rdbuf(old);
-    const std::string out = captured.str();
+    std::string out;
+    for (auto& e : sub->take()) {
+      if (e.kind != grove::event_kind::trace) continue;
+      CHECK(e.old_pid == s);
+      out += grove::to_text(e) + "\n";
+    }
     CHECK(out.find("call grove::detail::call_msg<(anonymous namespace)::get>") != std::string::npos);
     CHECK(out.find(" reply int") != std::string::npos);
     CHECK(std::count(out.begin(), out.end(), '\n') == 2);  // the call and its reply; nothing after off

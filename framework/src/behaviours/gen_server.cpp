@@ -1,4 +1,5 @@
 #include <grove/behaviours/gen_server.hpp>
+#include <grove/observe/events.hpp>
 
 #include <iostream>
 #include <sstream>
@@ -245,19 +246,20 @@ void gen_server_base::record(const char* what, const message& m) {
     (*events_)[next_event_] = e;
   }
   next_event_ = (next_event_ + 1) % events_kept;
-  if (tracing_) {
-    std::ostringstream line;
-    line << "grove trace " << self() << " " << detail::demangle(server_type()) << " " << what << " " << m.type_name()
-         << "\n";
-    std::cerr << line.str();
-  }
+  if (tracing_) publish_trace(std::string(what) + " " + m.type_name());
 }
 
 void gen_server_base::record_reply(const std::type_info& type) {
-  std::ostringstream line;
-  line << "grove trace " << self() << " " << detail::demangle(server_type()) << " reply "
-       << detail::demangle(type.name()) << "\n";
-  std::cerr << line.str();
+  publish_trace("reply " + detail::demangle(type.name()));
+}
+
+void gen_server_base::publish_trace(std::string text) {
+  grove::event e;
+  e.kind = event_kind::trace;
+  e.old_pid = self();
+  e.child = detail::demangle(server_type());
+  e.label = std::move(text);
+  events().publish(std::move(e));
 }
 
 std::vector<std::string> gen_server_base::last_events() const {

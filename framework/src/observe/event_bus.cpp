@@ -26,6 +26,8 @@ const char* to_string(event_kind k) noexcept {
       return "crash";
     case event_kind::application:
       return "application";
+    case event_kind::trace:
+      return "trace";
     case event_kind::dropped:
       return "dropped";
   }
@@ -40,6 +42,8 @@ const char* level_of(const event& e) noexcept {
       return e.reason.is_crash() ? "error" : "info";
     case event_kind::dropped:
       return "warning";
+    case event_kind::trace:
+      return "debug";
     default:
       return "error";
   }
@@ -75,6 +79,12 @@ std::string to_text(const event& e) {
   };
   if (e.kind == event_kind::dropped) {
     field("count", std::to_string(e.dropped));
+    return s;
+  }
+  if (e.kind == event_kind::trace) {  // trace <1.4.1> ledger call bank::deposit
+    if (e.old_pid) field("pid", e.old_pid.str());
+    field("server", e.child);
+    s += ' ' + e.label;
     return s;
   }
   if (e.kind == event_kind::application) {  // application store started new_pid=<1.1.1>
@@ -191,9 +201,7 @@ void on_crash(void* ctx, const pid& who, const std::string& label, const exit_re
 }
 }  // namespace
 
-event_bus::event_bus(node& n) : node_(n), names_(&n.service<name_registry>()) {
-  node_.add_crash_hook(&on_crash, this);
-}
+event_bus::event_bus(node& n) : node_(n), names_(&n.service<name_registry>()) { node_.add_crash_hook(&on_crash, this); }
 
 event_bus::~event_bus() {
   node_.remove_crash_hook(&on_crash, this);

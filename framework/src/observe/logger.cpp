@@ -18,15 +18,17 @@ spdlog::level::level_enum spd_level(const char* level) {
   const std::string_view l = level;
   if (l == "error") return spdlog::level::err;
   if (l == "warning") return spdlog::level::warn;
+  if (l == "debug") return spdlog::level::debug;
   return spdlog::level::info;
 }
 
 spdlog::level::level_enum threshold(const std::string& level) {
+  if (level == "debug") return spdlog::level::debug;
   if (level == "info") return spdlog::level::info;
   if (level == "warning") return spdlog::level::warn;
   if (level == "error") return spdlog::level::err;
   if (level == "off") return spdlog::level::off;
-  throw std::invalid_argument("log level must be info, warning, error or off, not '" + level + "'");
+  throw std::invalid_argument("log level must be debug, info, warning, error or off, not '" + level + "'");
 }
 }  // namespace
 

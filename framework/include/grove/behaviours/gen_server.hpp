@@ -297,6 +297,7 @@ class gen_server_base : public process_handler {
   void arm_idle_timer();
   void record(const char* what, const message& m);
   void record_reply(const std::type_info& type);
+  void publish_trace(std::string text);  // a `trace` event on the node's bus
   void unexpected(const message& m);
 
   pid parent_;
@@ -527,7 +528,8 @@ void replace_state(const server_ref& target, std::function<void(S&)> fn, duratio
 void suspend(const server_ref& target, duration timeout = std::chrono::seconds(5));
 void resume(const server_ref& target, duration timeout = std::chrono::seconds(5));
 server_statistics statistics(const server_ref& target, duration timeout = std::chrono::seconds(5));
-// Logs each call, cast, info and reply of the server to stderr.
+// Publishes each call, cast, info and reply of the server as a `trace` event on the node's
+// event bus (docs/events.md): the console streams them, a logger at level debug writes them.
 void trace(const server_ref& target, bool on, duration timeout = std::chrono::seconds(5));
 // The server's last events (oldest first), as text.
 std::vector<std::string> last_events(const server_ref& target, duration timeout = std::chrono::seconds(5));

@@ -32,6 +32,7 @@ enum class event_kind : unsigned char {
   intensity_reached,  // too many restarts: the supervisor gives up (child = the offender)
   crash,              // any process ended by itself with an abnormal reason (label, reason)
   application,        // an application started or stopped (child = application, reason)
+  trace,              // a traced GenServer handled a message (old_pid = it, label = what)
   dropped             // only in a subscriber's stream: `dropped` events were lost before it
 };
 const char* to_string(event_kind k) noexcept;

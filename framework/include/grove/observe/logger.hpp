@@ -18,7 +18,8 @@ enum class log_format : unsigned char { text, json };
 
 struct logger_options {
   log_format format = log_format::text;
-  // The lowest level written: "info" (everything), "warning" or "error"; "off" writes nothing.
+  // The lowest level written: "debug" (everything, with traces), "info" (all but traces),
+  // "warning" or "error"; "off" writes nothing.
   std::string level = "info";
   std::ostream* stream = nullptr;  // where to write; nullptr = stderr
   std::size_t capacity = 4096;     // events the logger may fall behind by
