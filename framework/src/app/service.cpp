@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include <grove/behaviours/supervisor.hpp>
+#include <grove/observe/console.hpp>
 #include <grove/observe/events.hpp>
 #include <grove/observe/logger.hpp>
 
@@ -18,7 +19,7 @@
 
 namespace grove {
 
-const char* version() noexcept { return "0.5.0"; }
+const char* version() noexcept { return GROVE_VERSION; }
 
 namespace {
 
@@ -216,22 +217,65 @@ struct service::impl {
       }
       lo.stream = opts.log_stream;
       event_logger logger(n, lo);
-      {
+      std::unique_ptr<console> con;
+      if (std::string error; !start_console(n, con, error)) {
+        messages() << "grove: " << error << "\n";
+        code = static_cast<int>(exit_code::start_failed);
+      } else {
+        {
+          std::unique_lock lk(mu);
+          running = &n;
+          started = finished = false;
+          result = {};
+          controller = n.spawn([this] { control(); }, {.label = "application_controller"});
+          if (stop_asked) send(controller, stop_request{});
+        }
+        code = wait_until_finished(sigs);
+        con.reset();  // no session outlives the applications' stop
+        logger.flush();
         std::unique_lock lk(mu);
-        running = &n;
-        started = finished = false;
-        result = {};
-        controller = n.spawn([this] { control(); }, {.label = "application_controller"});
-        if (stop_asked) send(controller, stop_request{});
+        running = nullptr;
+        controller = pid{};
       }
-      code = wait_until_finished(sigs);
-      logger.flush();
-      std::unique_lock lk(mu);
-      running = nullptr;
-      controller = pid{};
     }
     if (opts.handle_signals) pthread_sigmask(SIG_SETMASK, &old, nullptr);
     return code;
+  }
+
+  std::vector<console_app> console_apps() const {
+    std::vector<console_app> out;
+    std::unique_lock lk(mu);
+    for (auto& p : plan) {
+      console_app a{p.name, start_type_name(p.type), {}};
+      for (auto& [name, sup] : apps) {
+        if (name == p.name) a.top = sup;
+      }
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+  // Starts the console the configuration (or --console) asks for. False on failure.
+  bool start_console(grove::node& n, std::unique_ptr<console>& con, std::string& error) {
+    const std::string address = opts.console.value_or(cfg->console.address);
+    if (address.empty() || address == "off") return true;
+    console_options co;
+    co.address = address;
+    co.token = cfg->console.token;
+    if (co.token.empty()) {
+      if (const char* t = std::getenv("GROVE_CONSOLE_TOKEN")) co.token = t;
+    }
+    co.max_sessions = cfg->console.max_sessions;
+    co.applications = [this] { return console_apps(); };
+    con = std::make_unique<console>(n, co);
+    if (!con->start(error)) return false;
+    if (address != "stdio") {
+      const std::string host = address.substr(0, address.rfind(':'));
+      const std::string where = host + ":" + std::to_string(con->port());
+      messages() << "grove: console on " << where << " — connect with: grove console " << where << "  (or nc " << host
+                 << " " << con->port() << ")\n";
+    }
+    return true;
   }
 
   int wait_until_finished(const sigset_t& sigs) {

@@ -225,6 +225,9 @@ void event_bus::publish(event e) {
       std::unique_lock sl(s->mu_);
       if (s->offer(e)) tell.push_back(s->notify_);
     }
+    ++counts_[static_cast<std::size_t>(e.kind) & 15];
+    if (times_.size() == 4096) times_.pop_front();
+    times_.emplace_back(e.kind, e.time);
     if (history_.size() == history_size) history_.pop_front();
     history_.push_back(std::move(e));
   }
@@ -257,6 +260,19 @@ std::vector<event> event_bus::recent(std::size_t n) const {
 std::uint64_t event_bus::last_seq() const {
   std::unique_lock lk(mu_);
   return seq_;
+}
+
+std::uint64_t event_bus::count(event_kind k) const {
+  std::unique_lock lk(mu_);
+  return counts_[static_cast<std::size_t>(k) & 15];
+}
+
+std::size_t event_bus::count_within(event_kind k, std::chrono::seconds window) const {
+  const auto since = std::chrono::system_clock::now() - window;
+  std::unique_lock lk(mu_);
+  std::size_t n = 0;
+  for (auto it = times_.rbegin(); it != times_.rend() && it->second >= since; ++it) n += it->first == k;
+  return n;
 }
 
 event_bus& events(node& n) { return n.service<event_bus>(); }

@@ -308,6 +308,12 @@ std::vector<pid> node::processes() const {
   return out;
 }
 
+std::vector<std::size_t> node::run_queue_lengths() const {
+  std::vector<std::size_t> out;
+  for (auto& s : impl_->schedulers) out.push_back(s->run_queue_length());
+  return out;
+}
+
 std::chrono::steady_clock::time_point node::now() const { return impl_->timers.now(); }
 
 void node::advance(duration d) { impl_->timers.advance(d); }

@@ -26,6 +26,26 @@ std::string pid::str() const {
   return "<" + std::to_string(node_) + "." + std::to_string(slot_) + "." + std::to_string(generation_) + ">";
 }
 std::ostream& operator<<(std::ostream& os, const pid& p) { return os << p.str(); }
+
+std::optional<pid> parse_pid(std::string_view t) {
+  if (t.size() < 7 || t.front() != '<' || t.back() != '>') return std::nullopt;
+  t = t.substr(1, t.size() - 2);
+  std::uint32_t parts[3];
+  for (int i = 0; i < 3; ++i) {
+    const auto dot = i < 2 ? t.find('.') : t.size();
+    if (dot == std::string_view::npos || dot == 0 || dot > 10) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : t.substr(0, dot)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (v > 0xffffffffu) return std::nullopt;
+    parts[i] = static_cast<std::uint32_t>(v);
+    t = i < 2 ? t.substr(dot + 1) : std::string_view();
+  }
+  if (parts[2] == 0) return std::nullopt;
+  return pid(parts[0], parts[1], parts[2]);
+}
 std::ostream& operator<<(std::ostream& os, const ref& r) { return os << "#Ref<" << r.id << ">"; }
 
 std::string exit_reason::str() const {
@@ -958,6 +978,22 @@ std::optional<process_info> info(const pid& p) {
     i.running_for = duration(d > 0 ? detail::timestamp_to_ns(d) : 0);
   }
   return i;
+}
+
+std::vector<std::string> peek_mailbox(const pid& p, std::size_t max) {
+  std::vector<std::string> out;
+  detail::process* t = detail::lookup(p);
+  if (!t) return out;
+  std::vector<const std::type_info*> types;
+  {
+    spinlock_lock lk(t->lock);
+    if (t->generation != p.generation() || t->state != detail::life::alive) return out;
+    for (detail::envelope* e = t->incoming.head; e && types.size() < max; e = e->next) {
+      if (e->is_message() && e->type) types.push_back(e->type);
+    }
+  }
+  for (auto* ty : types) out.push_back(detail::demangle(ty->name()));  // outside the lock: it allocates
+  return out;
 }
 
 }  // namespace grove

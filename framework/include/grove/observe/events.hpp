@@ -115,6 +115,9 @@ class event_bus {
   std::vector<event> recent(std::size_t n = 256) const;
   // The seq of the last event published (0: none yet).
   std::uint64_t last_seq() const;
+  // Events of kind k published so far, and within the last `window`.
+  std::uint64_t count(event_kind k) const;
+  std::size_t count_within(event_kind k, std::chrono::seconds window) const;
 
   static constexpr std::size_t history_size = 256;
   name_registry& registry() const noexcept { return *names_; }
@@ -127,6 +130,8 @@ class event_bus {
   mutable std::mutex mu_;
   std::uint64_t seq_ = 0;
   std::deque<event> history_;
+  std::uint64_t counts_[16] = {};
+  std::deque<std::pair<event_kind, std::chrono::system_clock::time_point>> times_;  // the last 4,096
   std::vector<subscription*> subscribers_;
 };
 

@@ -70,6 +70,8 @@ class node {
   unsigned schedulers() const noexcept;
   std::size_t process_count() const noexcept;
   std::vector<pid> processes() const;
+  // Processes waiting to run, per scheduler thread.
+  std::vector<std::size_t> run_queue_lengths() const;
 
   std::chrono::steady_clock::time_point now() const;
   // Manual clock only: moves time forward by d, firing due timers in deadline order. Callable

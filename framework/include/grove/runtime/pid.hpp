@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace grove {
 
@@ -35,6 +37,8 @@ class pid {
 };
 
 std::ostream& operator<<(std::ostream& os, const pid& p);
+// Reads "<node.slot.generation>" (as str() prints it); nullopt for anything else.
+std::optional<pid> parse_pid(std::string_view text);
 
 // A unique reference (monitor, timer, request tag), like Erlang's make_ref().
 struct ref {

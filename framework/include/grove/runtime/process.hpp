@@ -338,6 +338,10 @@ struct process_info {
 };
 
 std::optional<process_info> info(const pid& p);
+// The types of the first `max` messages that reached p's mailbox and were not yet looked at by
+// it (a process waiting in a selective receive keeps the ones it skipped apart: those are only
+// counted in process_info::mailbox_length).
+std::vector<std::string> peek_mailbox(const pid& p, std::size_t max = 10);
 const char* to_string(process_status s) noexcept;
 
 }  // namespace grove

@@ -1,0 +1,60 @@
+// console: a node's debug console — the live tree, processes, events as they happen, and ways
+// to poke them (kill, restart, suspend, trace), over TCP (works with nc and telnet) or on the
+// terminal. docs/console.md lists the commands and their text and JSON answers.
+//
+// One I/O thread serves every session with non-blocking sockets; each session's commands run
+// in a process of its own. A session's output is bounded: a client that stops reading loses
+// streamed events (and is told how many), never slows the node. Commands that talk to a
+// process time out instead of hanging. Loopback by default; any other address needs a token.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grove/runtime/node.hpp>
+#include <grove/runtime/pid.hpp>
+
+namespace grove {
+
+// An application as the console lists it.
+struct console_app {
+  std::string name;
+  std::string start_type;  // permanent, transient, temporary
+  pid top;                 // its top supervisor (empty when not running)
+};
+
+struct console_options {
+  std::string address = "127.0.0.1:0";  // host:port (port 0: any free port), or "stdio"
+  std::string token;                    // required when the address is not loopback
+  int max_sessions = 16;
+  std::size_t max_line = 4096;                      // longer lines are refused
+  std::size_t output_limit = 256 * 1024;            // bytes a session may lag behind before events are dropped
+  std::chrono::milliseconds command_timeout{2000};  // for commands that talk to a process
+  // The applications (called from session processes); default: none.
+  std::function<std::vector<console_app>()> applications;
+};
+
+class console {
+ public:
+  console(node& n, console_options opts);
+  ~console();  // closes every session and stops the I/O thread
+  console(const console&) = delete;
+  console& operator=(const console&) = delete;
+
+  // Binds (or takes the terminal) and starts serving. False with `error` set on failure (a
+  // bad address, a port in use, a non-loopback address without a token).
+  bool start(std::string& error);
+  // The TCP port it listens on (after start; 0 for stdio).
+  int port() const noexcept;
+  std::size_t session_count() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace grove

@@ -1,0 +1,901 @@
+// A console session: the process that reads a client's lines and answers them.
+#include <algorithm>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include <grove/behaviours/dynamic_supervisor.hpp>
+#include <grove/behaviours/gen_server.hpp>
+#include <grove/behaviours/name_registry.hpp>
+#include <grove/behaviours/supervisor.hpp>
+#include <grove/observe/events.hpp>
+
+#include "console_impl.hpp"
+
+namespace grove::detail {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+struct answer {
+  bool ok = true;
+  std::string text;  // for people: lines, each ending with '\n'
+  json data;         // for scripts
+  static answer error(std::string what) {
+    answer a;
+    a.ok = false;
+    a.text = std::move(what);
+    return a;
+  }
+};
+
+struct command_info {
+  const char* name;
+  const char* usage;
+  const char* summary;
+};
+
+const command_info commands[] = {
+    {"help", "help [COMMAND]", "list the commands, or explain one"},
+    {"apps", "apps", "the applications: start type, top supervisor, status"},
+    {"tree", "tree [PATH]", "the supervision tree: pid, status, restarts in the window, last exit reason"},
+    {"ps", "ps [--sort mailbox|messages|memory|running] [--top N]", "processes: mailbox, messages, running time"},
+    {"info", "info TARGET", "a process: links, monitors, trap_exit, stack, mailbox peek"},
+    {"state", "state TARGET", "a GenServer's state, through format_status"},
+    {"events", "events [--follow|off] [--last N] [--filter kind=K,supervisor=S,child=C]",
+     "recent events; --follow streams them until `events off`"},
+    {"kill", "kill TARGET [REASON]", "send an exit signal: kill (untrappable) unless REASON is given"},
+    {"exit", "exit TARGET REASON", "send an exit signal with REASON (normal, shutdown, kill, any name)"},
+    {"restart", "restart PATH", "restart a stopped child of a supervisor"},
+    {"terminate", "terminate PATH", "stop a child through its supervisor (not restarted)"},
+    {"delete", "delete PATH", "remove a stopped child's spec from its supervisor"},
+    {"suspend", "suspend TARGET", "suspend a GenServer (it answers only system messages)"},
+    {"resume", "resume TARGET", "resume a suspended GenServer"},
+    {"trace", "trace TARGET on|off", "stream a GenServer's calls, casts, infos and replies"},
+    {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute"},
+    {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)"},
+    {"color", "color on|off", "colour in text answers"},
+    {"auth", "auth TOKEN", "authenticate (required on a non-loopback console)"},
+    {"quit", "quit", "end the session"},
+};
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+std::string nearest_command(const std::string& w) {
+  std::string best;
+  std::size_t best_d = 3;
+  for (auto& c : commands) {
+    const std::string n = c.name;
+    std::vector<std::size_t> prev(n.size() + 1), cur(n.size() + 1);
+    for (std::size_t j = 0; j <= n.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= w.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= n.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (w[i - 1] == n[j - 1] ? 0 : 1)});
+      }
+      std::swap(prev, cur);
+    }
+    if (prev[n.size()] < best_d) {
+      best_d = prev[n.size()];
+      best = n;
+    }
+  }
+  return best;
+}
+
+std::string pid_text(const pid& p) { return p ? p.str() : "-"; }
+json pid_json(const pid& p) { return p ? json(p.str()) : json(nullptr); }
+
+exit_reason parse_reason(const std::string& r) {
+  if (r == "normal") return exit_reason::normal();
+  if (r == "shutdown") return exit_reason::shutdown();
+  if (r == "kill") return exit_reason::kill();
+  if (r.rfind("{shutdown,", 0) == 0 && r.back() == '}') return exit_reason::shutdown(r.substr(10, r.size() - 11));
+  return exit_reason::other(r);
+}
+
+std::string human_duration(duration d) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  if (us < 1000) return std::to_string(us) + "us";
+  if (us < 10'000'000) return std::to_string(us / 1000) + "ms";
+  return std::to_string(us / 1'000'000) + "s";
+}
+
+// Aligned columns for text answers.
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> w;
+  for (auto& r : rows) {
+    if (w.size() < r.size()) w.resize(r.size());
+    for (std::size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  }
+  std::string out;
+  for (auto& r : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+struct path_target {
+  pid parent;  // the supervisor holding the last segment (empty for an application)
+  bool parent_dynamic = false;
+  std::string id;
+  pid who;
+};
+
+class session {
+ public:
+  session(std::shared_ptr<console_output> out, std::shared_ptr<const console_session_config> cfg)
+      : out_(std::move(out)), cfg_(std::move(cfg)), authed_(cfg_->authed), color_(cfg_->color) {}
+
+  void run() {
+    out_->answer(std::string("grove console on node ") + this_node().name() + " — `help` lists the commands\n" +
+                 prompt());
+    for (;;) {
+      bool more = true;
+      receive([&](console_line l) { more = on_line(l.text); }, [&](console_closed) { more = false; },
+              [&](subscription::ready) { pump_events(); });
+      if (!more) break;
+    }
+    for (const pid& p : traced_) {  // a trace outlives no session
+      try {
+        sys::trace(p, false, cfg_->opts.command_timeout);
+      } catch (const call_error&) {
+      }
+    }
+  }
+
+ private:
+  std::string prompt() const { return json_ ? "" : "grove> "; }
+
+  std::string paint(const std::string& s, const char* code) const {
+    return color_ ? std::string("\x1b[") + code + "m" + s + "\x1b[0m" : s;
+  }
+  std::string status_word(const std::string& s) const {
+    if (s == "running" || s == "waiting" || s == "runnable") return paint(s, "32");
+    if (s == "restarting" || s == "suspended") return paint(s, "33");
+    if (s == "stopped" || s == "dead" || s == "exiting") return paint(s, "31");
+    return s;
+  }
+
+  // False: the session ends.
+  bool on_line(const std::string& line) {
+    auto words = split(line);
+    bool as_json = json_;
+    std::erase_if(words, [&](const std::string& w) {
+      if (w != "--json") return false;
+      as_json = true;
+      return true;
+    });
+    if (words.empty()) {
+      if (!json_) out_->answer(prompt());
+      return true;
+    }
+    const std::string cmd = words[0];
+    words.erase(words.begin());
+    answer a;
+    bool quit = false;
+    if (!authed_ && cmd != "auth" && cmd != "quit" && cmd != "help") {
+      a = answer::error("authenticate first: auth TOKEN");
+    } else {
+      try {
+        a = dispatch(cmd, words, quit);
+      } catch (const call_error& e) {
+        a = answer::error(e.what());
+      } catch (const process_exit&) {
+        throw;
+      } catch (const std::exception& e) {
+        a = answer::error(std::string("failed: ") + e.what());
+      }
+    }
+    write(cmd, a, as_json, !quit);
+    if (quit) out_->close();
+    return !quit;
+  }
+
+  void write(const std::string& cmd, const answer& a, bool as_json, bool more) {
+    const std::string next = more ? prompt() : std::string();
+    if (as_json) {
+      json j;
+      j["ok"] = a.ok;
+      j["command"] = cmd;
+      if (a.ok) {
+        j["result"] = a.data;
+      } else {
+        j["error"] = a.text;
+      }
+      out_->answer(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n" + next);
+    } else if (!a.ok) {
+      out_->answer(paint("error: " + a.text, "31") + "\n" + next);
+    } else {
+      out_->answer(a.text + next);
+    }
+  }
+
+  answer dispatch(const std::string& cmd, const std::vector<std::string>& args, bool& quit) {
+    if (cmd == "help") return help(args);
+    if (cmd == "quit" || (cmd == "exit" && args.empty())) {
+      quit = true;
+      answer a;
+      a.text = "bye\n";
+      a.data = "bye";
+      return a;
+    }
+    if (cmd == "auth") return auth(args);
+    if (cmd == "json" || cmd == "color") return toggle(cmd, args);
+    if (cmd == "apps") return apps();
+    if (cmd == "tree") return tree(args);
+    if (cmd == "ps") return ps(args);
+    if (cmd == "info") return info_of(args);
+    if (cmd == "state") return state(args);
+    if (cmd == "events") return events_cmd(args);
+    if (cmd == "kill" || cmd == "exit") return signal(cmd, args);
+    if (cmd == "restart" || cmd == "terminate" || cmd == "delete") return child_op(cmd, args);
+    if (cmd == "suspend" || cmd == "resume") return suspend(cmd, args);
+    if (cmd == "trace") return trace_cmd(args);
+    if (cmd == "stats") return stats();
+    std::string hint = nearest_command(cmd);
+    return answer::error("unknown command '" + cmd + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                         "; `help` lists the commands");
+  }
+
+  static const command_info* find_command(const std::string& name) {
+    for (auto& c : commands) {
+      if (name == c.name) return &c;
+    }
+    return nullptr;
+  }
+
+  answer usage(const std::string& cmd) {
+    const command_info* c = find_command(cmd);
+    return answer::error(std::string("usage: ") + (c ? c->usage : cmd.c_str()));
+  }
+
+  answer help(const std::vector<std::string>& args) {
+    answer a;
+    if (!args.empty()) {
+      const command_info* c = find_command(args[0]);
+      if (!c) return answer::error("no command '" + args[0] + "'; `help` lists the commands");
+      a.text = std::string(c->usage) + "\n  " + c->summary +
+               "\nTARGET: a pid <n.s.g>, a registered name, or a tree path such as app/child\n";
+      a.data = json{{"command", c->name}, {"usage", c->usage}, {"summary", c->summary}};
+      return a;
+    }
+    std::vector<std::vector<std::string>> rows;
+    a.data = json::array();
+    for (auto& c : commands) {
+      rows.push_back({c.usage, c.summary});
+      a.data.push_back(json{{"command", c.name}, {"usage", c.usage}, {"summary", c.summary}});
+    }
+    a.text = table(rows) + "TARGET: a pid <n.s.g>, a registered name, or a tree path such as app/child\n";
+    return a;
+  }
+
+  answer auth(const std::vector<std::string>& args) {
+    if (args.size() != 1) return usage("auth");
+    if (cfg_->opts.token.empty() || args[0] == cfg_->opts.token) {
+      authed_ = true;
+      answer a;
+      a.text = "authenticated\n";
+      a.data = "authenticated";
+      return a;
+    }
+    if (++failed_auth_ >= 3) out_->close();
+    return answer::error("wrong token");
+  }
+
+  answer toggle(const std::string& cmd, const std::vector<std::string>& args) {
+    if (args.size() != 1 || (args[0] != "on" && args[0] != "off")) return usage(cmd);
+    const bool on = args[0] == "on";
+    if (cmd == "json") {
+      json_ = on;
+      out_->set_json(on);
+    } else {
+      color_ = on;
+    }
+    answer a;
+    a.text = cmd + " " + args[0] + "\n";
+    a.data = on;
+    return a;
+  }
+
+  std::vector<console_app> app_list() const {
+    return cfg_->opts.applications ? cfg_->opts.applications() : std::vector<console_app>{};
+  }
+
+  answer apps() {
+    answer a;
+    a.data = json::array();
+    std::vector<std::vector<std::string>> rows{{"APPLICATION", "START", "SUPERVISOR", "STATUS"}};
+    for (auto& app : app_list()) {
+      const bool up = app.top && alive(app.top);
+      rows.push_back({app.name, app.start_type, pid_text(app.top), status_word(up ? "running" : "stopped")});
+      a.data.push_back(json{{"name", app.name},
+                            {"start", app.start_type},
+                            {"supervisor", pid_json(app.top)},
+                            {"status", up ? "running" : "stopped"}});
+    }
+    a.text = rows.size() == 1 ? "no applications\n" : table(rows);
+    return a;
+  }
+
+  // ---- targets ----
+
+  std::optional<path_target> resolve_path(const std::string& path, std::string& err) {
+    std::vector<std::string> segs;
+    std::string seg;
+    std::istringstream in(path);
+    while (std::getline(in, seg, '/')) {
+      if (!seg.empty()) segs.push_back(seg);
+    }
+    if (segs.empty()) {
+      err = "empty path";
+      return std::nullopt;
+    }
+    path_target t;
+    for (auto& app : app_list()) {
+      if (app.name == segs[0]) t.who = app.top;
+    }
+    if (!t.who) {
+      err = "no application '" + segs[0] + "'";
+      return std::nullopt;
+    }
+    t.id = segs[0];
+    for (std::size_t i = 1; i < segs.size(); ++i) {
+      auto st = supervisor_status_of(t.who, cfg_->opts.command_timeout);
+      auto it =
+          std::find_if(st.children.begin(), st.children.end(), [&](const child_info& c) { return c.id == segs[i]; });
+      if (it == st.children.end()) {
+        err = "no child '" + segs[i] + "' under " + st.path;
+        return std::nullopt;
+      }
+      if (i + 1 < segs.size() && it->type != child_type::supervisor) {
+        err = st.path + "/" + segs[i] + " is a worker: it has no children";
+        return std::nullopt;
+      }
+      if (i + 1 < segs.size() && !it->who) {
+        err = st.path + "/" + segs[i] + " is not running";
+        return std::nullopt;
+      }
+      t.parent = t.who;
+      t.parent_dynamic = st.dynamic;
+      t.id = it->id;
+      t.who = it->who;
+    }
+    return t;
+  }
+
+  std::optional<pid> resolve(const std::string& target, std::string& err) {
+    if (auto p = parse_pid(target)) {
+      if (!alive(*p)) {
+        err = "no process " + target + " (noproc)";
+        return std::nullopt;
+      }
+      return p;
+    }
+    if (target.find('/') == std::string::npos) {
+      if (auto p = whereis(target)) return p;
+      bool is_app = false;
+      for (auto& app : app_list()) is_app |= app.name == target;
+      if (!is_app) {
+        err = "no process named '" + target + "' (noproc)";
+        return std::nullopt;
+      }
+    }
+    auto t = resolve_path(target, err);
+    if (!t) return std::nullopt;
+    if (!t->who) {
+      err = target + " is not running (noproc)";
+      return std::nullopt;
+    }
+    return t->who;
+  }
+
+  // ---- tree ----
+
+  void tree_of(const pid& sup, const std::string& id, int depth, std::vector<std::vector<std::string>>& rows,
+               json& node) {
+    const std::string indent(static_cast<std::size_t>(depth) * 2, ' ');
+    supervisor_status st;
+    try {
+      st = supervisor_status_of(sup, cfg_->opts.command_timeout);
+    } catch (const call_error& e) {
+      rows.push_back({indent + id, pid_text(sup), "supervisor", status_word("unknown"), "-", e.reason().str()});
+      node = json{{"id", id}, {"pid", pid_json(sup)}, {"type", "supervisor"}, {"error", e.reason().str()}};
+      return;
+    }
+    const std::string window = std::to_string(st.restarts) + "/" + std::to_string(st.intensity) + " in " +
+                               std::to_string(st.period.count()) + "s";
+    rows.push_back({indent + id, pid_text(sup), st.dynamic ? "dynamic_supervisor" : to_string(st.strategy),
+                    status_word("running"), window, ""});
+    node = json{{"id", id},
+                {"pid", pid_json(sup)},
+                {"type", st.dynamic ? "dynamic_supervisor" : "supervisor"},
+                {"strategy", st.dynamic ? "one_for_one" : to_string(st.strategy)},
+                {"status", "running"},
+                {"restarts", st.restarts},
+                {"intensity", st.intensity},
+                {"period_s", st.period.count()},
+                {"children", json::array()}};
+    for (auto& c : st.children) {
+      const std::string last = c.last_exit ? c.last_exit->str() : "";
+      if (c.type == child_type::supervisor && c.who) {
+        json sub;
+        tree_of(c.who, c.id, depth + 1, rows, sub);
+        sub["child_restarts"] = c.restarts;
+        if (c.last_exit) sub["last_exit"] = last;
+        node["children"].push_back(std::move(sub));
+        continue;
+      }
+      const std::string status = c.who ? "running" : (c.restarting ? "restarting" : "stopped");
+      rows.push_back({indent + "  " + c.id, pid_text(c.who), c.type == child_type::supervisor ? "supervisor" : "worker",
+                      status_word(status), std::to_string(c.restarts), last});
+      node["children"].push_back(json{{"id", c.id},
+                                      {"pid", pid_json(c.who)},
+                                      {"type", c.type == child_type::supervisor ? "supervisor" : "worker"},
+                                      {"status", status},
+                                      {"restarts", c.restarts},
+                                      {"last_exit", c.last_exit ? json(last) : json(nullptr)}});
+    }
+  }
+
+  answer tree(const std::vector<std::string>& args) {
+    if (args.size() > 1) return usage("tree");
+    std::vector<std::pair<std::string, pid>> roots;
+    if (args.empty()) {
+      for (auto& app : app_list()) roots.emplace_back(app.name, app.top);
+    } else {
+      std::string err;
+      auto t = resolve_path(args[0], err);
+      if (!t) return answer::error(err);
+      if (!t->who) return answer::error(args[0] + " is not running");
+      if (t->parent) {  // is it a supervisor?
+        auto st = supervisor_status_of(t->parent, cfg_->opts.command_timeout);
+        for (auto& c : st.children) {
+          if (c.id == t->id && c.type != child_type::supervisor) return answer::error(args[0] + " is a worker");
+        }
+      }
+      roots.emplace_back(t->id, t->who);
+    }
+    answer a;
+    a.data = json::array();
+    std::vector<std::vector<std::string>> rows{{"ID", "PID", "TYPE", "STATUS", "RESTARTS", "LAST EXIT"}};
+    for (auto& [name, top] : roots) {
+      json node;
+      if (!top || !alive(top)) {
+        rows.push_back({name, "-", "supervisor", status_word("stopped"), "-", ""});
+        a.data.push_back(json{{"id", name}, {"pid", nullptr}, {"status", "stopped"}});
+        continue;
+      }
+      tree_of(top, name, 0, rows, node);
+      a.data.push_back(std::move(node));
+    }
+    a.text = rows.size() == 1 ? "no applications\n" : table(rows);
+    return a;
+  }
+
+  // ---- processes ----
+
+  static std::string name_or_label(const process_info& i) {
+    if (auto n = names().name_of(i.pid)) return *n;
+    return i.label;
+  }
+
+  answer ps(const std::vector<std::string>& args) {
+    std::string sort = "pid";
+    std::size_t top = 0;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--sort" && i + 1 < args.size()) {
+        sort = args[++i];
+        if (sort != "mailbox" && sort != "messages" && sort != "memory" && sort != "running") {
+          return answer::error("--sort takes mailbox, messages, memory or running, not '" + sort + "'");
+        }
+      } else if (args[i] == "--top" && i + 1 < args.size()) {
+        try {
+          top = std::stoul(args[++i]);
+        } catch (const std::exception&) {
+          return answer::error("--top takes a number, not '" + args[i] + "'");
+        }
+      } else {
+        return usage("ps");
+      }
+    }
+    std::vector<process_info> all;
+    for (auto& p : this_node().processes()) {
+      if (auto i = grove::info(p)) all.push_back(std::move(*i));
+    }
+    auto key = [&](const process_info& i) -> std::uint64_t {
+      if (sort == "mailbox") return i.mailbox_length;
+      if (sort == "messages") return i.messages_in + i.messages_out;
+      if (sort == "memory") return i.stack_size + i.mailbox_length * 64;
+      if (sort == "running") return static_cast<std::uint64_t>(i.running_for.count());
+      return 0;
+    };
+    if (sort != "pid") {
+      std::stable_sort(all.begin(), all.end(), [&](const auto& x, const auto& y) { return key(x) > key(y); });
+    }
+    if (top && all.size() > top) all.resize(top);
+    answer a;
+    a.data = json::array();
+    std::vector<std::vector<std::string>> rows{{"PID", "NAME", "STATUS", "MAILBOX", "IN", "OUT", "RUNNING", "STACK"}};
+    for (auto& i : all) {
+      const std::string name = name_or_label(i);
+      const std::string running = i.status == process_status::running ? human_duration(i.running_for) : "-";
+      rows.push_back({i.pid.str(), name.empty() ? "-" : name, status_word(to_string(i.status)),
+                      std::to_string(i.mailbox_length), std::to_string(i.messages_in), std::to_string(i.messages_out),
+                      running, i.stack_size ? std::to_string(i.stack_size / 1024) + "K" : "-"});
+      a.data.push_back(
+          json{{"pid", i.pid.str()},
+               {"name", name},
+               {"status", to_string(i.status)},
+               {"mailbox", i.mailbox_length},
+               {"messages_in", i.messages_in},
+               {"messages_out", i.messages_out},
+               {"running_us", std::chrono::duration_cast<std::chrono::microseconds>(i.running_for).count()},
+               {"stack_bytes", i.stack_size}});
+    }
+    a.text = table(rows);
+    return a;
+  }
+
+  answer info_of(const std::vector<std::string>& args) {
+    if (args.size() != 1) return usage("info");
+    std::string err;
+    auto p = resolve(args[0], err);
+    if (!p) return answer::error(err);
+    auto i = grove::info(*p);
+    if (!i) return answer::error("no process " + p->str() + " (noproc)");
+    auto list = [](const std::vector<pid>& v) {
+      std::string s;
+      for (auto& x : v) s += (s.empty() ? "" : " ") + x.str();
+      return s.empty() ? std::string("-") : s;
+    };
+    auto json_list = [](const std::vector<pid>& v) {
+      json j = json::array();
+      for (auto& x : v) j.push_back(x.str());
+      return j;
+    };
+    const auto peek = peek_mailbox(*p, 5);
+    std::string peek_text;
+    for (auto& t : peek) peek_text += "\n    " + t;
+    const std::string name = name_or_label(*i);
+    answer a;
+    std::vector<std::vector<std::string>> rows{
+        {"pid", i->pid.str()},
+        {"name", names().name_of(*p).value_or("-")},
+        {"label", i->label.empty() ? "-" : i->label},
+        {"form", i->handler_form ? "handler (GenServer or other behaviour)" : "body"},
+        {"status", status_word(to_string(i->status))},
+        {"trap_exit", i->trap_exit ? "true" : "false"},
+        {"links", list(i->links)},
+        {"monitors", list(i->monitors)},
+        {"monitored_by", list(i->monitored_by)},
+        {"stack", i->stack_size ? std::to_string(i->stack_size) + " bytes" : "- (no stack while idle)"},
+        {"scheduler", i->scheduler < 0 ? "-" : std::to_string(i->scheduler)},
+        {"messages", std::to_string(i->messages_in) + " in, " + std::to_string(i->messages_out) + " out"},
+        {"mailbox", std::to_string(i->mailbox_length) + " queued" + (peek.empty() ? "" : ", next:")}};
+    a.text = table(rows);
+    if (!peek_text.empty()) a.text.insert(a.text.size() - 1, peek_text);
+    a.data = json{{"pid", i->pid.str()},
+                  {"name", names().name_of(*p) ? json(*names().name_of(*p)) : json(nullptr)},
+                  {"label", i->label},
+                  {"handler", i->handler_form},
+                  {"status", to_string(i->status)},
+                  {"trap_exit", i->trap_exit},
+                  {"links", json_list(i->links)},
+                  {"monitors", json_list(i->monitors)},
+                  {"monitored_by", json_list(i->monitored_by)},
+                  {"stack_bytes", i->stack_size},
+                  {"scheduler", i->scheduler},
+                  {"messages_in", i->messages_in},
+                  {"messages_out", i->messages_out},
+                  {"mailbox", i->mailbox_length},
+                  {"mailbox_peek", peek}};
+    return a;
+  }
+
+  // A GenServer target: a handler process (anything else would never answer sys messages).
+  std::optional<pid> server(const std::vector<std::string>& args, const char* cmd, std::string& err) {
+    if (args.empty()) {
+      err = std::string("usage: ") + find_command(cmd)->usage;
+      return std::nullopt;
+    }
+    auto p = resolve(args[0], err);
+    if (!p) return std::nullopt;
+    auto i = grove::info(*p);
+    if (!i || !i->handler_form) {
+      err = args[0] + " is not a GenServer";
+      return std::nullopt;
+    }
+    return p;
+  }
+
+  answer state(const std::vector<std::string>& args) {
+    if (args.size() != 1) return usage("state");
+    std::string err;
+    auto p = server(args, "state", err);
+    if (!p) return answer::error(err);
+    answer a;
+    const std::string s = sys::get_state(*p, cfg_->opts.command_timeout);
+    a.text = s + "\n";
+    a.data = json{{"pid", p->str()}, {"state", s}};
+    return a;
+  }
+
+  answer suspend(const std::string& cmd, const std::vector<std::string>& args) {
+    if (args.size() != 1) return usage(cmd);
+    std::string err;
+    auto p = server(args, cmd.c_str(), err);
+    if (!p) return answer::error(err);
+    if (cmd == "suspend") {
+      sys::suspend(*p, cfg_->opts.command_timeout);
+    } else {
+      sys::resume(*p, cfg_->opts.command_timeout);
+    }
+    answer a;
+    a.text = p->str() + (cmd == "suspend" ? " suspended\n" : " resumed\n");
+    a.data = json{{"pid", p->str()}, {"status", cmd == "suspend" ? "suspended" : "resumed"}};
+    return a;
+  }
+
+  answer signal(const std::string& cmd, const std::vector<std::string>& args) {
+    if (args.empty() || args.size() > 2 || (cmd == "exit" && args.size() != 2)) return usage(cmd);
+    std::string err;
+    auto p = resolve(args[0], err);
+    if (!p) return answer::error(err);
+    const exit_reason r = args.size() == 2 ? parse_reason(args[1]) : exit_reason::kill();
+    exit(*p, r);
+    answer a;
+    a.text = "sent exit signal " + r.str() + " to " + p->str() + "\n";
+    a.data = json{{"pid", p->str()}, {"reason", r.str()}};
+    return a;
+  }
+
+  answer child_op(const std::string& cmd, const std::vector<std::string>& args) {
+    if (args.size() != 1) return usage(cmd);
+    std::string err;
+    auto t = resolve_path(args[0], err);
+    if (!t) return answer::error(err);
+    if (!t->parent) return answer::error(args[0] + " is an application, not a child: give app/child");
+    child_result r;
+    if (t->parent_dynamic) {
+      if (cmd != "terminate") return answer::error("a dynamic supervisor's children can only be terminated");
+      r = call<child_result>(t->parent, dynamic_supervisor::terminate_q{t->who}, cfg_->opts.command_timeout);
+    } else if (cmd == "restart") {
+      r = call<child_result>(t->parent, supervisor::restart_child_q{t->id}, cfg_->opts.command_timeout);
+    } else if (cmd == "terminate") {
+      r = call<child_result>(t->parent, supervisor::terminate_child_q{t->id}, cfg_->opts.command_timeout);
+    } else {
+      r = call<child_result>(t->parent, supervisor::delete_child_q{t->id}, cfg_->opts.command_timeout);
+    }
+    if (!r) {
+      std::string why = to_string(r.error);
+      if (r.error == child_error::running) why += ": terminate it first";
+      if (r.error == child_error::start_failed) why += ": " + r.reason.str();
+      return answer::error(cmd + " " + args[0] + ": " + why);
+    }
+    answer a;
+    const char* done = cmd == "restart" ? "restarted" : cmd == "terminate" ? "terminated" : "deleted";
+    a.text = args[0] + " " + done + (r.who ? " as " + r.who.str() : "") + "\n";
+    a.data = json{{"path", args[0]}, {"result", done}, {"pid", pid_json(r.who)}};
+    return a;
+  }
+
+  // ---- events and traces ----
+
+  struct filter {
+    std::string kind, supervisor, child;
+    bool matches(const event& e) const {
+      if (!kind.empty() && kind != to_string(e.kind)) return false;
+      if (!supervisor.empty() && e.supervisor.rfind(supervisor, 0) != 0) return false;
+      if (!child.empty() && child != e.child) return false;
+      return true;
+    }
+  };
+
+  static std::optional<filter> parse_filter(const std::string& spec, std::string& err) {
+    filter f;
+    std::istringstream in(spec);
+    std::string part;
+    while (std::getline(in, part, ',')) {
+      const auto eq = part.find('=');
+      if (eq == std::string::npos) {
+        err = "--filter takes key=value pairs (kind, supervisor, child), not '" + part + "'";
+        return std::nullopt;
+      }
+      const std::string k = part.substr(0, eq), v = part.substr(eq + 1);
+      if (k == "kind") {
+        f.kind = v;
+      } else if (k == "supervisor") {
+        f.supervisor = v;
+      } else if (k == "child") {
+        f.child = v;
+      } else {
+        err = "unknown filter key '" + k + "' (kind, supervisor, child)";
+        return std::nullopt;
+      }
+    }
+    return f;
+  }
+
+  std::string event_line(const event& e) const {
+    if (json_) return to_json(e) + "\n";
+    std::string line = iso_time(e.time) + " " + to_text(e);
+    const char* lvl = level_of(e);
+    if (std::string_view(lvl) == "error") return paint(line, "31") + "\n";
+    if (std::string_view(lvl) == "warning") return paint(line, "33") + "\n";
+    return line + "\n";
+  }
+
+  void ensure_subscribed() {
+    if (!sub_) sub_ = events().subscribe(1024, self());
+  }
+  void maybe_unsubscribe() {
+    if (!follow_ && traced_.empty()) sub_.reset();
+  }
+
+  void pump_events() {
+    if (!sub_) return;
+    for (auto& e : sub_->take()) {
+      if (e.kind == event_kind::dropped) {
+        out_->stream(json_ ? "{\"dropped\":" + std::to_string(e.dropped) + "}\n"
+                           : "-- dropped " + std::to_string(e.dropped) + " events: the node published faster\n");
+        continue;
+      }
+      const bool traced = e.kind == event_kind::trace && traced_.count(e.old_pid);
+      if (traced || (follow_ && e.kind != event_kind::trace && follow_filter_.matches(e))) out_->stream(event_line(e));
+    }
+  }
+
+  answer events_cmd(const std::vector<std::string>& args) {
+    bool follow = false, off = false;
+    std::size_t last = 20;
+    filter f;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--follow") {
+        follow = true;
+      } else if (args[i] == "off") {
+        off = true;
+      } else if (args[i] == "--last" && i + 1 < args.size()) {
+        try {
+          last = std::stoul(args[++i]);
+        } catch (const std::exception&) {
+          return answer::error("--last takes a number, not '" + args[i] + "'");
+        }
+      } else if (args[i] == "--filter" && i + 1 < args.size()) {
+        std::string err;
+        auto parsed = parse_filter(args[++i], err);
+        if (!parsed) return answer::error(err);
+        f = *parsed;
+      } else {
+        return usage("events");
+      }
+    }
+    answer a;
+    if (off) {
+      follow_ = false;
+      maybe_unsubscribe();
+      a.text = "events off\n";
+      a.data = "off";
+      return a;
+    }
+    a.data = json::array();
+    std::vector<event> recent;
+    for (auto& e : events().recent(event_bus::history_size)) {
+      if (e.kind != event_kind::trace && f.matches(e)) recent.push_back(e);
+    }
+    if (recent.size() > last) recent.erase(recent.begin(), recent.end() - static_cast<std::ptrdiff_t>(last));
+    for (auto& e : recent) {
+      a.text += event_line(e);
+      a.data.push_back(json::parse(to_json(e)));
+    }
+    if (follow) {
+      ensure_subscribed();
+      follow_ = true;
+      follow_filter_ = f;
+      a.text += "-- following events; `events off` stops\n";
+    }
+    return a;
+  }
+
+  answer trace_cmd(const std::vector<std::string>& args) {
+    if (args.size() != 2 || (args[1] != "on" && args[1] != "off")) return usage("trace");
+    std::string err;
+    auto p = server(args, "trace", err);
+    if (!p) return answer::error(err);
+    const bool on = args[1] == "on";
+    if (on) ensure_subscribed();
+    sys::trace(*p, on, cfg_->opts.command_timeout);
+    if (on) {
+      traced_.insert(*p);
+    } else {
+      traced_.erase(*p);
+      maybe_unsubscribe();
+    }
+    answer a;
+    a.text = "trace " + p->str() + (on ? " on: its messages stream here\n" : " off\n");
+    a.data = json{{"pid", p->str()}, {"trace", on}};
+    return a;
+  }
+
+  answer stats() {
+    node& n = this_node();
+    auto total_in = [&] {
+      std::uint64_t s = 0;
+      for (auto& p : n.processes()) {
+        if (auto i = grove::info(p)) s += i->messages_in;
+      }
+      return s;
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t before = total_in();
+    struct never {};
+    receive_for(std::chrono::milliseconds(250), [](never) {});  // a 250 ms sample; commands wait their turn
+    const std::uint64_t after = total_in();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rate = after >= before ? static_cast<double>(after - before) / secs : 0.0;
+    auto queues = n.run_queue_lengths();
+    std::string q;
+    for (auto v : queues) q += (q.empty() ? "" : " ") + std::to_string(v);
+    auto& bus = events();
+    const auto restarts_min = bus.count_within(event_kind::child_terminated, std::chrono::seconds(60));
+    std::ostringstream r;
+    r << std::fixed << std::setprecision(0) << rate;
+    answer a;
+    a.text = table({{"node", n.name()},
+                    {"processes", std::to_string(n.process_count())},
+                    {"schedulers", std::to_string(n.schedulers())},
+                    {"run queues", q},
+                    {"messages/s", r.str() + " (received by live processes, 250 ms sample)"},
+                    {"restarts/min", std::to_string(restarts_min) + " (child_terminated events, last 60 s)"},
+                    {"crashes", std::to_string(bus.count(event_kind::crash)) + " since the event bus started"},
+                    {"events", std::to_string(bus.last_seq()) + " published"}});
+    a.data = json{{"node", n.name()},
+                  {"processes", n.process_count()},
+                  {"schedulers", n.schedulers()},
+                  {"run_queues", queues},
+                  {"messages_per_s", rate},
+                  {"restarts_last_minute", restarts_min},
+                  {"crashes", bus.count(event_kind::crash)},
+                  {"events", bus.last_seq()}};
+    return a;
+  }
+
+  std::shared_ptr<console_output> out_;
+  std::shared_ptr<const console_session_config> cfg_;
+  bool authed_;
+  bool color_;
+  bool json_ = false;
+  int failed_auth_ = 0;
+  std::shared_ptr<subscription> sub_;
+  bool follow_ = false;
+  filter follow_filter_;
+  std::set<pid> traced_;
+};
+
+}  // namespace
+
+void run_console_session(std::shared_ptr<console_output> out, std::shared_ptr<const console_session_config> cfg) {
+  struct closer {
+    console_output& o;
+    ~closer() { o.close(); }
+  } guard{*out};
+  session(out, std::move(cfg)).run();
+}
+
+}  // namespace grove::detail
