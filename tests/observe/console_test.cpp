@@ -1,0 +1,332 @@
+// The debug console end to end over real TCP connections: the tree, killing a child and seeing
+// the restart, bad input, timeouts, a stalled client, JSON answers, tokens, the session cap.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <grove/grove.hpp>
+#include <grove/observe/console.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct block {};  // makes the server busy until it gets `unblock`
+struct unblock {};
+
+class worker final : public grove::gen_server<worker> {
+ public:
+  using handles = grove::types<int, block>;
+  int handle_call(const int& x, const grove::from&) { return x + 1; }
+  void handle_cast(const block&) {
+    grove::receive_for(30s, [](unblock) {});
+  }
+  std::string format_status() const { return "worker ok"; }
+};
+
+grove::child_spec worker_spec(const std::string& id) {
+  grove::child_spec s;
+  s.id = id;
+  s.start = [id] { return grove::start_link(std::make_unique<worker>(), {.name = id}); };
+  return s;
+}
+
+// A node with one application, "app", whose supervisor has children w1 and w2.
+struct fixture {
+  grove::node n{{.schedulers = 2, .name = "console-test"}};
+  grove::pid top;
+
+  fixture() {
+    top = n.run([] {
+      auto r = grove::start_supervisor({.intensity = 10}, {worker_spec("w1"), worker_spec("w2")},
+                                       {.spawn = {.label = "app"}});
+      return r.value();
+    });
+  }
+  grove::console_options options() {
+    grove::console_options o;
+    o.address = "127.0.0.1:0";
+    o.applications = [this] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
+    return o;
+  }
+  ~fixture() {
+    n.run([this] { grove::stop(top, grove::exit_reason::shutdown()); });
+  }
+};
+
+// A console client over TCP.
+class client {
+ public:
+  explicit client(int port, int rcvbuf = 0) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~client() { close(fd_); }
+
+  void send_line(const std::string& line) {
+    std::string s = line + "\n";
+    REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
+  }
+  // Reads until `text` appears; returns what was read up to and including it ("" on deadline).
+  std::string until(const std::string& text, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      if (auto at = buf_.find(text); at != std::string::npos) {
+        std::string out = buf_.substr(0, at + text.size());
+        buf_.erase(0, at + text.size());
+        return out;
+      }
+      if (!read_some(deadline)) return "";
+    }
+  }
+  // One command's answer: everything up to the next prompt.
+  std::string ask(const std::string& line) {
+    send_line(line);
+    return until("grove> ");
+  }
+  // True once the server closed the connection (within the deadline).
+  bool closed(std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (read_some(deadline)) {
+    }
+    return eof_;
+  }
+  std::string rest() { return std::exchange(buf_, {}); }
+
+ private:
+  bool read_some(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || eof_) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char b[65536];
+    ssize_t n = recv(fd_, b, sizeof b, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buf_.append(b, static_cast<std::size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+std::string pid_in_row(const std::string& tree, const std::string& id) {
+  auto at = tree.find("  " + id + " ");
+  if (at == std::string::npos) return "";
+  auto lt = tree.find('<', at);
+  return tree.substr(lt, tree.find('>', lt) - lt + 1);
+}
+
+}  // namespace
+
+TEST_CASE("console: tree, kill a child, see the restart in the event stream and in the tree", "[console]") {
+  fixture f;
+  grove::console con(f.n, f.options());
+  std::string err;
+  REQUIRE(con.start(err));
+  REQUIRE(con.port() > 0);
+  client c(con.port());
+  CHECK(c.until("grove> ").find("grove console on node console-test") != std::string::npos);
+
+  auto tree = c.ask("tree");
+  INFO(tree);
+  CHECK(tree.find("app ") != std::string::npos);
+  CHECK(tree.find("0/10 in 5s") != std::string::npos);
+  const std::string before = pid_in_row(tree, "w1");
+  REQUIRE_FALSE(before.empty());
+
+  CHECK(c.ask("events --follow --filter supervisor=app").find("following events") != std::string::npos);
+  CHECK(c.ask("kill app/w1").find("sent exit signal kill to " + before) != std::string::npos);
+  auto streamed = c.until("progress supervisor=app child=w1");
+  CHECK(streamed.find("child_terminated supervisor=app child=w1 old_pid=" + before + " reason=killed restarts=1/10") !=
+        std::string::npos);
+  c.until("\n");
+  CHECK(c.ask("events off").find("events off") != std::string::npos);
+
+  tree = c.ask("tree app");
+  INFO(tree);
+  const std::string after = pid_in_row(tree, "w1");
+  CHECK_FALSE(after.empty());
+  CHECK(after != before);
+  CHECK(tree.find("1/10 in 5s") != std::string::npos);
+  CHECK(tree.find("killed") != std::string::npos);  // w1's last exit
+
+  CHECK(c.ask("state w2").find("worker ok") != std::string::npos);
+  CHECK(c.ask("info app/w2").find("links") != std::string::npos);
+  CHECK(c.ask("ps --sort mailbox --top 3").find("PID") != std::string::npos);
+  CHECK(c.ask("stats").find("processes") != std::string::npos);
+  CHECK(c.ask("apps").find("permanent") != std::string::npos);
+}
+
+TEST_CASE("console: terminate, restart and delete a child by path, with OTP's errors", "[console]") {
+  fixture f;
+  grove::console con(f.n, f.options());
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  CHECK(c.ask("delete app/w2").find("error: delete app/w2: running") != std::string::npos);
+  CHECK(c.ask("terminate app/w2").find("app/w2 terminated") != std::string::npos);
+  CHECK(c.ask("tree").find("stopped") != std::string::npos);
+  CHECK(c.ask("restart app/w2").find("app/w2 restarted as <") != std::string::npos);
+  CHECK(c.ask("terminate app/w2").find("terminated") != std::string::npos);
+  CHECK(c.ask("delete app/w2").find("app/w2 deleted") != std::string::npos);
+  CHECK(c.ask("tree").find("w2") == std::string::npos);
+  CHECK(c.ask("restart app/nope").find("error: no child 'nope' under app") != std::string::npos);
+}
+
+TEST_CASE("console: bad input gets one error line and the session goes on", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.max_line = 100;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  CHECK(c.ask("treee") == "error: unknown command 'treee' (did you mean 'tree'?); `help` lists the commands\ngrove> ");
+  CHECK(c.ask("kill") == "error: usage: kill TARGET [REASON]\ngrove> ");
+  CHECK(c.ask("kill nobody").find("error: no process named 'nobody' (noproc)") != std::string::npos);
+  CHECK(c.ask("state <9.9.9>").find("error: no process <9.9.9> (noproc)") != std::string::npos);
+  CHECK(c.ask("ps --sort size").find("error: --sort takes mailbox, messages, memory or running") != std::string::npos);
+  CHECK(c.ask("tree app/w1/x").find("error: app/w1 is a worker") != std::string::npos);
+  CHECK(c.ask("\x01\x02\xff garbage \xfe").find("error: unknown command") != std::string::npos);
+  c.send_line(std::string(1000, 'x'));
+  CHECK(c.until("\n") == "error: line too long (the limit is 100 bytes)\n");
+  CHECK(c.ask("help tree").find("tree [PATH]") != std::string::npos);  // still alive
+}
+
+TEST_CASE("console: a command to a busy process times out; the session and the node go on", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.command_timeout = 200ms;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  f.n.run([] { grove::cast(grove::server_ref("w1"), block{}); });
+  auto busy = c.ask("state w1");
+  INFO(busy);
+  CHECK(busy.find("error: call to <") != std::string::npos);
+  CHECK(busy.find(">: timeout") != std::string::npos);
+  CHECK(c.ask("state w2").find("worker ok") != std::string::npos);
+  f.n.run([] { grove::send(*grove::whereis("w1"), unblock{}); });
+}
+
+TEST_CASE("console: JSON answers, per command and per session", "[console]") {
+  fixture f;
+  grove::console con(f.n, f.options());
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  auto line = c.ask("tree --json");
+  auto j = nlohmann::json::parse(line.substr(0, line.find('\n')));
+  CHECK(j["ok"] == true);
+  CHECK(j["command"] == "tree");
+  CHECK(j["result"][0]["id"] == "app");
+  CHECK(j["result"][0]["children"][0]["id"] == "w1");
+  CHECK(j["result"][0]["intensity"] == 10);
+  c.send_line("json on");
+  CHECK(c.until("json on\n") == "json on\n");  // answered in text; no prompt from now on
+  c.send_line("bogus");
+  auto e = nlohmann::json::parse(c.until("\n"));
+  CHECK(e["ok"] == false);
+  CHECK(e["error"].get<std::string>().find("unknown command 'bogus'") != std::string::npos);
+  c.send_line("ps");
+  auto p = nlohmann::json::parse(c.until("\n"));
+  CHECK(p["result"].size() >= 3);
+}
+
+TEST_CASE("console: a stalled client loses events, is told how many, and slows nobody", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.output_limit = 16 * 1024;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client stalled(con.port(), 4096);
+  stalled.until("grove> ");
+  CHECK(stalled.ask("events --follow --filter kind=progress").find("following") != std::string::npos);
+  // The stalled client reads nothing while a flood of events is published.
+  auto& bus = grove::events(f.n);
+  for (int i = 0; i < 50000; ++i) {
+    grove::event e;
+    e.kind = grove::event_kind::progress;
+    e.supervisor = "flood";
+    e.child = "child-" + std::to_string(i);
+    bus.publish(std::move(e));
+  }
+  // Another session is served at once.
+  client other(con.port());
+  other.until("grove> ");
+  CHECK(other.ask("tree").find("w1") != std::string::npos);
+  // The stalled client catches up: what it missed is reported, then the stream goes on.
+  stalled.send_line("events off");
+  auto seen = stalled.until("events off");
+  CHECK(seen.find("-- dropped ") != std::string::npos);
+  CHECK(seen.find("child=child-0") != std::string::npos);
+}
+
+TEST_CASE("console: a token is required off loopback and checked before any command", "[console]") {
+  fixture f;
+  {
+    auto o = f.options();
+    o.address = "0.0.0.0:0";
+    grove::console open(f.n, o);
+    std::string err;
+    CHECK_FALSE(open.start(err));
+    CHECK(err.find("is not loopback: set a token") != std::string::npos);
+  }
+  auto o = f.options();
+  o.token = "s3cret";
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  CHECK(c.ask("tree").find("error: authenticate first: auth TOKEN") != std::string::npos);
+  CHECK(c.ask("auth nope").find("error: wrong token") != std::string::npos);
+  CHECK(c.ask("auth s3cret").find("authenticated") != std::string::npos);
+  CHECK(c.ask("tree").find("w1") != std::string::npos);
+  client d(con.port());
+  d.until("grove> ");
+  d.ask("auth a");
+  d.ask("auth b");
+  d.send_line("auth c");
+  CHECK(d.closed());  // three wrong tokens end the session
+}
+
+TEST_CASE("console: sessions beyond the cap are refused; quit ends one session only", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.max_sessions = 2;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client a(con.port()), b(con.port());
+  a.until("grove> ");
+  b.until("grove> ");
+  client c(con.port());
+  CHECK(c.closed());
+  CHECK(c.rest() == "error: too many console sessions\n");
+  a.send_line("quit");
+  CHECK(a.until("bye\n") == "bye\n");
+  CHECK(a.closed());
+  CHECK(b.ask("apps").find("app") != std::string::npos);
+}
