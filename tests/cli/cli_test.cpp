@@ -25,17 +25,24 @@ using namespace std::chrono_literals;
 // The grove binary with stdout and stderr on one pipe.
 class grove_process {
  public:
-  explicit grove_process(const std::vector<std::string>& rest) {
+  // With with_stdin, write_line() feeds its standard input.
+  explicit grove_process(const std::vector<std::string>& rest, bool with_stdin = false) {
     static const std::string binary = GROVE_CLI_PATH;
     std::vector<std::string> args{binary};
     args.insert(args.end(), rest.begin(), rest.end());
     int fds[2];
     REQUIRE(pipe(fds) == 0);
+    int in[2] = {-1, -1};
+    if (with_stdin) REQUIRE(pipe(in) == 0);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
+    if (with_stdin) {
+      posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+      posix_spawn_file_actions_addclose(&fa, in[1]);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -43,6 +50,15 @@ class grove_process {
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     out_ = fds[0];
+    if (with_stdin) {
+      close(in[0]);
+      in_ = in[1];
+    }
+  }
+
+  void write_line(const std::string& line) {
+    std::string s = line + "\n";
+    REQUIRE(::write(in_, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
   }
   ~grove_process() {
     if (pid_ > 0) {
@@ -50,6 +66,7 @@ class grove_process {
       waitpid(pid_, nullptr, 0);
     }
     if (out_ >= 0) close(out_);
+    if (in_ >= 0) close(in_);
   }
 
   // Reads output until `text` appears (true) or the deadline or end of output (false).
@@ -93,6 +110,7 @@ class grove_process {
 
   pid_t pid_ = -1;
   int out_ = -1;
+  int in_ = -1;
   std::string output_;
 };
 
@@ -223,6 +241,34 @@ TEST_CASE("grove run exits 3 when a permanent application dies, and 4 when one f
         std::string::npos);
   CHECK(f.output().find("application a stopped") != std::string::npos);
   std::remove(fails.c_str());
+}
+
+TEST_CASE("grove run --console stdio serves the console on the terminal", "[cli][console]") {
+  grove_process p({"run", demo, "--console", "stdio"}, true);
+  REQUIRE(p.wait_for("application drills started"));
+  REQUIRE(p.wait_for("grove> "));
+  p.write_line("tree store");
+  REQUIRE(p.wait_for("counter"));
+  p.write_line("kill store/counter");
+  REQUIRE(p.wait_for("sent exit signal kill to <"));
+  REQUIRE(p.wait_for("child_terminated supervisor=store child=counter"));
+  p.write_line("nonsense");
+  REQUIRE(p.wait_for("error: unknown command 'nonsense'"));
+  p.write_line("apps");
+  REQUIRE(p.wait_for("permanent"));
+  p.signal(SIGTERM);
+  CHECK(p.finish() == 0);
+}
+
+TEST_CASE("grove run says where its console listens and how to connect", "[cli][console]") {
+  grove_process p({"run", demo, "--console", "127.0.0.1:0"});
+  REQUIRE(p.wait_for("grove: console on 127.0.0.1:"));
+  REQUIRE(p.wait_for(" console 127.0.0.1:"));
+  p.signal(SIGTERM);
+  CHECK(p.finish() == 0);
+  grove_process bad({"run", demo, "--console", "0.0.0.0:0"});
+  CHECK(bad.finish() == 4);
+  CHECK(bad.output().find("is not loopback: set a token") != std::string::npos);
 }
 
 #endif

@@ -93,6 +93,7 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   }
   if (vm.count("shutdown-timeout")) so.shutdown_timeout = std::chrono::seconds(vm["shutdown-timeout"].as<unsigned>());
 
+  so.program = argv[0];
   service svc(std::move(kinds), so);
   if (!svc.load_file(files[0])) {
     std::cerr << svc.errors().to_string() << "grove: " << files[0] << ": " << svc.errors().size()

@@ -272,8 +272,8 @@ struct service::impl {
     if (address != "stdio") {
       const std::string host = address.substr(0, address.rfind(':'));
       const std::string where = host + ":" + std::to_string(con->port());
-      messages() << "grove: console on " << where << " — connect with: grove console " << where << "  (or nc " << host
-                 << " " << con->port() << ")\n";
+      messages() << "grove: console on " << where << " — connect with: " << opts.program << " console " << where
+                 << "  (or nc " << host << " " << con->port() << ")\n";
     }
     return true;
   }

@@ -46,8 +46,9 @@ struct service_options {
   std::ostream* log_stream = nullptr;            // where events are logged; nullptr = stderr
   std::ostream* messages = nullptr;              // how the run ended, for people; nullptr = stderr
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(30);
-  bool handle_signals = true;  // run() stops the node on SIGINT and SIGTERM
-  config::load_options load;   // environment and file access for the loader (tests inject)
+  bool handle_signals = true;     // run() stops the node on SIGINT and SIGTERM
+  std::string program = "grove";  // how to run the grove command, in the console's "connect with" hint
+  config::load_options load;      // environment and file access for the loader (tests inject)
 };
 
 class service {
