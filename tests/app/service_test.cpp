@@ -8,6 +8,8 @@
 #include <catch2/catch.hpp>
 #include <grove/app/builtin_kinds.hpp>
 #include <grove/app/service.hpp>
+#include <grove/behaviours/partition_supervisor.hpp>
+#include <grove/behaviours/pool.hpp>
 #include <grove/grove.hpp>
 #include <nlohmann/json.hpp>
 
@@ -293,4 +295,54 @@ TEST_CASE("every shipped config in config/ loads with the built-in kinds and des
     }
   }
   CHECK(files >= 1);
+}
+
+TEST_CASE("pools and partition supervisors are declared in YAML as kinds made of other kinds", "[app]") {
+  running_service s;
+  REQUIRE(s.load(R"(
+applications:
+  - name: a
+    supervisor:
+      children:
+        - id: echoes
+          kind: pool
+          name: echoes
+          args: { size: 2, max_overflow: 1, strategy: fifo, worker: { kind: echo, args: { prefix: "> " } } }
+        - id: counters
+          kind: partition_supervisor
+          name: counters
+          shutdown: infinity
+          args: { partitions: 3, child: { kind: counter, args: { start: 10 } } }
+)"));
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  s.svc.running_node()->run([] {
+    CHECK(grove::pool_status_of("echoes").idle == 2);
+    CHECK(grove::transaction("echoes", [](grove::pid w) { return grove::call<std::string>(w, std::string("x")); }) ==
+          "> x");
+    CHECK(grove::partition_count("counters") == 3);
+    auto p = grove::partition_whereis("counters", std::string("account-7"));
+    REQUIRE(p);
+    CHECK(grove::call<std::int64_t>(*p, grove::builtin::add{5}) == 15);
+    CHECK(grove::whereis("counters.0"));
+    CHECK(grove::whereis("counters.2"));
+  });
+  s.svc.stop();
+  CHECK(s.join() == 0);
+
+  grove::service bad(builtins(), {.handle_signals = false});
+  CHECK_FALSE(bad.load_string(R"(applications:
+  - name: a
+    supervisor:
+      children:
+        - { id: p, kind: pool, args: { worker: { kind: ehco } } }
+        - { id: q, kind: partition_supervisor, args: { child: { kind: counter } } }
+)",
+                              "b.yaml"));
+  const std::string all = bad.errors().to_string();
+  INFO(all);
+  CHECK(all.find("b.yaml:5:48: error: applications[0].supervisor.children[0].args.worker.kind: unknown kind 'ehco'") !=
+        std::string::npos);
+  CHECK(all.find("applications[0].supervisor.children[1].args: a partition_supervisor needs a name") !=
+        std::string::npos);
 }

@@ -1,10 +1,29 @@
 #include <grove/app/builtin_kinds.hpp>
 #include <grove/app/kinds.hpp>
 
+#include <grove/behaviours/partition_supervisor.hpp>
+#include <grove/behaviours/pool.hpp>
+
 #include <random>
 #include <stdexcept>
 
 namespace grove {
+
+child_start kind_context::make(const config::args& spec, std::optional<std::string> name, const std::string& id) const {
+  spec.only({"kind", "args"});
+  const std::string kind = spec.get<std::string>("kind");
+  if (kind.empty()) return nullptr;  // recorded: missing required key
+  const kind_factory* f = kinds_ ? kinds_->find(kind) : nullptr;
+  if (!f) {
+    std::string expected;
+    if (kinds_) {
+      for (auto& k : kinds_->names()) expected += (expected.empty() ? "one of: " : ", ") + k;
+    }
+    spec.sink()->add(spec.pos(), spec.path() + ".kind", "unknown kind '" + kind + "'", expected);
+    return nullptr;
+  }
+  return (*f)(kind_context(spec.at("args"), id, std::move(name), env_, kinds_));
+}
 
 void kind_registry::add(std::string name, std::string summary, kind_factory factory) {
   kinds_.insert_or_assign(std::move(name), entry{std::move(summary), std::move(factory)});
@@ -159,6 +178,74 @@ void add_builtin_kinds(kind_registry& kinds) {
                                      "a duration such as 500ms");
               }
               return k.gen_server<builtin::ticker>(k.id(), interval, k.args().get<std::string>("target", ""));
+            });
+  kinds.add("pool",
+            "a worker pool with poolboy's semantics (args: size, max_overflow, strategy, on_borrower_death, "
+            "worker: {kind, args})",
+            [](const kind_context& k) -> child_start {
+              const auto& a = k.args();
+              a.only({"size", "max_overflow", "strategy", "on_borrower_death", "worker"});
+              pool_options o;
+              const auto size = a.get<std::int64_t>("size", 5);
+              const auto overflow = a.get<std::int64_t>("max_overflow", 10);
+              if (size < 0 || overflow < 0) {
+                a.sink()->add(a.pos(), a.path(), "size and max_overflow must not be negative");
+              }
+              o.size = static_cast<std::size_t>(std::max<std::int64_t>(size, 0));
+              o.max_overflow = static_cast<std::size_t>(std::max<std::int64_t>(overflow, 0));
+              const auto strategy = a.get<std::string>("strategy", "lifo");
+              if (strategy != "lifo" && strategy != "fifo") {
+                a.sink()->add(a.pos(), a.path() + ".strategy", "got '" + strategy + "'", "one of: lifo, fifo");
+              }
+              o.strategy = strategy == "fifo" ? pool_strategy::fifo : pool_strategy::lifo;
+              const auto on_death = a.get<std::string>("on_borrower_death", "kill");
+              if (on_death != "kill" && on_death != "checkin") {
+                a.sink()->add(a.pos(), a.path() + ".on_borrower_death", "got '" + on_death + "'",
+                              "one of: kill, checkin");
+              }
+              o.kill_on_borrower_death = on_death == "kill";
+              if (!a.has("worker")) {
+                a.sink()->add(a.pos(), a.path() + ".worker", "missing required key", "{kind: K, args: {...}}");
+                return nullptr;
+              }
+              o.worker = k.make(a.at("worker"), std::nullopt, k.id() + "/worker");
+              start_options so;
+              if (k.name()) so.name = *k.name();
+              return [o, so] { return start_pool_link(o, so); };
+            });
+  kinds.add("partition_supervisor",
+            "N copies of one kind, registered as NAME.0..NAME.N-1, routed by key hash (args: partitions, "
+            "child: {kind, args}; needs a name)",
+            [](const kind_context& k) -> child_start {
+              const auto& a = k.args();
+              a.only({"partitions", "child"});
+              const auto n = a.get<std::int64_t>("partitions", 4);
+              if (n < 1) a.sink()->add(a.pos(), a.path() + ".partitions", "must be at least 1");
+              if (!k.name()) {
+                a.sink()->add(a.pos(), a.path(), "a partition_supervisor needs a name",
+                              "name: the prefix of its partitions' names");
+                return nullptr;
+              }
+              if (!a.has("child")) {
+                a.sink()->add(a.pos(), a.path() + ".child", "missing required key", "{kind: K, args: {...}}");
+                return nullptr;
+              }
+              std::vector<child_start> starts;
+              for (std::int64_t i = 0; i < std::max<std::int64_t>(n, 1); ++i) {
+                const std::string name = *k.name() + "." + std::to_string(i);
+                starts.push_back(k.make(a.at("child"), name, k.id() + "/" + std::to_string(i)));
+                if (!starts.back()) return nullptr;
+              }
+              const std::string name = *k.name();
+              return [starts, name] {
+                return start_partition_supervisor_link(name, starts.size(),
+                                                       [&starts](std::size_t i, const std::string&) {
+                                                         child_spec s;
+                                                         s.start = starts[i];
+                                                         return s;
+                                                       },
+                                                       {}, {});
+              };
             });
   kinds.add("crasher",
             "crashes on command, after a delay, at a random rate, or fails to start (args: after, rate, at_start, "

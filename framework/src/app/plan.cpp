@@ -152,7 +152,7 @@ struct builder {
     }
     auto sink = std::make_shared<config::diagnostics>();
     try {
-      spec.start = (*factory)(kind_context(c.args.with_sink(sink), c.id, c.name, env.with_sink(sink)));
+      spec.start = (*factory)(kind_context(c.args.with_sink(sink), c.id, c.name, env.with_sink(sink), &kinds));
     } catch (const std::exception& e) {
       errors.add(c.pos, path, "kind '" + c.kind + "' failed: " + e.what());
     }

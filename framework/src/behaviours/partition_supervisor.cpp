@@ -60,4 +60,10 @@ start_result start_partition_supervisor(std::string name, std::size_t n, partiti
   return start_supervisor(flags, partition_children(name, n, make), opts);
 }
 
+start_result start_partition_supervisor_link(std::string name, std::size_t n, partition_factory make,
+                                             supervisor_flags flags, const start_options& opts) {
+  this_node().service<partitions>().set(name, n);
+  return start_supervisor_link(flags, partition_children(name, n, make), opts);
+}
+
 }  // namespace grove

@@ -29,12 +29,19 @@
 namespace grove {
 
 using child_start = std::function<start_result()>;
+class kind_registry;
 
 // What a factory knows of the child it makes.
 class kind_context {
  public:
-  kind_context(config::args args, std::string id, std::optional<std::string> name, config::args env)
-      : args_(std::move(args)), id_(std::move(id)), name_(std::move(name)), env_(std::move(env)) {}
+  kind_context(config::args args, std::string id, std::optional<std::string> name, config::args env,
+               const kind_registry* kinds = nullptr)
+      : args_(std::move(args)), id_(std::move(id)), name_(std::move(name)), env_(std::move(env)), kinds_(kinds) {}
+
+  // The start function of another kind, for a kind made of others (a pool's workers, a
+  // partition's copies): `spec` is a map {kind: K, args: {...}}; errors are recorded like args
+  // errors (an unknown kind included). Null when it cannot be made.
+  child_start make(const config::args& spec, std::optional<std::string> name, const std::string& id) const;
 
   const config::args& args() const noexcept { return args_; }
   const std::string& id() const noexcept { return id_; }
@@ -76,6 +83,7 @@ class kind_context {
   std::string id_;
   std::optional<std::string> name_;
   config::args env_;
+  const kind_registry* kinds_;
 };
 
 using kind_factory = std::function<child_start(const kind_context&)>;

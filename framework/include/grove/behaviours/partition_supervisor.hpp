@@ -29,6 +29,8 @@ child_spec partition_supervisor_child(std::string id, std::string name, std::siz
                                       supervisor_flags flags = {});
 start_result start_partition_supervisor(std::string name, std::size_t partitions, partition_factory make,
                                         supervisor_flags flags = {}, const start_options& opts = {});
+start_result start_partition_supervisor_link(std::string name, std::size_t partitions, partition_factory make,
+                                             supervisor_flags flags = {}, const start_options& opts = {});
 
 // The number of partitions of `name` (0 if there is no such partition supervisor).
 std::size_t partition_count(std::string_view name);
