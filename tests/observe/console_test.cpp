@@ -206,7 +206,7 @@ TEST_CASE("console: bad input gets one error line and the session goes on", "[co
   CHECK(c.ask("tree app/w1/x").find("error: app/w1 is a worker") != std::string::npos);
   CHECK(c.ask("\x01\x02\xff garbage \xfe").find("error: unknown command") != std::string::npos);
   c.send_line(std::string(1000, 'x'));
-  CHECK(c.until("\n") == "error: line too long (the limit is 100 bytes)\n");
+  CHECK(c.until("grove> ") == "error: line too long (the limit is 100 bytes)\ngrove> ");
   CHECK(c.ask("help tree").find("tree [PATH]") != std::string::npos);  // still alive
 }
 
@@ -309,6 +309,7 @@ TEST_CASE("console: a token is required off loopback and checked before any comm
   d.ask("auth a");
   d.ask("auth b");
   d.send_line("auth c");
+  CHECK(d.until("\n") == "error: wrong token\n");
   CHECK(d.closed());  // three wrong tokens end the session
 }
 

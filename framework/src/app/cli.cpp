@@ -7,6 +7,8 @@
 
 #include <boost/program_options.hpp>
 
+#include "console_client.hpp"
+
 namespace grove {
 
 namespace po = boost::program_options;
@@ -16,6 +18,7 @@ namespace {
 const char* usage_text =
     "usage: grove run FILE.yaml [--schedulers N] [--console ADDR] [--log-format text|json]\n"
     "       grove check FILE.yaml\n"
+    "       grove console [ADDR]\n"
     "       grove --help | --version\n";
 
 const char* help_text =
@@ -26,6 +29,10 @@ const char* help_text =
     "               reverse order. Events (starts, crashes, restarts) are logged to stderr.\n"
     "  check FILE   validate the file (YAML, tree, kinds and their args), print the tree;\n"
     "               every error is listed with file:line:column\n"
+    "  console ADDR connect to a running node's debug console (host:port, default\n"
+    "               127.0.0.1:7070), with line editing and history on a terminal; from a\n"
+    "               pipe, sends each line and prints its answer. Exits 1 when it cannot\n"
+    "               reach the node (docs/console.md)\n"
     "\n"
     "exit codes: 0 stopped cleanly, 1 invalid configuration, 2 bad command line,\n"
     "            3 a permanent (or abnormally ended transient) application stopped the node,\n"
@@ -70,6 +77,12 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   }
   if (!vm.count("command")) return usage_error("no command given");
   const std::string command = vm["command"].as<std::string>();
+  if (command == "console") {
+    std::vector<std::string> addr;
+    if (vm.count("file")) addr = vm["file"].as<std::vector<std::string>>();
+    if (addr.size() > 1) return usage_error("console takes at most one ADDR (host:port)");
+    return detail::run_console_client(addr.empty() ? detail::default_console_address : addr[0]);
+  }
   if (command != "run" && command != "check") return usage_error("unknown command '" + command + "'");
   std::vector<std::string> files;
   if (vm.count("file")) files = vm["file"].as<std::vector<std::string>>();

@@ -32,6 +32,10 @@ class console_output {
     std::lock_guard lk(mu_);
     json_ = on;
   }
+  bool json() const {
+    std::lock_guard lk(mu_);
+    return json_;
+  }
 
   // ---- I/O thread ----
   bool has_data() const {

@@ -238,7 +238,8 @@ struct console::impl {
           if (c.inbuf.size() > opts.max_line) {
             c.discarding = true;
             c.inbuf.clear();
-            c.out->answer("error: line too long (the limit is " + std::to_string(opts.max_line) + " bytes)\n");
+            c.out->answer("error: line too long (the limit is " + std::to_string(opts.max_line) + " bytes)\n" +
+                          (c.out->json() ? "" : "grove> "));
           }
         }
       }

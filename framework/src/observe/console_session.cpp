@@ -112,18 +112,31 @@ std::string human_duration(duration d) {
 }
 
 // Aligned columns for text answers.
+// The width of s on a terminal: colour escapes take no room.
+std::size_t visible(const std::string& s) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\x1b') {
+      while (i < s.size() && s[i] != 'm') ++i;
+      continue;
+    }
+    ++n;
+  }
+  return n;
+}
+
 std::string table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> w;
   for (auto& r : rows) {
     if (w.size() < r.size()) w.resize(r.size());
-    for (std::size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    for (std::size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], visible(r[i]));
   }
   std::string out;
   for (auto& r : rows) {
     std::string line;
     for (std::size_t i = 0; i < r.size(); ++i) {
       line += r[i];
-      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+      if (i + 1 < r.size()) line += std::string(w[i] - visible(r[i]) + 2, ' ');
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
@@ -203,6 +216,7 @@ class session {
         a = answer::error(std::string("failed: ") + e.what());
       }
     }
+    quit = quit || close_after_answer_;
     write(cmd, a, as_json, !quit);
     if (quit) out_->close();
     return !quit;
@@ -295,7 +309,7 @@ class session {
       a.data = "authenticated";
       return a;
     }
-    if (++failed_auth_ >= 3) out_->close();
+    if (++failed_auth_ >= 3) close_after_answer_ = true;
     return answer::error("wrong token");
   }
 
@@ -882,6 +896,7 @@ class session {
   bool color_;
   bool json_ = false;
   int failed_auth_ = 0;
+  bool close_after_answer_ = false;  // three wrong tokens: the answer, then the end
   std::shared_ptr<subscription> sub_;
   bool follow_ = false;
   filter follow_filter_;

@@ -88,7 +88,7 @@ class service {
 
 // The `grove` command line, for the grove binary and for services that link Grove:
 // `run FILE [--schedulers N] [--console ADDR] [--log-format text|json]`, `check FILE`,
-// `--help`, `--version`. Returns the exit code.
+// `console [ADDR]` (a client for a node's console), `--help`, `--version`. Returns the exit code.
 int cli_main(int argc, const char* const* argv, kind_registry kinds);
 
 // Grove's version, e.g. "0.5.0".
