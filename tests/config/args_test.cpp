@@ -187,15 +187,20 @@ TEST_CASE("a child's args in a loaded file report positions in that file", "[con
 }
 
 TEST_CASE("diagnostics format like a compiler's", "[config]") {
-  cfg::diagnostic d{{"bank.yaml", 12, 15},
-                    "applications[0].supervisor.children[1].shutdwn",
-                    "unknown key",
-                    "one of: id, kind",
-                    "did you mean 'shutdown'?"};
+  // Built field by field: GCC 12 at -O3 warns (maybe-uninitialized) on the aggregate form.
+  cfg::diagnostic d;
+  d.pos = cfg::source_pos{"bank.yaml", 12, 15};
+  d.path = "applications[0].supervisor.children[1].shutdwn";
+  d.message = "unknown key";
+  d.expected = "one of: id, kind";
+  d.hint = "did you mean 'shutdown'?";
   CHECK(cfg::format(d) ==
         "bank.yaml:12:15: error: applications[0].supervisor.children[1].shutdwn: unknown key (expected one of: id, "
         "kind)\n  hint: did you mean 'shutdown'?");
-  CHECK(cfg::format({{"x.yaml", 0, 0}, "", "cannot read file", "", ""}) == "x.yaml: error: cannot read file");
+  cfg::diagnostic unread;
+  unread.pos.file = "x.yaml";
+  unread.message = "cannot read file";
+  CHECK(cfg::format(unread) == "x.yaml: error: cannot read file");
   cfg::diagnostics all;
   all.add({"a.yaml", 1, 2}, "k", "bad");
   all.append(all);

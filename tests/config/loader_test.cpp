@@ -193,6 +193,31 @@ TEST_CASE("a YAML syntax error names its line and column", "[config]") {
   CHECK(errors("node:\n  name: x\n   schedulers: 2\n") == "test.yaml:3:14: error: invalid YAML: illegal map value\n");
 }
 
+TEST_CASE("a stray token yaml-cpp cannot parse is a syntax error, not an empty file", "[config]") {
+  CHECK(errors(",node: {}\n") == "test.yaml:1:1: error: invalid YAML: unexpected ','\n");
+  CHECK(errors("- a\n,\n") == "test.yaml:2:1: error: invalid YAML: unexpected ','\n");
+  CHECK(errors("applications: []\n,\n") == "test.yaml:2:1: error: invalid YAML: end of map not found\n");
+  CHECK(errors("node: { name: a }\n---\nnode: { name: b }\n") ==
+        "test.yaml:2:1: error: a second YAML document (expected one document per file)\n"
+        "  hint: remove the '---' separator, or put the second document in a file of its own\n");
+}
+
+TEST_CASE("anchors and aliases repeat a value", "[config]") {
+  auto r = load(R"(applications:
+  - name: app
+    supervisor:
+      backoff: &quick { min: 10ms, max: 1s }
+      children:
+        - { id: a, kind: counter, backoff: *quick }
+        - { id: b, kind: counter, backoff: *quick }
+)");
+  INFO(r.errors.to_string());
+  REQUIRE(r.config);
+  const auto& children = r.config->applications[0].supervisor.children;
+  CHECK(children[0].backoff->max == 1s);
+  CHECK(children[1].backoff->min == 10ms);
+}
+
 TEST_CASE("an unknown key names the nearest valid key", "[config]") {
   CHECK(
       errors(with_child("        - id: worker\n"

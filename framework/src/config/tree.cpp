@@ -2,77 +2,177 @@
 
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <optional>
+#include <sstream>
+#include <vector>
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/emitterstyle.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
 namespace grove::config::detail {
 
 namespace {
 
-// A document made of aliases to aliases can expand to billions of nodes; no config needs more
+// Aliases to aliases can expand a small document to billions of nodes; no config needs more
 // than this.
 constexpr std::size_t max_nodes = 1'000'000;
 
-struct converter {
-  const std::string& file;
-  diagnostics& errors;
-  std::size_t nodes = 0;
-  bool too_large = false;
+// Builds the tree from yaml-cpp's parse events (yaml-cpp's own nodes are not used: its LoadAll
+// loops forever on a stray ',' at the top level, and its marks carry no file name).
+class tree_builder final : public YAML::EventHandler {
+ public:
+  tree_builder(const std::string& file, diagnostics& errors) : file_(file), errors_(errors) {}
+
+  node_ptr root;
+  YAML::Mark document_start;
 
   source_pos pos_of(const YAML::Mark& m) const {
-    if (m.is_null()) return {file, 0, 0};
-    return {file, m.line + 1, m.column + 1};
+    if (m.is_null()) return {file_, 0, 0};
+    return {file_, m.line + 1, m.column + 1};
   }
 
-  node_ptr convert(const YAML::Node& y, const source_pos* fallback, const std::string& path) {
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    root = nullptr;
+    stack_.clear();
+    anchors_.clear();
+    document_start = mark;
+  }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    node_ptr n = make(mark, tree_node::type::null);
+    remember(anchor, n);
+    finish(n);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    finish(it == anchors_.end() ? make(mark, tree_node::type::null) : copy(*it->second, mark));
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    node_ptr n = make(mark, tree_node::type::scalar);
+    n->text = value;
+    n->quoted = tag == "!" || tag == "tag:yaml.org,2002:str";
+    remember(anchor, n);
+    finish(n);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, tree_node::type::sequence, anchor);
+  }
+  void OnSequenceEnd() override { close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, tree_node::type::map, anchor);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct frame {
+    node_ptr node;
+    std::string path;
+    bool have_key = false;  // a map between a key and its value
+    bool key_ok = false;
+    std::string key;
+    source_pos key_pos;
+  };
+
+  node_ptr make(const YAML::Mark& mark, tree_node::type t) {
+    ++nodes_;
     auto n = std::make_shared<tree_node>();
-    if (++nodes > max_nodes) {
-      if (!too_large) errors.add(pos_of(y.Mark()), "", "document too large (more than 1,000,000 nodes)");
-      too_large = true;
-      return n;
-    }
-    n->pos = pos_of(y.Mark());
-    switch (y.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        n->t = tree_node::type::null;
-        // yaml-cpp marks an empty value at the token after it; the key is a better place.
-        if (fallback && (n->pos.line == 0 || n->pos.line > fallback->line)) n->pos = *fallback;
-        break;
-      case YAML::NodeType::Scalar:
-        n->t = tree_node::type::scalar;
-        n->text = y.Scalar();
-        n->quoted = y.Tag() == "!" || y.Tag() == "tag:yaml.org,2002:str";
-        break;
-      case YAML::NodeType::Sequence:
-        n->t = tree_node::type::sequence;
-        for (const auto& item : y) {
-          n->items.push_back(convert(item, &n->pos, index_path(path, n->items.size())));
-          if (too_large) break;
-        }
-        break;
-      case YAML::NodeType::Map:
-        n->t = tree_node::type::map;
-        for (auto it = y.begin(); it != y.end() && !too_large; ++it) {
-          source_pos key_pos = pos_of(it->first.Mark());
-          if (!it->first.IsScalar()) {
-            errors.add(key_pos, path, "a key must be a string", "a string",
-                       it->first.IsNull() ? std::string{} : "keys cannot be lists or maps");
-            continue;
-          }
-          std::string key = it->first.Scalar();
-          if (const map_entry* first = n->find(key)) {
-            errors.add(key_pos, join_path(path, key), "duplicate key", {},
-                       "first at line " + std::to_string(first->key_pos.line));
-            continue;
-          }
-          n->entries.push_back({key, key_pos, convert(it->second, &key_pos, join_path(path, key))});
-        }
-        break;
-    }
+    n->t = t;
+    n->pos = pos_of(mark);
     return n;
   }
+
+  void remember(YAML::anchor_t anchor, const node_ptr& n) {
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = n;
+  }
+
+  // An alias is a copy of what its anchor names (a copy, so that expanding environment
+  // variables in place never sees a node twice).
+  node_ptr copy(const tree_node& from, const YAML::Mark& mark) {
+    if (nodes_ >= max_nodes) {
+      if (!too_large_) errors_.add(pos_of(mark), "", "document too large (more than 1,000,000 nodes)");
+      too_large_ = true;
+      return make(mark, tree_node::type::null);
+    }
+    ++nodes_;
+    auto n = std::make_shared<tree_node>(from);
+    for (auto& item : n->items) item = copy(*item, mark);
+    for (auto& e : n->entries) e.value = copy(*e.value, mark);
+    return n;
+  }
+
+  std::string child_path() const {
+    if (stack_.empty()) return "";
+    const frame& f = stack_.back();
+    if (f.node->is_sequence()) return index_path(f.path, f.node->items.size());
+    return f.have_key && f.key_ok ? join_path(f.path, f.key) : f.path;
+  }
+
+  void open(const YAML::Mark& mark, tree_node::type t, YAML::anchor_t anchor) {
+    node_ptr n = make(mark, t);
+    remember(anchor, n);
+    std::string path = child_path();
+    stack_.push_back({std::move(n), std::move(path)});
+  }
+
+  void close() {
+    node_ptr n = std::move(stack_.back().node);
+    stack_.pop_back();
+    finish(std::move(n));
+  }
+
+  // Places a complete node: the root, an item, a key, or a key's value.
+  void finish(node_ptr n) {
+    if (stack_.empty()) {
+      root = std::move(n);
+      return;
+    }
+    frame& f = stack_.back();
+    if (f.node->is_sequence()) {
+      f.node->items.push_back(std::move(n));
+      return;
+    }
+    if (!f.have_key) {
+      f.have_key = true;
+      f.key_pos = n->pos;
+      f.key_ok = n->is_scalar();
+      if (f.key_ok)
+        f.key = n->text;
+      else
+        errors_.add(n->pos, f.path, "a key must be a string", "a string",
+                    n->is_null() ? std::string{} : "keys cannot be lists or maps");
+      return;
+    }
+    f.have_key = false;
+    if (!f.key_ok) return;
+    // yaml-cpp marks an empty value at the token after it; the key is a better place.
+    if (n->is_null() && (n->pos.line == 0 || n->pos.line > f.key_pos.line)) n->pos = f.key_pos;
+    if (const map_entry* first = f.node->find(f.key)) {
+      errors_.add(f.key_pos, join_path(f.path, f.key), "duplicate key", {},
+                  "first at line " + std::to_string(first->key_pos.line));
+      return;
+    }
+    f.node->entries.push_back({f.key, f.key_pos, std::move(n)});
+  }
+
+  const std::string& file_;
+  diagnostics& errors_;
+  std::vector<frame> stack_;
+  std::map<YAML::anchor_t, node_ptr> anchors_;
+  std::size_t nodes_ = 0;
+  bool too_large_ = false;
 };
 
 bool valid_env_name(std::string_view s) {
@@ -91,30 +191,43 @@ const map_entry* tree_node::find(std::string_view key) const noexcept {
 }
 
 node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors) {
-  std::vector<YAML::Node> docs;
+  std::istringstream in{std::string(text)};
+  tree_builder builder(file_name, errors);
+  node_ptr first;
+  std::vector<YAML::Mark> starts;  // of each document
   try {
-    docs = YAML::LoadAll(std::string(text));
+    YAML::Parser parser(in);
+    // Three documents at most: the first, and enough to tell a second one from yaml-cpp
+    // stuck on a token it cannot parse (it then returns empty documents, all at that token).
+    while (starts.size() < 3 && parser.HandleNextDocument(builder)) {
+      starts.push_back(builder.document_start);
+      if (starts.size() == 1) first = builder.root;
+      if (starts.size() >= 2 && starts.back().pos == starts[starts.size() - 2].pos) {
+        const YAML::Mark& at = starts[starts.size() - 2];
+        std::size_t pos = static_cast<std::size_t>(at.pos);
+        std::string what = pos < text.size() ? std::string("'") + text[pos] + "'" : "end of input";
+        errors.add(builder.pos_of(at), "", "invalid YAML: unexpected " + what);
+        return nullptr;
+      }
+    }
   } catch (const YAML::Exception& e) {
     source_pos pos{file_name, 0, 0};
-    if (!e.mark.is_null()) pos = {file_name, e.mark.line + 1, e.mark.column + 1};
+    if (!e.mark.is_null()) pos = builder.pos_of(e.mark);
     errors.add(pos, "", "invalid YAML: " + e.msg);
     return nullptr;
   } catch (const std::exception& e) {
     errors.add({file_name, 0, 0}, "", std::string("invalid YAML: ") + e.what());
     return nullptr;
   }
-  converter c{file_name, errors};
-  if (docs.empty()) {
+  if (starts.empty() || !first) {
     auto n = std::make_shared<tree_node>();
     n->pos = {file_name, 1, 1};
     return n;
   }
-  if (docs.size() > 1) {
-    errors.add(c.pos_of(docs[1].Mark()), "", "a second YAML document", "one document per file",
+  if (starts.size() > 1)
+    errors.add(builder.pos_of(starts[1]), "", "a second YAML document", "one document per file",
                "remove the '---' separator, or put the second document in a file of its own");
-  }
-  source_pos start{file_name, 1, 1};
-  return c.convert(docs[0], &start, "");
+  return first;
 }
 
 node_ptr merge(const node_ptr& base, const node_ptr& over) {
