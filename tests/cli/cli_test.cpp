@@ -1,124 +1,21 @@
 // The grove command, run as a real process: check, run, signals and exit codes.
 #ifdef GROVE_CLI_PATH
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
-extern char** environ;
+#include "grove_child.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-
-// The grove binary with stdout and stderr on one pipe.
-class grove_process {
- public:
-  // With with_stdin, write_line() feeds its standard input.
-  explicit grove_process(const std::vector<std::string>& rest, bool with_stdin = false) {
-    static const std::string binary = GROVE_CLI_PATH;
-    std::vector<std::string> args{binary};
-    args.insert(args.end(), rest.begin(), rest.end());
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    int in[2] = {-1, -1};
-    if (with_stdin) REQUIRE(pipe(in) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    if (with_stdin) {
-      posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-      posix_spawn_file_actions_addclose(&fa, in[1]);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    out_ = fds[0];
-    if (with_stdin) {
-      close(in[0]);
-      in_ = in[1];
-    }
-  }
-
-  void write_line(const std::string& line) {
-    std::string s = line + "\n";
-    REQUIRE(::write(in_, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
-  }
-  ~grove_process() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) close(out_);
-    if (in_ >= 0) close(in_);
-  }
-
-  // Reads output until `text` appears (true) or the deadline or end of output (false).
-  bool wait_for(const std::string& text, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (output_.find(text) == std::string::npos) {
-      if (!read_some(deadline)) return false;
-    }
-    return true;
-  }
-
-  void signal(int sig) { kill(pid_, sig); }
-
-  // Reads to the end of the output, then reaps the process: its exit code (-1: killed by the deadline).
-  int finish(std::chrono::milliseconds limit = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (read_some(deadline)) {
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return -1;
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  const std::string& output() const { return output_; }
-
- private:
-  // False at end of output or deadline.
-  bool read_some(std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{out_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    char buf[4096];
-    ssize_t n = read(out_, buf, sizeof buf);
-    if (n <= 0) return false;
-    output_.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  int out_ = -1;
-  int in_ = -1;
-  std::string output_;
-};
-
-std::string temp_yaml(const std::string& name, const std::string& text) {
-  std::string path = "/tmp/grove_cli_test_" + std::to_string(getpid()) + "_" + name;
-  std::ofstream(path) << text;
-  return path;
-}
+using grove_process = grove_cli_test::grove_child;
+using grove_cli_test::temp_yaml;
 
 const std::string demo = std::string(GROVE_SOURCE_DIR) + "/config/demo.yaml";
 
@@ -244,7 +141,7 @@ TEST_CASE("grove run exits 3 when a permanent application dies, and 4 when one f
 }
 
 TEST_CASE("grove run --console stdio serves the console on the terminal", "[cli][console]") {
-  grove_process p({"run", demo, "--console", "stdio"}, true);
+  grove_process p({"run", demo, "--console", "stdio"}, std::string());
   REQUIRE(p.wait_for("application drills started"));
   REQUIRE(p.wait_for("grove> "));
   p.write_line("tree store");
