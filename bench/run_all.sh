@@ -50,6 +50,8 @@ runs=(
   "keyed_registry|"
   "gen_server|"
   "supervisor|"
+  "table|"
+  "bank|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then

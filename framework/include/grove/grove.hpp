@@ -12,6 +12,7 @@
 #include <grove/behaviours/partition_supervisor.hpp>
 #include <grove/behaviours/pool.hpp>
 #include <grove/behaviours/supervisor.hpp>
+#include <grove/behaviours/table.hpp>
 #include <grove/behaviours/task.hpp>
 #include <grove/config/config.hpp>
 #include <grove/observe/console.hpp>

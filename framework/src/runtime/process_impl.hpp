@@ -127,8 +127,8 @@ class process {
   std::uint64_t receive_token = 0;  // the receive waiting with a timeout, 0 if none
   std::uint64_t next_token = 0;
   bool timed_out = false;
-  bool by_signal = false;     // it is ending because of an exit signal, not by itself
-  scheduler* home = nullptr;  // where its fiber lives (body form)
+  bool by_signal = false;                     // it is ending because of an exit signal, not by itself
+  scheduler* home = nullptr;                  // where its fiber lives (body form)
   std::optional<spawn_overrides> next_spawn;  // for the next process it spawns
 
   // ---- read by anyone ----
