@@ -23,7 +23,6 @@
 
 #include "grove_child.hpp"
 
-
 namespace {
 
 using namespace std::chrono_literals;
