@@ -78,8 +78,8 @@ TEST_CASE("a supervisor reports each child start as progress, with its path and 
   n.run([] {
     reader sub;
     std::vector<grove::child_spec> inner{worker_child("leaf")};
-    auto top = grove::start_supervisor({}, {worker_child("a"), grove::supervisor_child("sub", {}, inner)},
-                                       {.name = "top"});
+    auto top =
+        grove::start_supervisor({}, {worker_child("a"), grove::supervisor_child("sub", {}, inner)}, {.name = "top"});
     REQUIRE(top);
     auto a = sub.next(kind_is(event_kind::progress));
     CHECK(a.supervisor == "top");
@@ -128,7 +128,7 @@ TEST_CASE("every crash of any process is reported; ends by signal, normal or shu
   n.run([] {
     reader sub;
     grove::trap_exit(true);
-    auto quiet1 = grove::spawn_link([] {});                                        // normal
+    auto quiet1 = grove::spawn_link([] {});                                         // normal
     auto quiet2 = grove::spawn_link([] { grove::exit(exit_reason::shutdown()); });  // shutdown
     auto victim = grove::spawn_link([] { grove::receive([](go) {}); });
     grove::exit(victim, exit_reason::other("from_outside"));  // ended by a signal: not its crash
