@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <list>
+#include <mutex>
 #include <thread>
 
 #include "console_impl.hpp"
@@ -85,6 +86,24 @@ void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOC
 
 bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
 
+// Wakes the I/O thread. Shared with the sessions' outputs, which their processes may still
+// write after the console is gone: then it does nothing.
+struct waker {
+  std::mutex mu;
+  int fd = -1;
+  void wake() {
+    std::lock_guard lk(mu);
+    if (fd < 0) return;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(fd, &one, sizeof one);
+  }
+  void close() {
+    std::lock_guard lk(mu);
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
 }  // namespace
 
 struct console::impl {
@@ -92,6 +111,7 @@ struct console::impl {
   console_options opts;
   int listen_fd = -1;
   int wake_fd = -1;
+  std::shared_ptr<waker> waker_ = std::make_shared<waker>();
   int bound_port = 0;
   bool stdio = false;
   std::atomic<bool> stopping{false};
@@ -111,13 +131,11 @@ struct console::impl {
 
   impl(node& node, console_options o) : n(node), opts(std::move(o)) {}
 
-  void wake() const {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto r = ::write(wake_fd, &one, sizeof one);
-  }
+  void wake() const { waker_->wake(); }
 
   bool start(std::string& error) {
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    waker_->fd = wake_fd;
     if (opts.address == "stdio") {
       stdio = true;
     } else if (!listen_on(error)) {
@@ -186,7 +204,7 @@ struct console::impl {
     c.in_fd = in_fd;
     c.out_fd = out_fd;
     c.socket = socket;
-    c.out = std::make_shared<detail::console_output>(opts.output_limit, [this] { wake(); });
+    c.out = std::make_shared<detail::console_output>(opts.output_limit, [w = waker_] { w->wake(); });
     if (socket) set_nonblocking(in_fd);
     try {
       c.proc = n.spawn([out = c.out, cfg] { detail::run_console_session(out, cfg); },
@@ -337,7 +355,7 @@ struct console::impl {
     }
     while (!conns.empty()) end(conns.begin());
     if (listen_fd >= 0) ::close(listen_fd);
-    if (wake_fd >= 0) ::close(wake_fd);
+    waker_->close();  // closes wake_fd
     listen_fd = wake_fd = -1;
   }
 };

@@ -47,10 +47,17 @@ struct task_reply {
 template <class F>
 using task_result_t = std::invoke_result_t<std::decay_t<F>&>;
 
+// Sent by the owner once it monitors a task started by a supervisor: the task waits for it,
+// so that its end (even at once) is seen by the monitor and not answered with noproc.
+struct task_go {
+  std::uint64_t ref = 0;
+};
+
 template <class F>
-auto task_body(pid owner, std::uint64_t ref, F fn, bool link_owner) {
-  return [owner, ref, fn = std::move(fn), link_owner]() mutable {
+auto task_body(pid owner, std::uint64_t ref, F fn, bool link_owner, bool wait_go) {
+  return [owner, ref, fn = std::move(fn), link_owner, wait_go]() mutable {
     using R = task_result_t<F>;
+    if (wait_go) receive(when<task_go>([ref](const task_go& g) { return g.ref == ref; }, [](const task_go&) {}));
     if (link_owner) link(owner);
     task_reply<R> r;
     r.ref = ref;
@@ -70,8 +77,8 @@ template <class F>
 task<detail::task_result_t<F>> async(F&& fn) {
   using R = detail::task_result_t<F>;
   const std::uint64_t ref = detail::make_ref();
-  auto [p, m] =
-      spawn_monitor(detail::task_body(self(), ref, std::decay_t<F>(std::forward<F>(fn)), true), {.label = "task"});
+  auto [p, m] = spawn_monitor(detail::task_body(self(), ref, std::decay_t<F>(std::forward<F>(fn)), true, false),
+                              {.label = "task"});
   return task<R>(p, m, ref, true);
 }
 
@@ -85,12 +92,14 @@ task<detail::task_result_t<F>> async(const server_ref& task_sup, F&& fn, bool li
   spec.id = "task";
   spec.restart = restart_type::temporary;
   spec.shutdown = shutdown_spec::brutal_kill();
-  spec.start = [body = detail::task_body(self(), ref, std::decay_t<F>(std::forward<F>(fn)), link_caller)]() {
+  spec.start = [body = detail::task_body(self(), ref, std::decay_t<F>(std::forward<F>(fn)), link_caller, true)]() {
     return start_result::started(spawn_link(body, {.label = "task"}));
   };
   child_result c = start_dynamic_child(task_sup, std::move(spec));
   if (!c) throw process_error(c.reason, "async under a task supervisor");
-  return task<R>(c.who, monitor(c.who), ref, link_caller);
+  const monitor_ref m = monitor(c.who);
+  send(c.who, detail::task_go{ref});
+  return task<R>(c.who, m, ref, link_caller);
 }
 
 template <class F>
