@@ -71,7 +71,7 @@ TEST_CASE("grove check lists every error with file:line:column and exits 1", "[c
 
 TEST_CASE("grove run starts the applications and stops them in reverse on SIGTERM or SIGINT, exit 0", "[cli]") {
   const int sig = GENERATE(SIGTERM, SIGINT);
-  grove_process p({"run", demo, "--schedulers", "1"});
+  grove_process p({"run", demo, "--schedulers", "1", "--console", "off"});  // off: 7070 may be in use
   REQUIRE(p.wait_for("application drills started"));
   p.signal(sig);
   CHECK(p.finish() == 0);
@@ -85,7 +85,7 @@ TEST_CASE("grove run starts the applications and stops them in reverse on SIGTER
 }
 
 TEST_CASE("grove run --log-format json writes events as JSON lines", "[cli]") {
-  grove_process p({"run", demo, "--log-format", "json"});
+  grove_process p({"run", demo, "--log-format", "json", "--console", "127.0.0.1:0"});
   REQUIRE(p.wait_for(R"("kind":"application")"));
   p.signal(SIGTERM);
   CHECK(p.finish() == 0);
