@@ -41,11 +41,7 @@ void dynamic_supervisor::stop_all() {
     receive(is_down);
   }
   for (auto& s : all) {
-    unlink(s.who);
-    receive_for(duration::zero(), when<exit_signal>([p = s.who](const exit_signal& e) { return e.from == p; },
-                                                    [&s](const exit_signal& e) {
-                                                      if (s.how.what() == exit_reason::kind::noproc) s.how = e.reason;
-                                                    }));
+    detail::unlink_flush(s.who, s.how);
     if (detail::shutdown_failed(s.c->spec, s.how)) {
       reporter_.report(event_kind::shutdown_error, id_of(*s.c), s.who, {}, s.how, static_cast<int>(restarts_.size()));
     }
@@ -120,9 +116,9 @@ void dynamic_supervisor::handle_info(const exit_signal& e) {
   if (it == children_.end()) return;
   const restart_type type = it->spec.restart;
   it->last_exit = e.reason;
-  const bool restarts = type == restart_type::permanent || (type == restart_type::transient && e.reason.is_crash());
+  const bool restarts = detail::restarts_after(type, e.reason);
   const bool within = !restarts || add_restart();
-  if (type == restart_type::permanent || e.reason.is_crash()) {
+  if (detail::reported_end(type, e.reason)) {
     reporter_.report(event_kind::child_terminated, id_of(*it), e.from, {}, e.reason,
                      static_cast<int>(restarts_.size()));
   }

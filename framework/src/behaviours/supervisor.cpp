@@ -169,13 +169,17 @@ exit_reason detail::stop_child(const pid& p, const shutdown_spec& sd) {
       receive(is_down);
     }
   }
+  unlink_flush(p, how);
+  return how;
+}
+
+void detail::unlink_flush(const pid& p, exit_reason& how) {
   unlink(p);
   // Already dead when monitored: its exit signal says how it ended.
   receive_for(duration::zero(), when<exit_signal>([p](const exit_signal& e) { return e.from == p; },
                                                   [&how](const exit_signal& e) {
                                                     if (how.what() == exit_reason::kind::noproc) how = e.reason;
                                                   }));
-  return how;
 }
 
 bool detail::shutdown_failed(const child_spec& spec, const exit_reason& r) {
@@ -302,11 +306,10 @@ void supervisor::handle_info(const exit_signal& e) {
   it->last_exit = e.reason;
   const restart_type type = it->spec.restart;
   const bool significant = it->spec.significant;
-  const bool restarts = type == restart_type::permanent || (type == restart_type::transient && e.reason.is_crash());
+  const bool restarts = detail::restarts_after(type, e.reason);
   const bool within = !restarts || add_restart();
   if (restarts) note_restart(*it);
-  // OTP's rule: a permanent child's end is always reported, another's only when abnormal.
-  if (type == restart_type::permanent || e.reason.is_crash()) {
+  if (detail::reported_end(type, e.reason)) {
     reporter_.report(event_kind::child_terminated, it->spec.id, e.from, {}, e.reason,
                      static_cast<int>(restarts_.size()));
   }

@@ -259,27 +259,23 @@ void* node::service_slot(const std::type_info& t, std::shared_ptr<void> (*make)(
   return impl_->services.back().second.get();
 }
 
-void node::add_exit_hook(exit_hook fn, void* ctx) {
-  std::unique_lock lk(impl_->hooks_mutex);
-  impl_->exit_hooks.emplace_back(fn, ctx);
+namespace {
+template <class Fn>
+void add_hook(std::shared_mutex& m, std::vector<std::pair<Fn, void*>>& v, Fn fn, void* ctx) {
+  std::unique_lock lk(m);
+  v.emplace_back(fn, ctx);
 }
-
-void node::remove_exit_hook(exit_hook fn, void* ctx) {
-  std::unique_lock lk(impl_->hooks_mutex);
-  auto& v = impl_->exit_hooks;
+template <class Fn>
+void remove_hook(std::shared_mutex& m, std::vector<std::pair<Fn, void*>>& v, Fn fn, void* ctx) {
+  std::unique_lock lk(m);
   v.erase(std::remove(v.begin(), v.end(), std::make_pair(fn, ctx)), v.end());
 }
+}  // namespace
 
-void node::add_crash_hook(crash_hook fn, void* ctx) {
-  std::unique_lock lk(impl_->hooks_mutex);
-  impl_->crash_hooks.emplace_back(fn, ctx);
-}
-
-void node::remove_crash_hook(crash_hook fn, void* ctx) {
-  std::unique_lock lk(impl_->hooks_mutex);
-  auto& v = impl_->crash_hooks;
-  v.erase(std::remove(v.begin(), v.end(), std::make_pair(fn, ctx)), v.end());
-}
+void node::add_exit_hook(exit_hook fn, void* ctx) { add_hook(impl_->hooks_mutex, impl_->exit_hooks, fn, ctx); }
+void node::remove_exit_hook(exit_hook fn, void* ctx) { remove_hook(impl_->hooks_mutex, impl_->exit_hooks, fn, ctx); }
+void node::add_crash_hook(crash_hook fn, void* ctx) { add_hook(impl_->hooks_mutex, impl_->crash_hooks, fn, ctx); }
+void node::remove_crash_hook(crash_hook fn, void* ctx) { remove_hook(impl_->hooks_mutex, impl_->crash_hooks, fn, ctx); }
 
 void node::wait_ended(const pid& p) {
   impl_->end_waiters.fetch_add(1);

@@ -584,19 +584,19 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
   process* p = n->table.acquire();
   p->handler_form = handler_form;
-  spawn_options o = opts;
+  std::size_t stack = opts.stack_size;
+  p->capacity = opts.mailbox_capacity;
+  p->overflow = opts.overflow;
+  p->label = opts.label;
   if (parent && parent->next_spawn) {  // set by a supervisor around its child's start
     const spawn_overrides& v = *parent->next_spawn;
-    if (v.stack_size) o.stack_size = v.stack_size;
-    if (v.mailbox_capacity) o.mailbox_capacity = v.mailbox_capacity;
-    if (v.overflow) o.overflow = *v.overflow;
-    if (o.label.empty()) o.label = v.label;
+    if (v.stack_size) stack = v.stack_size;
+    if (v.mailbox_capacity) p->capacity = v.mailbox_capacity;
+    if (v.overflow) p->overflow = *v.overflow;
+    if (p->label.empty()) p->label = v.label;
     parent->next_spawn.reset();
   }
-  p->stack_size = handler_form ? 0 : stack_pool::round(o.stack_size ? o.stack_size : n->options.default_stack_size);
-  p->capacity = o.mailbox_capacity;
-  p->overflow = o.overflow;
-  p->label = std::move(o.label);
+  p->stack_size = handler_form ? 0 : stack_pool::round(stack ? stack : n->options.default_stack_size);
   p->body = std::move(body);
   p->handler = std::move(handler);
   p->started = false;

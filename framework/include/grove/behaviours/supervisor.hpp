@@ -136,10 +136,19 @@ std::string root_path();
 // Stops a linked child OTP's way: monitor; exit shutdown (kill for brutal_kill); wait for the down
 // up to the shutdown time, then kill; unlink and drop its exit signal. Returns how it ended.
 exit_reason stop_child(const pid& child, const shutdown_spec& sd);
+// Unlinks a stopped child and drops its exit signal; if `how` is noproc (it was dead when
+// monitored), the exit signal's reason replaces it. OTP's unlink_flush.
+void unlink_flush(const pid& child, exit_reason& how);
 // Asks either kind of supervisor for its supervisor_status.
 struct sup_status_q {};
 // How many of `restarts` (seconds, newest first) fall in the window ending now.
 int restarts_in_window(const std::deque<std::int64_t>& restarts, std::chrono::seconds period);
+// OTP's rules when a child ends with r: whether it is restarted (permanent always, transient
+// after a crash), and whether its end is reported (permanent always, others when abnormal).
+inline bool restarts_after(restart_type t, const exit_reason& r) {
+  return t == restart_type::permanent || (t == restart_type::transient && r.is_crash());
+}
+inline bool reported_end(restart_type t, const exit_reason& r) { return t == restart_type::permanent || r.is_crash(); }
 // Whether OTP would write a shutdown_error for a child stopped with sd that ended with r.
 bool shutdown_failed(const child_spec& spec, const exit_reason& r);
 
