@@ -341,11 +341,12 @@ start_result detail::start_server(std::unique_ptr<gen_server_base> s, const star
     await_end(child, m, link);
     return r;
   }
+  // It died before acknowledging (killed during init): the down just taken is its end, so no
+  // other down will come. Its exit signal, if linked and trapping, went out before the down.
   exit_reason reason = static_cast<message_envelope<down>&>(*e).value.reason;
   if (link)
-    await_end(child, m, false),
-        receive_for(duration::zero(), when<exit_signal>([child](const exit_signal& x) { return x.from == child; },
-                                                        [](const exit_signal&) {}));
+    receive_for(duration::zero(), when<exit_signal>([child](const exit_signal& x) { return x.from == child; },
+                                                    [](const exit_signal&) {}));
   return start_result::failed(reason);
 }
 
