@@ -153,7 +153,7 @@ void whereis_rate(const bench::args& a, unsigned lookers) {
 int main(int argc, char** argv) {
   auto a = bench::parse_args(argc, argv);
   bench::watchdog dog("gen_server", a.timeout_s ? a.timeout_s : (a.small ? 60 : 600));
-  // --part idle|call|cast|whereis runs one part only (for profiling).
+  // --part idle|call|cast|whereis runs one part only (for profiling); --clients C one client count.
   const std::string part = a.opt("--part");
   auto want = [&](const char* p) { return part.empty() || part == p; };
   if (want("idle")) {
@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   for (unsigned s : bench::scheduler_set(a)) {
     for (int c : {1, 2, 4}) {
       if (!want("call")) break;
+      if (!a.opt("--clients").empty() && std::stoi(a.opt("--clients")) != c) continue;
       dog.stage("call");
       call_round_trip(a, s, c);
     }

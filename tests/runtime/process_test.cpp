@@ -1,4 +1,5 @@
 #include <atomic>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -444,25 +445,105 @@ TEST_CASE("a process that computes without suspending shows how long it has been
   });
 }
 
-TEST_CASE("placement: with_parent keeps a body process on its parent's scheduler; spread uses them all",
-          "[runtime][placement]") {
+namespace {
+// Two body processes that spin, without suspending, until both run at once: with two
+// scheduler threads this holds only if one of them was stolen by the other thread. Each then
+// reports (who, met, its scheduler) and answers `pid` requests with `where` it runs, until `go`.
+// With `poke`, the first sends the second a request for the driver right after they met, from
+// its own thread, before it suspends.
+struct where {
+  int who;
+  int scheduler;
+};
+struct met {
+  int who;
+  bool both;
+  int scheduler;
+};
+std::pair<grove::pid, grove::pid> spawn_rendezvous(grove::placement first, grove::placement second,
+                                                   std::atomic<int>& arrived, std::vector<met>& report,
+                                                   bool poke = false) {
+  const grove::pid me = grove::self();
+  auto second_pid = std::make_shared<grove::pid>();
+  auto body = [me, &arrived, poke, second_pid](int who) {
+    return [me, &arrived, who, poke, second_pid] {
+      ++arrived;
+      const bool both = spin_until([&] { return arrived.load() == 2; });
+      grove::send(me, met{who, both, grove::info(grove::self())->scheduler});
+      if (poke && who == 0) grove::send(*second_pid, me);
+      bool running = true;
+      while (running) {
+        grove::receive([&](grove::pid to) { grove::send(to, where{who, grove::info(grove::self())->scheduler}); },
+                       [&](go) { running = false; });
+      }
+    };
+  };
+  // The second is spawned before the first can run: the driver does not suspend in between.
+  auto a = grove::spawn(body(0), {.placement = first});
+  auto b = grove::spawn(body(1), {.placement = second});
+  *second_pid = b;
+  report.resize(2);
+  for (int i = 0; i < 2; ++i) {
+    auto m = grove::receive([](met m) { return m; });
+    CHECK(m.both);
+    report[static_cast<std::size_t>(m.who)] = m;
+  }
+  return {a, b};
+}
+}  // namespace
+
+TEST_CASE("an idle scheduler thread steals queued processes: two that spin run at once", "[runtime][placement]") {
   grove::node n({.schedulers = 2});
   n.run([] {
-    const grove::pid me = grove::self();
-    const int mine = grove::info(me)->scheduler;
-    REQUIRE(mine >= 0);
-    auto report_scheduler = [me] {
-      grove::send(me, grove::info(grove::self())->scheduler);
-      grove::receive([](go) {});
-    };
-    std::vector<grove::pid> kids;
-    for (int i = 0; i < 4; ++i)
-      kids.push_back(grove::spawn(report_scheduler, {.placement = grove::placement::with_parent}));
-    for (int i = 0; i < 4; ++i) CHECK(grove::receive([](int s) { return s; }) == mine);
-    std::set<int> seen;
-    for (int i = 0; i < 4; ++i) kids.push_back(grove::spawn(report_scheduler));
-    for (int i = 0; i < 4; ++i) seen.insert(grove::receive([](int s) { return s; }));
-    CHECK(seen == std::set<int>{0, 1});
-    for (auto& k : kids) grove::send(k, go{});
+    std::atomic<int> arrived{0};
+    std::vector<met> report;
+    auto [a, b] = spawn_rendezvous(grove::placement::spread, grove::placement::spread, arrived, report);
+    CHECK(report[0].scheduler != report[1].scheduler);
+    grove::send(a, go{});
+    grove::send(b, go{});
+  });
+}
+
+TEST_CASE("a body process woken by another runs next on the waker's thread", "[runtime][placement]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    std::atomic<int> arrived{0};
+    std::vector<met> report;
+    auto [a, b] = spawn_rendezvous(grove::placement::spread, grove::placement::spread, arrived, report);
+    // a and b ran on different threads. Each request below wakes one of them from this
+    // process, which then waits for the answer: the woken one runs on this process's thread.
+    int together = 0;
+    constexpr int rounds = 200;
+    for (int i = 0; i < rounds; ++i) {
+      grove::send(i % 2 ? a : b, grove::self());
+      auto w = grove::receive([](where w) { return w; });
+      if (w.scheduler == grove::info(grove::self())->scheduler) ++together;
+    }
+    // Another thread may steal the woken process only if this one stalls for tens of
+    // microseconds between its send and its receive: nearly never.
+    CHECK(together > rounds * 9 / 10);
+    grove::send(a, go{});
+    grove::send(b, go{});
+  });
+}
+
+TEST_CASE("a pinned body process stays on its thread when woken from another", "[runtime][placement]") {
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    std::atomic<int> arrived{0};
+    std::vector<met> report;
+    // The pinned one starts where it is spawned and spins there, so the other is stolen by the
+    // other thread; from there it wakes the pinned one, which must answer from its own thread.
+    auto [a, b] = spawn_rendezvous(grove::placement::spread, grove::placement::pinned, arrived, report, true);
+    REQUIRE(report[0].scheduler != report[1].scheduler);
+    auto w = grove::receive([](where w) { return w; });
+    CHECK(w.who == 1);
+    CHECK(w.scheduler == report[1].scheduler);
+    for (int i = 0; i < 50; ++i) {
+      grove::send(b, grove::self());
+      CHECK(grove::receive([](where w) { return w.scheduler; }) == report[1].scheduler);
+    }
+    grove::send(a, go{});
+    grove::send(b, go{});
   });
 }

@@ -158,17 +158,25 @@ node_impl::~node_impl() {
   registry[id % registry_size].store(nullptr, std::memory_order_release);
 }
 
-scheduler& node_impl::place() noexcept {
+scheduler& node_impl::round_robin() noexcept {
   if (schedulers.size() == 1) return *schedulers[0];
   return *schedulers[next_placement.fetch_add(1, std::memory_order_relaxed) % schedulers.size()];
 }
 
-scheduler& node_impl::place_handler() noexcept {
+scheduler& node_impl::place() noexcept {
   scheduler* here = scheduler::on_this_thread();
+  if (here && here->node() == this) return *here;
+  return round_robin();
+}
+
+void node_impl::work_available(scheduler* from) noexcept {
+  if (schedulers.size() < 2 || spinning.load(std::memory_order_seq_cst) > 0) return;
   for (auto& s : schedulers) {
-    if (s.get() == here) return *here;
+    if (s.get() != from && s->fibers().parked()) {
+      s->fibers().notify();
+      return;
+    }
   }
-  return place();
 }
 
 void node_impl::process_ended() noexcept {
@@ -251,12 +259,17 @@ void node::assert_outside_process(const char* what) const {
 }
 
 void* node::service_slot(const std::type_info& t, std::shared_ptr<void> (*make)(node&)) {
+  auto& list = impl_->services;
+  if (void* p = list.find(t, list.count.load(std::memory_order_acquire))) return p;
   std::lock_guard lk(impl_->services_mutex);
-  for (auto& [type, ptr] : impl_->services) {
-    if (*type == t) return ptr.get();
-  }
-  impl_->services.emplace_back(&t, make(*this));
-  return impl_->services.back().second.get();
+  // Another thread may have made it meanwhile: creators append only under the mutex.
+  if (void* p = list.find(t, list.count.load(std::memory_order_relaxed))) return p;
+  auto made = make(*this);  // may append services of its own
+  std::size_t i = list.count.load(std::memory_order_relaxed);
+  if (i == list.entries.size()) throw std::length_error("grove: too many service types on one node");
+  list.entries[i] = {&t, std::move(made)};
+  list.count.store(i + 1, std::memory_order_release);
+  return list.entries[i].second.get();
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -83,19 +84,45 @@ class node_impl {
   std::atomic<std::size_t> live{0};
   std::atomic<std::uint64_t> next_ref{1};
   std::atomic<unsigned> next_placement{0};
+  alignas(64) std::atomic<int> spinning{0};  // scheduler threads idle and looking for work
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   std::atomic<int> end_waiters{0};
   std::shared_mutex hooks_mutex;
   std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
   std::vector<std::pair<node::crash_hook, void*>> crash_hooks;
-  std::recursive_mutex services_mutex;  // a service may use another while it is made
-  std::vector<std::pair<const std::type_info*, std::shared_ptr<void>>> services;  // threads in node::wait_ended
+  // Services are found without a lock, so lookups scale with the number of callers: an entry
+  // is written once, before `count` publishes it (release), and stays until ~node_impl.
+  struct service_list {
+    std::array<std::pair<const std::type_info*, std::shared_ptr<void>>, 64> entries;
+    std::atomic<std::size_t> count{0};
+    // The same type_info object first (one binary), then by equality (copies across shared
+    // objects), so passing over another service never costs a strcmp.
+    void* find(const std::type_info& t, std::size_t n) const noexcept {
+      for (std::size_t i = 0; i < n; ++i)
+        if (entries[i].first == &t) return entries[i].second.get();
+      for (std::size_t i = 0; i < n; ++i)
+        if (*entries[i].first == t) return entries[i].second.get();
+      return nullptr;
+    }
+    // The last made first: a service's constructor may have made the services it uses.
+    void clear() noexcept {
+      for (std::size_t i = count.load(std::memory_order_acquire); i-- > 0;) entries[i].second.reset();
+      count.store(0, std::memory_order_release);
+    }
+  };
+  std::recursive_mutex services_mutex;  // creators only; a service's constructor may make another
+  service_list services;
   bool stopped = false;
 
   std::uint64_t make_ref() noexcept { return next_ref.fetch_add(1, std::memory_order_relaxed); }
-  scheduler& place() noexcept;          // for a new body process
-  scheduler& place_handler() noexcept;  // for a handler activation
+  // Where a new process (or a handler activation) is queued: the current thread if it is one of
+  // this node's, round-robin otherwise. Idle threads steal from there.
+  scheduler& place() noexcept;
+  scheduler& round_robin() noexcept;
+  // Work another thread could take appeared on `from`: wakes a parked thread unless one is
+  // already spinning (it will find the work).
+  void work_available(scheduler* from) noexcept;
   void process_ended() noexcept;
   void stop();
 

@@ -106,27 +106,39 @@ thread_local fiber_slot* tl_slot = nullptr;
 thread_local boost::fibers::scheduler* tl_fiber_scheduler = nullptr;
 }  // namespace
 
-void bind_fiber(fiber_slot* s) {
+// Every access to these thread-locals goes through a function that is never inlined: a body
+// process may suspend on one thread and resume on another, and a caller must not keep a
+// thread-local's address computed before the switch (GCC treats it as invariant).
+[[gnu::noinline]] void bind_fiber(fiber_slot* s) {
   s->ctx = boost::fibers::context::active();
   tl_slot = s;
   asan_on_stack(s->stack);
 }
 
-fiber_slot* this_fiber_slot() noexcept { return tl_slot; }
+[[gnu::noinline]] fiber_slot* this_fiber_slot() noexcept { return tl_slot; }
 
-void on_resume(fiber_slot* mine) noexcept {
+[[gnu::noinline]] void on_resume(fiber_slot* mine) noexcept {
   tl_slot = mine;
   asan_on_stack(mine->stack);
 }
 
-void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept { tl_fiber_scheduler = s; }
+[[gnu::noinline]] void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept { tl_fiber_scheduler = s; }
 
-void wake(boost::fibers::context* ctx) noexcept {
-  auto* s = ctx->get_scheduler();
-  if (s == tl_fiber_scheduler) {
-    s->schedule(ctx);
+[[gnu::noinline]] void wake(boost::fibers::context* ctx, scheduler* home) noexcept {
+  if (auto* s = ctx->get_scheduler()) {
+    if (s == tl_fiber_scheduler) {
+      s->schedule(ctx);
+    } else {
+      s->schedule_from_remote(ctx);
+    }
+    return;
+  }
+  // Detached: it moves to the waker's thread, where it runs next.
+  scheduler* here = scheduler::on_this_thread();
+  if (here && here->node() == home->node()) {
+    tl_fiber_scheduler->schedule(ctx);
   } else {
-    s->schedule_from_remote(ctx);
+    home->adopt_remote(ctx);
   }
 }
 
@@ -144,9 +156,9 @@ process* lookup(const pid& p) noexcept {
 enum class push_result { ok, dead, dropped, full };
 }  // namespace
 
-process* current() noexcept { return tl_slot ? tl_slot->p : nullptr; }
+[[gnu::noinline]] process* current() noexcept { return tl_slot ? tl_slot->p : nullptr; }
 
-void set_current(process* p) noexcept {
+[[gnu::noinline]] void set_current(process* p) noexcept {
   if (tl_slot) tl_slot->p = p;
 }
 
@@ -249,13 +261,14 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
   if (p->waiter) {
     auto* w = p->waiter;
     p->waiter = nullptr;
+    scheduler* home = p->home.load(std::memory_order_relaxed);
     lk.unlock();
-    wake(w);
+    wake(w, home);
   } else if (p->handler_form && p->idle) {
     p->idle = false;
     p->status.store(process_status::runnable, std::memory_order_relaxed);
     lk.unlock();
-    p->node->place_handler().enqueue(p);
+    p->node->place().enqueue(p);
   }
   return push_result::ok;
 }
@@ -412,9 +425,19 @@ void wait_for_mail(process* p) {
   p->status.store(process_status::waiting, std::memory_order_relaxed);
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
-  self->suspend(lk);
+  auto blk = to_boost(lk);
+  if (worker || p->pinned) {
+    self->suspend(blk);
+  } else {
+    // A body process waits detached from its thread: whoever wakes it runs it (scheduler.hpp).
+    // The lock is released only once the switch is done, so no waker sees it half-suspended.
+    boost::fibers::scheduler* fs = self->get_scheduler();
+    fs->detach_worker_context(self);
+    fs->suspend(blk);
+  }
   on_resume(mine);
   scheduler::set_in_worker(worker);
+  if (!worker) p->home.store(scheduler::on_this_thread(), std::memory_order_relaxed);
   mark_running(p);
 }
 }  // namespace
@@ -505,10 +528,8 @@ void run_activation(process* p) {
   mark_running(p);
   if (!p->handler_form) {
     // First start of a body process: it becomes a fiber of this thread for its whole life.
-    {
-      spinlock_lock lk(p->lock);
-      p->home = scheduler::on_this_thread();
-    }
+    p->home.store(scheduler::on_this_thread(), std::memory_order_relaxed);
+    if (!p->pinned) ready_queue::spawning();
     boost::fibers::fiber(std::allocator_arg, pooled_stack{&p->node->stacks, p->stack_size}, [p] {
       run_body(p);
     }).detach();
@@ -559,6 +580,7 @@ void run_body(process* p) {
   fiber_slot slot{p, nullptr, {}};
   slot.stack = bounds_of_stack(&slot, p->stack_size);
   bind_fiber(&slot);
+  p->home.store(scheduler::on_this_thread(), std::memory_order_relaxed);  // it may have been stolen
   mark_running(p);
   exit_reason reason;
   try {
@@ -604,7 +626,7 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   p->timed_out = false;
   p->by_signal = false;
   p->next_spawn.reset();
-  p->home = nullptr;
+  p->home.store(nullptr, std::memory_order_relaxed);
   p->length.store(0, std::memory_order_relaxed);
   p->queued.store(0, std::memory_order_relaxed);
   p->incoming_messages = 0;
@@ -636,13 +658,8 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
     p->state = life::alive;
     p->idle = false;
   }
-  if (handler_form) {
-    n->place_handler().enqueue(p);
-  } else {
-    scheduler* here = scheduler::on_this_thread();
-    bool local = opts.placement == placement::with_parent && parent && parent->node == n && here;
-    (local ? *here : n->place()).enqueue(p);
-  }
+  p->pinned = !handler_form && opts.placement == placement::pinned;
+  n->place().enqueue(p);  // idle threads steal from there
   return r;
 }
 }  // namespace
@@ -829,9 +846,11 @@ void yield() {
   p.status.store(process_status::runnable, std::memory_order_relaxed);
   detail::scheduler::set_in_worker(false);
   detail::fiber_slot* mine = detail::this_fiber_slot();
+  detail::ready_queue::yielding(mine->ctx, !worker && !p.pinned);
   boost::this_fiber::yield();
   detail::on_resume(mine);
   detail::scheduler::set_in_worker(worker);
+  if (!worker) p.home.store(detail::scheduler::on_this_thread(), std::memory_order_relaxed);
   detail::mark_running(&p);
   detail::drain(&p);
 }
@@ -965,7 +984,9 @@ std::optional<process_info> info(const pid& p) {
     for (auto& m : t->monitors) i.monitors.push_back(m.other);
     for (auto& m : t->monitored_by) i.monitored_by.push_back(m.other);
     i.stack_size = t->handler_form ? 0 : t->stack_size;
-    if (!t->handler_form && t->home) i.scheduler = static_cast<int>(t->home->index());
+    if (!t->handler_form) {
+      if (detail::scheduler* h = t->home.load(std::memory_order_relaxed)) i.scheduler = static_cast<int>(h->index());
+    }
   }
   i.status = t->status.load(std::memory_order_relaxed);
   i.mailbox_length = t->length.load(std::memory_order_relaxed);

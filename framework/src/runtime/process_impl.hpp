@@ -20,14 +20,12 @@
 #include <grove/runtime/process.hpp>
 
 #include "asan_fiber.hpp"
+#include "spinlock.hpp"
 
 namespace grove::detail {
 
 class node_impl;
 class scheduler;
-
-using spinlock = boost::fibers::detail::spinlock;
-using spinlock_lock = boost::fibers::detail::spinlock_lock;
 
 // A singly linked FIFO of envelopes.
 struct envelope_list {
@@ -100,6 +98,7 @@ class process {
   const std::uint32_t slot;
   std::uint32_t generation = 0;  // changes only under lock, when the slot is reused
   bool handler_form = false;
+  bool pinned = false;  // body form: never migrates from the thread it started on
   std::size_t stack_size = 0;
   std::size_t capacity = 0;
   overflow_policy overflow = overflow_policy::drop_newest;
@@ -128,7 +127,7 @@ class process {
   std::uint64_t next_token = 0;
   bool timed_out = false;
   bool by_signal = false;                     // it is ending because of an exit signal, not by itself
-  scheduler* home = nullptr;                  // where its fiber lives (body form)
+  std::atomic<scheduler*> home{nullptr};      // where its fiber last ran (body form)
   std::optional<spawn_overrides> next_spawn;  // for the next process it spawns
 
   // ---- read by anyone ----
@@ -154,8 +153,10 @@ void bind_fiber(fiber_slot* s);
 fiber_slot* this_fiber_slot() noexcept;
 // Call right after one of our fibers resumes from a suspension, with its own slot.
 void on_resume(fiber_slot* mine) noexcept;
-// Makes a suspended fiber ready, locally or on its own thread.
-void wake(boost::fibers::context* ctx) noexcept;
+// Makes a suspended fiber ready. An attached one (a worker, a manager, a pinned body fiber)
+// runs on its own thread; a detached one (a body process waiting for mail) runs next on the
+// waker's thread if that is one of the node's, else on `home`, the thread it last ran on.
+void wake(boost::fibers::context* ctx, scheduler* home) noexcept;
 // Set by each scheduler thread at start: the Boost.Fiber scheduler of this thread.
 void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept;
 

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+
 #include <boost/fiber/fiber.hpp>
 #include <boost/fiber/operations.hpp>
 
@@ -12,6 +14,25 @@ namespace grove::detail {
 namespace {
 thread_local scheduler* tl_scheduler = nullptr;
 thread_local bool tl_in_worker = false;
+thread_local boost::fibers::context* tl_yielding = nullptr;
+thread_local bool tl_yield_migrates = false;
+thread_local int tl_in_order = 0;       // wake_in_order scopes open on this thread
+thread_local bool tl_spawning = false;  // the next fiber awakened is a new body process's
+
+// A thread that has not switched fibers for this long is busy with one: its "run next" fiber
+// and a lone queued process may be stolen (TSC ticks; about 40 µs at 2.5 GHz).
+constexpr std::int64_t stale_ticks = 100'000;
+// "Run next" picks in a row before the ready queue gets a turn (the dispatcher, which brings in
+// wake-ups from other threads, waits there).
+constexpr int run_next_limit = 16;
+// How long an idle thread spins (looking for work to steal) before it parks.
+constexpr auto spin_time = std::chrono::microseconds(20);
+// A parked thread looks again after a while even if nobody woke it: another thread may have
+// queued work and then stayed busy with one process (stale), which wakes nobody. It looks after
+// 1 ms while work is queued elsewhere, otherwise after twice as long as the last time up to
+// 100 ms, so an idle node costs about ten wake-ups a second per thread.
+constexpr auto recheck_min = std::chrono::milliseconds(1);
+constexpr auto recheck_max = std::chrono::milliseconds(100);
 
 stack_bounds thread_stack() noexcept {
   pthread_attr_t attr;
@@ -30,41 +51,196 @@ inline void spin_pause() noexcept {
   __builtin_ia32_pause();
 #endif
 }
+
+bool migratable(const boost::fibers::context* ctx) noexcept { return ctx->get_scheduler() == nullptr; }
+
+// The Boost.Fiber algorithm of a scheduler thread: forwards to the scheduler's ready_queue,
+// which outlives the thread.
+class algorithm_adapter final : public boost::fibers::algo::algorithm {
+ public:
+  explicit algorithm_adapter(ready_queue* q) : q_(q) {}
+  void awakened(boost::fibers::context* ctx) noexcept override { q_->awakened(ctx); }
+  boost::fibers::context* pick_next() noexcept override { return q_->pick_next(); }
+  bool has_ready_fibers() const noexcept override { return q_->has_ready(); }
+  void suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept override { q_->suspend_until(tp); }
+  void notify() noexcept override { q_->notify(); }
+
+ private:
+  ready_queue* q_;
+};
 }  // namespace
 
-// ---- spin_then_sleep ------------------------------------------------------------------------
+// ---- ready_queue ----------------------------------------------------------------------------
 
-void spin_then_sleep::awakened(boost::fibers::context* ctx) noexcept { ctx->ready_link(ready_); }
+void ready_queue::yielding(boost::fibers::context* ctx, bool may_migrate) noexcept {
+  tl_yielding = ctx;
+  tl_yield_migrates = may_migrate;
+}
 
-boost::fibers::context* spin_then_sleep::pick_next() noexcept {
+ready_queue::wake_in_order::wake_in_order() noexcept { ++tl_in_order; }
+ready_queue::wake_in_order::~wake_in_order() { --tl_in_order; }
+
+void ready_queue::spawning() noexcept { tl_spawning = true; }
+
+void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
+  // Run next: a fiber woken by the running one, which usually blocks soon after. Not the
+  // dispatcher, nor wake-ups brought in from other threads (the dispatcher is then the active
+  // context), nor those of a wake_in_order scope.
+  bool to_back = tl_in_order > 0 || ctx->is_context(boost::fibers::type::dispatcher_context) ||
+                 boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context);
+  if (tl_spawning) {
+    // A new body process's fiber: free to move from its first run on.
+    tl_spawning = false;
+    ctx->get_scheduler()->detach_worker_context(ctx);
+  }
+  if (ctx == tl_yielding) {
+    // A yielding body fiber is detached here, now that it no longer runs, so another thread
+    // may take it; a pinned one (placement::pinned, a worker) stays.
+    tl_yielding = nullptr;
+    to_back = true;
+    if (tl_yield_migrates) ctx->get_scheduler()->detach_worker_context(ctx);
+  }
+  const bool mig = migratable(ctx);
+  bool announce = false;
+  {
+    spinlock_lock lk(lock_);
+    if (to_back) {
+      ctx->ready_link(ready_);
+      if (mig) {
+        stealable_.fetch_add(1, std::memory_order_relaxed);
+        announce = true;
+      }
+    } else {
+      if (boost::fibers::context* old = run_next_) {
+        old->ready_link(ready_);
+        // Stealable, but nobody is woken for it: a displaced partner usually runs here soon,
+        // and waking a parked thread costs the waker a system call (only a thread already
+        // spinning, or one rechecking, takes it).
+        if (run_next_migratable_.load(std::memory_order_relaxed)) stealable_.fetch_add(1, std::memory_order_relaxed);
+      }
+      run_next_ = ctx;
+      run_next_migratable_.store(mig, std::memory_order_relaxed);
+    }
+  }
+  if (announce) owner_->node()->work_available(owner_);
+}
+
+boost::fibers::context* ready_queue::take_local() noexcept {
+  spinlock_lock lk(lock_);
+  if (run_next_ && (ready_.empty() || run_next_streak_ < run_next_limit)) {
+    ++run_next_streak_;
+    boost::fibers::context* ctx = run_next_;
+    run_next_ = nullptr;
+    run_next_migratable_.store(false, std::memory_order_relaxed);
+    return ctx;
+  }
+  run_next_streak_ = 0;
   if (ready_.empty()) return nullptr;
   boost::fibers::context* ctx = &ready_.front();
   ready_.pop_front();
+  if (migratable(ctx)) stealable_.fetch_sub(1, std::memory_order_relaxed);
   return ctx;
 }
 
-bool spin_then_sleep::has_ready_fibers() const noexcept { return !ready_.empty(); }
-
-void spin_then_sleep::suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept {
-  // Spin for a few microseconds: a partner on another thread usually answers within that.
-  for (int i = 0; i < 4000; ++i) {
-    if (woken_.exchange(false, std::memory_order_acq_rel)) return;
-    spin_pause();
+boost::fibers::context* ready_queue::pick_next() noexcept {
+  boost::fibers::context* ctx = take_local();
+  // Only Boost's dispatcher steals: a fiber that suspends may hold a lock stealing takes.
+  if (!ctx && boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context)) {
+    ctx = steal_elsewhere();
   }
+  if (ctx) {
+    if (migratable(ctx)) owner_->fiber_scheduler()->attach_worker_context(ctx);
+    owner_->note_switch();
+  }
+  return ctx;
+}
+
+bool ready_queue::has_ready() const noexcept {
+  spinlock_lock lk(lock_);
+  return run_next_ || !ready_.empty();
+}
+
+boost::fibers::context* ready_queue::steal(bool stale) noexcept {
+  if (!has_stealable(stale)) return nullptr;
+  spinlock_lock lk(lock_);
+  if (stealable_.load(std::memory_order_relaxed) > 0) {
+    for (auto& c : ready_) {
+      if (migratable(&c)) {
+        c.ready_unlink();
+        stealable_.fetch_sub(1, std::memory_order_relaxed);
+        return &c;
+      }
+    }
+  }
+  if (stale && run_next_ && run_next_migratable_.load(std::memory_order_relaxed)) {
+    boost::fibers::context* ctx = run_next_;
+    run_next_ = nullptr;
+    run_next_migratable_.store(false, std::memory_order_relaxed);
+    return ctx;
+  }
+  return nullptr;
+}
+
+boost::fibers::context* ready_queue::steal_elsewhere() noexcept {
+  auto& all = owner_->node()->schedulers;
+  const std::size_t n = all.size();
+  if (n < 2) return nullptr;
+  const std::size_t me = owner_->index();
+  for (std::size_t i = 1; i < n; ++i) {
+    scheduler& v = *all[(me + i) % n];
+    if (auto* ctx = v.fibers().steal(v.stale())) return ctx;
+  }
+  for (std::size_t i = 1; i < n; ++i) {
+    scheduler& v = *all[(me + i) % n];
+    if (v.has_stealable_process()) {
+      if (auto* ctx = owner_->steal_process_from(v)) return ctx;
+    }
+  }
+  return nullptr;
+}
+
+void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept {
+  node_impl* n = owner_->node();
+  bool queued_elsewhere = false;  // work that may become stealable
+  auto work_elsewhere = [&] {
+    queued_elsewhere = false;
+    for (auto& s : n->schedulers) {
+      if (s.get() == owner_) continue;
+      const bool stale = s->stale();
+      if (s->fibers().has_stealable(stale) || s->has_stealable_process()) return true;
+      if (s->run_queue_length() > 0 || s->fibers().has_stealable(true)) queued_elsewhere = true;
+    }
+    return false;
+  };
+  // Spin briefly: a partner on another thread often has work within that; look for work to
+  // steal meanwhile.
+  n->spinning.fetch_add(1, std::memory_order_seq_cst);
+  const auto until = std::chrono::steady_clock::now() + spin_time;
+  for (unsigned i = 0;; ++i) {
+    if (woken_.exchange(false, std::memory_order_acq_rel) || work_elsewhere()) {
+      n->spinning.fetch_sub(1, std::memory_order_seq_cst);
+      recheck_ = recheck_min;
+      return;
+    }
+    for (int k = 0; k < 16; ++k) spin_pause();
+    if ((i & 7) == 7 && std::chrono::steady_clock::now() >= until) break;
+  }
+  n->spinning.fetch_sub(1, std::memory_order_seq_cst);
   std::unique_lock lk(mutex_);
   sleeping_.store(true, std::memory_order_seq_cst);
-  if (!woken_.exchange(false, std::memory_order_seq_cst)) {
-    if (tp == std::chrono::steady_clock::time_point::max()) {
-      cv_.wait(lk, [this] { return woken_.load(std::memory_order_seq_cst); });
-    } else {
-      cv_.wait_until(lk, tp, [this] { return woken_.load(std::memory_order_seq_cst); });
-    }
+  // Checked after sleeping_ is set: whoever adds work checks sleeping_ after adding it.
+  if (!woken_.exchange(false, std::memory_order_seq_cst) && !work_elsewhere()) {
+    auto woken = [this] { return woken_.load(std::memory_order_seq_cst); };
+    if (queued_elsewhere) recheck_ = recheck_min;
+    auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
+    recheck_ = std::min<std::chrono::microseconds>(recheck_ * 2, recheck_max);
+    if (cv_.wait_until(lk, deadline, woken)) recheck_ = recheck_min;
     woken_.store(false, std::memory_order_relaxed);
   }
   sleeping_.store(false, std::memory_order_relaxed);
 }
 
-void spin_then_sleep::notify() noexcept {
+void ready_queue::notify() noexcept {
   if (woken_.exchange(true, std::memory_order_seq_cst)) return;
   if (sleeping_.load(std::memory_order_seq_cst)) {
     std::lock_guard lk(mutex_);
@@ -82,11 +258,24 @@ scheduler::~scheduler() {
 
 void scheduler::start() {
   thread_ = std::thread([this] { thread_main(); });
+  // Other threads may hand fibers to this one as soon as a process runs.
+  while (!__atomic_load_n(&fiber_scheduler_, __ATOMIC_ACQUIRE)) std::this_thread::yield();
 }
 
 scheduler* scheduler::on_this_thread() noexcept { return tl_scheduler; }
 bool scheduler::in_worker() noexcept { return tl_in_worker; }
 void scheduler::set_in_worker(bool on) noexcept { tl_in_worker = on; }
+
+bool scheduler::stale() const noexcept {
+  return timestamp() - last_switch_.load(std::memory_order_relaxed) > stale_ticks;
+}
+
+bool scheduler::has_stealable_process() const noexcept {
+  const std::size_t q = queued_.load(std::memory_order_relaxed);
+  return q >= 2 || (q == 1 && stale());
+}
+
+void scheduler::adopt_remote(boost::fibers::context* ctx) noexcept { fiber_scheduler_->schedule_from_remote(ctx); }
 
 boost::fibers::context* scheduler::wake_one_locked() noexcept {
   if (!parked_.empty()) {
@@ -103,9 +292,8 @@ boost::fibers::context* scheduler::wake_one_locked() noexcept {
   return nullptr;
 }
 
-void scheduler::enqueue(process* p) {
+void scheduler::push_locked(process* p) noexcept {
   p->run_next = nullptr;
-  spinlock_lock lk(lock_);
   if (tail_) {
     tail_->run_next = p;
   } else {
@@ -113,10 +301,43 @@ void scheduler::enqueue(process* p) {
   }
   tail_ = p;
   queued_.fetch_add(1, std::memory_order_relaxed);
-  if (tl_scheduler == this && tl_in_worker) return;  // the running worker takes it next
+}
+
+process* scheduler::pop_locked() noexcept {
+  process* p = head_;
+  if (!p) return nullptr;
+  head_ = p->run_next;
+  if (!head_) tail_ = nullptr;
+  queued_.fetch_sub(1, std::memory_order_relaxed);
+  return p;
+}
+
+void scheduler::enqueue(process* p) {
+  spinlock_lock lk(lock_);
+  push_locked(p);
+  const bool stealable = head_ != tail_;
+  if (tl_scheduler == this && tl_in_worker) {  // the running worker takes it next
+    lk.unlock();
+    if (stealable) node_->work_available(this);
+    return;
+  }
   auto* ctx = wake_one_locked();
   lk.unlock();
-  if (ctx) wake(ctx);
+  if (ctx) wake(ctx, nullptr);
+  if (stealable) node_->work_available(this);
+}
+
+boost::fibers::context* scheduler::steal_process_from(scheduler& victim) noexcept {
+  process* p = nullptr;
+  {
+    spinlock_lock lk(victim.lock_);
+    const std::size_t q = victim.queued_.load(std::memory_order_relaxed);
+    if (q >= 2 || (q == 1 && victim.stale())) p = victim.pop_locked();
+  }
+  if (!p) return nullptr;
+  spinlock_lock lk(lock_);
+  push_locked(p);
+  return wake_one_locked();
 }
 
 void scheduler::before_worker_suspends() {
@@ -124,14 +345,16 @@ void scheduler::before_worker_suspends() {
   if (!head_) return;
   auto* ctx = wake_one_locked();
   lk.unlock();
-  if (ctx) wake(ctx);
+  if (ctx) wake(ctx, nullptr);
 }
 
 void scheduler::thread_main() {
-  boost::fibers::use_scheduling_algorithm<spin_then_sleep>();
+  boost::fibers::use_scheduling_algorithm<algorithm_adapter>(&fibers_);
   tl_scheduler = this;
   auto* self = boost::fibers::context::active();
   set_thread_fiber_scheduler(self->get_scheduler());
+  note_switch();
+  __atomic_store_n(&fiber_scheduler_, self->get_scheduler(), __ATOMIC_RELEASE);
   fiber_slot slot;  // the manager runs no process; the slot records the thread's own stack
   slot.stack = thread_stack();
   bind_fiber(&slot);
@@ -139,9 +362,10 @@ void scheduler::thread_main() {
   for (;;) {
     while (!need_worker_ && !stop_) {
       manager_ = self;
-      self->suspend(lk);
+      auto blk = to_boost(lk);
+      self->suspend(blk);
       on_resume(&slot);
-      lk.lock();
+      lk = spinlock_lock(lock_);
     }
     if (stop_) break;
     need_worker_ = false;
@@ -163,9 +387,10 @@ void scheduler::thread_main() {
     lk.lock();
     if (workers_ == 0) break;
     if (manager_ == self) {
-      self->suspend(lk);
+      auto blk = to_boost(lk);
+      self->suspend(blk);
       on_resume(&slot);
-      lk.lock();
+      lk = spinlock_lock(lock_);
     }
   }
   manager_ = nullptr;
@@ -193,14 +418,12 @@ void scheduler::worker_main() {
         return;
       }
       parked_.push_back(self);
-      self->suspend(lk);
+      auto blk = to_boost(lk);
+      self->suspend(blk);
       on_resume(&slot);
-      lk.lock();
+      lk = spinlock_lock(lock_);
     }
-    process* p = head_;
-    head_ = p->run_next;
-    if (!head_) tail_ = nullptr;
-    queued_.fetch_sub(1, std::memory_order_relaxed);
+    process* p = pop_locked();
     lk.unlock();
     tl_in_worker = true;
     run_activation(p);
@@ -217,7 +440,7 @@ void scheduler::stop() {
     auto* m = manager_;
     manager_ = nullptr;
     lk.unlock();
-    if (m) wake(m);
+    if (m) wake(m, nullptr);
   }
   if (thread_.joinable()) thread_.join();
 }

@@ -1,12 +1,30 @@
-// One scheduler thread. Its fibers: the thread's main context acts as a manager that creates
-// worker fibers on demand; workers take processes from the run queue (the first start of a
-// body process, which becomes a fiber of its own here, and every activation of a handler
-// process, which runs on the worker); and the fibers of body processes.
+// One scheduler thread, and how the threads of a node share work.
+//
+// Each thread runs Boost.Fiber with a `ready_queue` of its own. Its fibers: the thread's main
+// context, a manager that creates worker fibers on demand; workers, which take processes from
+// the thread's run queue (the first start of a body process, which becomes a fiber of its own,
+// and every activation of a handler process, which runs on the worker); and the fibers of
+// body processes.
+//
+// Locality first, then stealing (docs/design/runtime.md):
+// - A body process that waits for mail (or yields) detaches its fiber from the thread. Whoever
+//   wakes it attaches it to the waker's own thread, in the "run next" slot: a partner about to
+//   block hands over directly, with no cross-thread wake-up. A waker outside the node's threads
+//   sends it back to the thread it last ran on.
+// - An idle thread spins briefly, then parks. While spinning it steals: a detached fiber from
+//   another thread's ready queue, or a process from another thread's run queue. The "run next"
+//   fiber and a lone queued activation are left to their thread unless it has not switched for
+//   a while (it is busy with something long).
+// - A thread parks only when nothing can be stolen, and is woken only when work it could take
+//   appears while no other thread is spinning.
+// - Workers, the manager and Boost's dispatcher never migrate, nor does a body fiber before its
+//   first wait or a process spawned with placement::pinned.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -19,22 +37,65 @@
 
 namespace grove::detail {
 
-// Boost.Fiber algorithm: a FIFO ready queue; when idle, spin briefly before sleeping so a
-// wake-up from another thread seldom costs a futex round trip.
-class spin_then_sleep final : public boost::fibers::algo::algorithm {
+class scheduler;
+
+// The ready fibers of one thread. Owned by the scheduler (it outlives the thread, so a thief
+// never reads freed memory); Boost's algorithm object forwards to it.
+class ready_queue {
  public:
-  void awakened(boost::fibers::context* ctx) noexcept override;
-  boost::fibers::context* pick_next() noexcept override;
-  bool has_ready_fibers() const noexcept override;
-  void suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept override;
-  void notify() noexcept override;
+  explicit ready_queue(scheduler* owner) : owner_(owner) {}
+
+  // ---- called by Boost.Fiber on the owning thread ----
+  void awakened(boost::fibers::context* ctx) noexcept;
+  boost::fibers::context* pick_next() noexcept;
+  bool has_ready() const noexcept;
+  void suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept;
+  void notify() noexcept;
+
+  // ---- any thread ----
+  // A detached fiber another thread may run, or null. `stale`: the owner has not switched for
+  // a while, so its "run next" fiber may be taken too.
+  boost::fibers::context* steal(bool stale) noexcept;
+  bool has_stealable(bool stale) const noexcept {
+    return stealable_.load(std::memory_order_relaxed) > 0 ||
+           (stale && run_next_migratable_.load(std::memory_order_relaxed));
+  }
+  bool parked() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
+
+  // While one lives on this thread, fibers it wakes go to the back of the queue (FIFO), not
+  // into "run next": timers that fire together wake their processes in order.
+  struct wake_in_order {
+    wake_in_order() noexcept;
+    ~wake_in_order();
+    wake_in_order(const wake_in_order&) = delete;
+    wake_in_order& operator=(const wake_in_order&) = delete;
+  };
+
+  // The next fiber awakened on this thread is a new, unpinned body process's: it is detached,
+  // so another thread may take it before it first runs.
+  static void spawning() noexcept;
+
+  // The fiber about to yield: it goes to the back of the queue, not into "run next", and
+  // becomes stealable if it may migrate.
+  static void yielding(boost::fibers::context* ctx, bool may_migrate) noexcept;
 
  private:
-  boost::fibers::scheduler::ready_queue_type ready_;
-  std::atomic<bool> woken_{false};
+  boost::fibers::context* take_local() noexcept;
+  boost::fibers::context* steal_elsewhere() noexcept;
+
+  scheduler* const owner_;
+  mutable spinlock lock_;
+  boost::fibers::scheduler::ready_queue_type ready_;  // FIFO, under lock_
+  boost::fibers::context* run_next_ = nullptr;        // under lock_
+  int run_next_streak_ = 0;                           // owner only: run_next picks in a row
+  std::atomic<std::size_t> stealable_{0};             // detached fibers in ready_
+  std::atomic<bool> run_next_migratable_{false};
+  // parking
+  alignas(64) std::atomic<bool> woken_{false};
   std::atomic<bool> sleeping_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::chrono::microseconds recheck_{1000};  // owner only: see recheck_min in scheduler.cpp
 };
 
 class scheduler {
@@ -50,7 +111,22 @@ class scheduler {
   void before_worker_suspends();
   void stop();  // all processes must have ended
   unsigned index() const noexcept { return index_; }
+  node_impl* node() const noexcept { return node_; }
   std::size_t run_queue_length() const noexcept { return queued_.load(std::memory_order_relaxed); }
+  ready_queue& fibers() noexcept { return fibers_; }
+  boost::fibers::scheduler* fiber_scheduler() const noexcept { return fiber_scheduler_; }
+
+  // Makes a detached fiber ready on this thread, from any thread.
+  void adopt_remote(boost::fibers::context* ctx) noexcept;
+
+  // ---- work stealing (called by ready_queue on the thief's own thread) ----
+  // Whether this thread has not switched fibers for a while.
+  bool stale() const noexcept;
+  void note_switch() noexcept { last_switch_.store(timestamp(), std::memory_order_relaxed); }
+  bool has_stealable_process() const noexcept;
+  // Moves one queued process of victim's run queue to this thread's and returns a context to
+  // run it (a parked worker or the manager), or null.
+  boost::fibers::context* steal_process_from(scheduler& victim) noexcept;
 
   static scheduler* on_this_thread() noexcept;
   static bool in_worker() noexcept;
@@ -65,11 +141,16 @@ class scheduler {
   // With lock held: gets a worker to look at the queue. Returns a context to schedule after
   // unlocking, or null.
   boost::fibers::context* wake_one_locked() noexcept;
+  process* pop_locked() noexcept;
+  void push_locked(process* p) noexcept;
 
   node_impl* const node_;
   const unsigned index_;
   std::thread thread_;
-  spinlock lock_;
+  ready_queue fibers_{this};
+  boost::fibers::scheduler* fiber_scheduler_ = nullptr;
+  alignas(64) std::atomic<std::int64_t> last_switch_{0};
+  alignas(64) spinlock lock_;
   process* head_ = nullptr;
   process* tail_ = nullptr;
   std::atomic<std::size_t> queued_{0};

@@ -9,7 +9,8 @@
 #include <vector>
 
 #include <boost/context/stack_context.hpp>
-#include <boost/fiber/detail/spinlock.hpp>
+
+#include "spinlock.hpp"
 
 namespace grove::detail {
 
@@ -33,7 +34,7 @@ class stack_pool {
   static constexpr std::size_t classes = 16;  // 8 KiB .. 256 MiB
   static std::size_t class_of(std::size_t rounded) noexcept;
   struct size_class {
-    boost::fibers::detail::spinlock lock;
+    spinlock lock;
     std::vector<void*> free;
   };
   std::array<size_class, classes> classes_;

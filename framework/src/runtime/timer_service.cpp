@@ -1,5 +1,7 @@
 #include "timer_service.hpp"
 
+#include "scheduler.hpp"
+
 #include <stdexcept>
 #include <vector>
 
@@ -90,6 +92,7 @@ void timer_service::advance(std::chrono::nanoseconds d) {
     by_id_.erase(node.key().second);
     manual_now_ = node.key().first;
     lk.unlock();
+    ready_queue::wake_in_order fifo;  // processes woken by timers due together run in order
     deliver_quiet(node.mapped().to, std::move(node.mapped().env));
     lk.lock();
   }

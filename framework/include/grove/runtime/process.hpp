@@ -47,10 +47,14 @@ enum class overflow_policy : std::uint8_t {
 
 enum class send_result : std::uint8_t { ok, dead, dropped };
 
-// Where a new body process lives (it stays on that scheduler thread for its whole life).
+// Where a new body process runs. A new process is queued on the spawner's scheduler thread (or
+// round-robin when spawned from outside the node); idle threads steal queued work, and a body
+// process woken by another process runs next on the waker's thread, so chatty partners end up
+// together without being told. Placement is a hint on top of that.
 enum class placement : std::uint8_t {
-  spread,      // round-robin over the node's schedulers (the default)
-  with_parent  // on the spawning process's scheduler: chatty partners avoid cross-thread wake-ups
+  spread,       // the default: starts where spawned, then goes where the work is
+  with_parent,  // the same today (kept for compatibility: partners are co-located anyway)
+  pinned        // stays on the thread it first runs on for its whole life (thread-affine code)
 };
 
 struct spawn_options {
