@@ -194,6 +194,40 @@ TEST_CASE("exit(pid, normal) is ignored by a non-trapping process but ends the c
   });
 }
 
+TEST_CASE("exit(self(), reason) takes effect inside the call, as erlang:exit/2 on self", "[runtime][signals]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    const grove::pid me = grove::self();
+    struct after {
+      bool trapping;
+      std::string reason;
+    };
+    auto run = [me](bool trapping, exit_reason reason) {
+      return grove::spawn_monitor([me, trapping, reason] {
+        grove::trap_exit(trapping);
+        grove::exit(grove::self(), reason);
+        grove::send(me, after{trapping, reason.str()});  // returned from exit
+        auto e = grove::receive_for(0s, [](grove::exit_signal e) { return e; });
+        grove::send(me, e.has_value() && e->from == grove::self() && e->reason == reason);
+      });
+    };
+    // Not trapping: never returns, for any reason, normal included.
+    for (auto reason : {exit_reason::normal(), exit_reason::error("boom"), exit_reason::shutdown()}) {
+      auto [p, r] = run(false, reason);
+      CHECK(await_down(r).reason == reason);
+    }
+    // kill: never returns, even when trapping; the reason is killed.
+    auto [pk, rk] = run(true, exit_reason::kill());
+    CHECK(await_down(rk).reason == exit_reason::killed());
+    CHECK_FALSE(grove::receive_for(0s, [](const after&) {}));
+    // Trapping: returns, and the signal is already a message in its own mailbox.
+    auto [pt, rt] = run(true, exit_reason::error("boom"));
+    CHECK(grove::receive([](const after& a) { return a.trapping; }));
+    CHECK(grove::receive([](bool got_it) { return got_it; }));
+    CHECK(await_down(rt).reason == exit_reason::normal());
+  });
+}
+
 TEST_CASE("spawn_link links atomically: a crashing child takes a non-trapping parent with it", "[runtime][signals]") {
   grove::testing::deterministic_node n;
   n.run([] {

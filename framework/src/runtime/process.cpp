@@ -957,7 +957,12 @@ bool demonitor(const monitor_ref& r, bool flush) {
 
 void exit(const pid& p, exit_reason reason) {
   detail::process* me = detail::current();
-  detail::send_signal(p, detail::envelope_kind::exit_direct, me ? me->self() : pid{}, reason);
+  const pid from = me ? me->self() : pid{};
+  detail::send_signal(p, detail::envelope_kind::exit_direct, from, reason);
+  // As in OTP, a signal to oneself takes effect inside exit/2: acting on the mailbox now (in
+  // order, after any signal that came before) ends a caller that does not trap, or that was
+  // sent kill, before it returns.
+  if (me && p == from) detail::drain(me);
 }
 
 void exit(exit_reason reason) { throw process_exit(std::move(reason)); }

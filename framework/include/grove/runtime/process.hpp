@@ -299,7 +299,9 @@ monitor_ref monitor(const pid& p);
 // true if the monitor was still active.
 bool demonitor(const monitor_ref& r, bool flush = false);
 // Sends an exit signal with `reason` to p, as erlang:exit/2. exit_reason::kill cannot be
-// trapped and ends p with `killed`. Works from any thread.
+// trapped and ends p with `killed`. Works from any thread. Sent to the caller itself, it takes
+// effect before exit returns: a caller that does not trap (or is sent kill) never returns; one
+// that traps finds exit_signal{self(), reason} in its mailbox.
 void exit(const pid& p, exit_reason reason);
 // Ends the current process with `reason` (unwinding its stack).
 [[noreturn]] void exit(exit_reason reason);
