@@ -6,6 +6,9 @@
 //   ping_pong   two fibers, a channel each way; ns per round trip
 //   ring        M fibers (default 10,000), a channel each; one token, H hops; ns per hop
 //   fan_in      4 sender fibers, 1 receiver, one channel (capacity 4096); messages per second
+//   call        C client fibers (default 1) call one server fiber: a request carrying the
+//               client's reply channel on a shared channel, the answer on the reply channel;
+//               ns per call (all clients together), the floor of a GenServer call
 //   spawn       N fibers (default 1,000,000) each blocked in pop() on a channel of its own;
 //               ns per fiber until all wait, bytes per fiber from VmRSS; then all released
 #include <boost/context/pooled_fixedsize_stack.hpp>
@@ -140,6 +143,36 @@ spawn_result spawn_waiting(long long n) {
   r.release_ns = bench::ns_since(t1) / static_cast<double>(n);
   return r;
 }
+double call(int clients, long long total) {
+  boost::context::pooled_fixedsize_stack salloc(stack_size);
+  struct request {
+    chan* reply;
+    std::int64_t v;
+  };
+  bf::buffered_channel<request> requests(64);
+  const long long per = total / clients;
+  bf::fiber server(std::allocator_arg, salloc, [&] {
+    request r{};
+    while (requests.pop(r) == bf::channel_op_status::success) r.reply->push(r.v + 1);
+  });
+  auto t0 = bench::clock::now();
+  std::vector<bf::fiber> cs;
+  for (int c = 0; c < clients; ++c) {
+    cs.emplace_back(std::allocator_arg, salloc, [&] {
+      chan reply(2);
+      std::int64_t v = 0;
+      for (long long i = 0; i < per; ++i) {
+        requests.push(request{&reply, i});
+        reply.pop(v);
+      }
+    });
+  }
+  for (auto& f : cs) f.join();
+  const double ns = bench::ns_since(t0) / static_cast<double>(per * clients);
+  requests.close();
+  server.join();
+  return ns;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,6 +224,22 @@ int main(int argc, char** argv) {
         .num("processes", members)
         .num("hops", hops)
         .num("ns_per_hop", bench::median(runs))
+        .nums("runs", runs)
+        .print();
+  }
+  if (want("call")) {
+    dog.stage("call");
+    const long long total = small ? 20000 : 2000000;
+    const int clients = std::max(1, std::atoi(a.opt("--clients", "1").c_str()));
+    std::vector<double> runs;
+    for (int i = 0; i < repeat; ++i) runs.push_back(call(clients, total));
+    bench::json()
+        .str("bench", "fiber_baseline")
+        .str("what", "call")
+        .num("threads", 1)
+        .num("clients", clients)
+        .num("calls", total / clients * clients)
+        .num("ns_per_call", bench::median(runs))
         .nums("runs", runs)
         .print();
   }

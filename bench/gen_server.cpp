@@ -153,7 +153,8 @@ void whereis_rate(const bench::args& a, unsigned lookers) {
 int main(int argc, char** argv) {
   auto a = bench::parse_args(argc, argv);
   bench::watchdog dog("gen_server", a.timeout_s ? a.timeout_s : (a.small ? 60 : 600));
-  // --part idle|call|cast|whereis runs one part only (for profiling); --clients C one client count.
+  // --part idle|call|cast|whereis runs one part only (for profiling); --clients C one client count,
+  // --lookers L one whereis configuration.
   const std::string part = a.opt("--part");
   auto want = [&](const char* p) { return part.empty() || part == p; };
   if (want("idle")) {
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
   }
   for (unsigned l : {1u, 2u}) {
     if (!want("whereis")) break;
+    if (!a.opt("--lookers").empty() && std::stoul(a.opt("--lookers")) != l) continue;
     dog.stage("whereis");
     whereis_rate(a, l);
   }

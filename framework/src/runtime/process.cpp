@@ -696,12 +696,12 @@ void deliver_quiet(const pid& to, std::unique_ptr<envelope> env) { push_to(to, s
 
 envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
   process& p = current_or_throw("receive");
-  std::uint64_t timer = 0;
+  timer_service::timeout_key timer;
   struct reset_timer {
     process& p;
-    std::uint64_t& timer;
+    timer_service::timeout_key& timer;
     ~reset_timer() {
-      if (timer) p.node->timers.cancel_quiet(timer);
+      if (timer) p.node->timers.cancel_timeout(timer);
       p.receive_token = 0;
       p.timed_out = false;
     }
@@ -723,9 +723,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     if (p.timed_out || timeout_ns == 0) return nullptr;
     if (timeout_ns > 0 && !timer) {
       p.receive_token = ++p.next_token;
-      timer = p.node->timers.add(
-          timeout_ns, p.self(),
-          std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, p.receive_token));
+      timer = p.node->timers.add_timeout(timeout_ns, p.self(), p.receive_token);
     }
     wait_for_mail(&p);
   }

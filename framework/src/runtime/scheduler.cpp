@@ -188,12 +188,10 @@ boost::fibers::context* ready_queue::steal_elsewhere() noexcept {
   const std::size_t me = owner_->index();
   for (std::size_t i = 1; i < n; ++i) {
     scheduler& v = *all[(me + i) % n];
-    if (auto* ctx = v.fibers().steal(v.stale())) return ctx;
-  }
-  for (std::size_t i = 1; i < n; ++i) {
-    scheduler& v = *all[(me + i) % n];
-    if (v.has_stealable_process()) {
-      if (auto* ctx = owner_->steal_process_from(v)) return ctx;
+    const bool stale = owner_->stale(v);
+    if (auto* ctx = v.fibers().steal(stale)) return ctx;
+    if (v.has_stealable_process(stale)) {
+      if (auto* ctx = owner_->steal_process_from(v, stale)) return ctx;
     }
   }
   return nullptr;
@@ -206,8 +204,8 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
     queued_elsewhere = false;
     for (auto& s : n->schedulers) {
       if (s.get() == owner_) continue;
-      const bool stale = s->stale();
-      if (s->fibers().has_stealable(stale) || s->has_stealable_process()) return true;
+      const bool stale = owner_->stale(*s);
+      if (s->fibers().has_stealable(stale) || s->has_stealable_process(stale)) return true;
       if (s->run_queue_length() > 0 || s->fibers().has_stealable(true)) queued_elsewhere = true;
     }
     return false;
@@ -266,13 +264,21 @@ scheduler* scheduler::on_this_thread() noexcept { return tl_scheduler; }
 bool scheduler::in_worker() noexcept { return tl_in_worker; }
 void scheduler::set_in_worker(bool on) noexcept { tl_in_worker = on; }
 
-bool scheduler::stale() const noexcept {
-  return timestamp() - last_switch_.load(std::memory_order_relaxed) > stale_ticks;
+bool scheduler::stale(const scheduler& victim) noexcept {
+  if (victim.index_ >= seen_.size()) return false;
+  sighting& s = seen_[victim.index_];
+  const std::uint64_t now_switches = victim.switches_.load(std::memory_order_relaxed);
+  const std::int64_t now = timestamp();
+  if (now_switches != s.switches) {
+    s = {now_switches, now};
+    return false;
+  }
+  return now - s.since > stale_ticks;
 }
 
-bool scheduler::has_stealable_process() const noexcept {
+bool scheduler::has_stealable_process(bool victim_stale) const noexcept {
   const std::size_t q = queued_.load(std::memory_order_relaxed);
-  return q >= 2 || (q == 1 && stale());
+  return q >= 2 || (q == 1 && victim_stale);
 }
 
 void scheduler::adopt_remote(boost::fibers::context* ctx) noexcept { fiber_scheduler_->schedule_from_remote(ctx); }
@@ -327,12 +333,11 @@ void scheduler::enqueue(process* p) {
   if (stealable) node_->work_available(this);
 }
 
-boost::fibers::context* scheduler::steal_process_from(scheduler& victim) noexcept {
+boost::fibers::context* scheduler::steal_process_from(scheduler& victim, bool victim_stale) noexcept {
   process* p = nullptr;
   {
     spinlock_lock lk(victim.lock_);
-    const std::size_t q = victim.queued_.load(std::memory_order_relaxed);
-    if (q >= 2 || (q == 1 && victim.stale())) p = victim.pop_locked();
+    if (victim.has_stealable_process(victim_stale)) p = victim.pop_locked();
   }
   if (!p) return nullptr;
   spinlock_lock lk(lock_);
@@ -349,6 +354,7 @@ void scheduler::before_worker_suspends() {
 }
 
 void scheduler::thread_main() {
+  seen_.resize(node_->schedulers.size());  // every scheduler exists before any thread starts
   boost::fibers::use_scheduling_algorithm<algorithm_adapter>(&fibers_);
   tl_scheduler = this;
   auto* self = boost::fibers::context::active();

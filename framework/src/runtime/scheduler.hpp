@@ -120,13 +120,17 @@ class scheduler {
   void adopt_remote(boost::fibers::context* ctx) noexcept;
 
   // ---- work stealing (called by ready_queue on the thief's own thread) ----
-  // Whether this thread has not switched fibers for a while.
-  bool stale() const noexcept;
-  void note_switch() noexcept { last_switch_.store(timestamp(), std::memory_order_relaxed); }
-  bool has_stealable_process() const noexcept;
+  // Whether `victim` has not switched fibers for a while, as seen from this (the thief's)
+  // thread: its switch count stayed the same for stale_ticks of the thief's time. The owner only
+  // counts switches, so its own path reads no clock.
+  bool stale(const scheduler& victim) noexcept;
+  void note_switch() noexcept {
+    switches_.store(switches_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  bool has_stealable_process(bool victim_stale) const noexcept;
   // Moves one queued process of victim's run queue to this thread's and returns a context to
   // run it (a parked worker or the manager), or null.
-  boost::fibers::context* steal_process_from(scheduler& victim) noexcept;
+  boost::fibers::context* steal_process_from(scheduler& victim, bool victim_stale) noexcept;
 
   static scheduler* on_this_thread() noexcept;
   static bool in_worker() noexcept;
@@ -149,7 +153,12 @@ class scheduler {
   std::thread thread_;
   ready_queue fibers_{this};
   boost::fibers::scheduler* fiber_scheduler_ = nullptr;
-  alignas(64) std::atomic<std::int64_t> last_switch_{0};
+  alignas(64) std::atomic<std::uint64_t> switches_{0};
+  struct sighting {
+    std::uint64_t switches = ~std::uint64_t{0};
+    std::int64_t since = 0;
+  };
+  std::vector<sighting> seen_;  // thief-side, per victim index; owner only
   alignas(64) spinlock lock_;
   process* head_ = nullptr;
   process* tail_ = nullptr;

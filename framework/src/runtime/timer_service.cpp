@@ -50,6 +50,29 @@ std::uint64_t timer_service::add(std::int64_t delay_ns, const pid& to, std::uniq
   return id;
 }
 
+timer_service::timeout_key timer_service::add_timeout(std::int64_t delay_ns, const pid& to, std::uint64_t token) {
+  std::unique_lock lk(mutex_);
+  auto base = manual_ ? manual_now_ : clock::now();
+  timeout_key k{base + std::chrono::nanoseconds(delay_ns), next_id_++};
+  if (stopping_) return k;
+  by_time_.emplace(key{k.at, k.id}, entry{to, nullptr, token});
+  bool notify = !manual_ && k.at < thread_wakes_at_;
+  if (notify) thread_wakes_at_ = k.at;
+  lk.unlock();
+  if (notify) cv_.notify_one();
+  return k;
+}
+
+void timer_service::cancel_timeout(const timeout_key& k) {
+  std::lock_guard lk(mutex_);
+  by_time_.erase(key{k.at, k.id});
+}
+
+void timer_service::fire(entry& e) {
+  if (!e.env) e.env = std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, e.token);
+  deliver_quiet(e.to, std::move(e.env));
+}
+
 std::optional<std::chrono::nanoseconds> timer_service::cancel(std::uint64_t id) {
   std::unique_ptr<envelope> dropped;
   std::lock_guard lk(mutex_);
@@ -89,11 +112,11 @@ void timer_service::advance(std::chrono::nanoseconds d) {
   for (;;) {
     if (by_time_.empty() || by_time_.begin()->first.first > target) break;
     auto node = by_time_.extract(by_time_.begin());
-    by_id_.erase(node.key().second);
+    if (node.mapped().env) by_id_.erase(node.key().second);
     manual_now_ = node.key().first;
     lk.unlock();
     ready_queue::wake_in_order fifo;  // processes woken by timers due together run in order
-    deliver_quiet(node.mapped().to, std::move(node.mapped().env));
+    fire(node.mapped());
     lk.lock();
   }
   if (manual_now_ < target) manual_now_ = target;
@@ -118,11 +141,11 @@ void timer_service::run() {
     auto now = clock::now();
     while (!by_time_.empty() && by_time_.begin()->first.first <= now) {
       auto node = by_time_.extract(by_time_.begin());
-      by_id_.erase(node.key().second);
+      if (node.mapped().env) by_id_.erase(node.key().second);
       due.push_back(std::move(node.mapped()));
     }
     lk.unlock();
-    for (auto& e : due) deliver_quiet(e.to, std::move(e.env));
+    for (auto& e : due) fire(e);
     lk.lock();
   }
 }
