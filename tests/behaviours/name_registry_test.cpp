@@ -1,3 +1,12 @@
+#include <algorithm>
+#include <atomic>
+#include <latch>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <catch2/catch.hpp>
 #include <grove/behaviours/name_registry.hpp>
 #include <grove/grove.hpp>
@@ -84,4 +93,134 @@ TEST_CASE("send by name reaches the holder; send to an unregistered name is an e
       CHECK(e.reason() == grove::exit_reason::noproc());
     }
   });
+}
+
+TEST_CASE("a registry that changed 10,000 times holds one snapshot and only the entries still registered", "[names]") {
+  const std::size_t tables = grove::detail::live_name_tables();
+  const std::size_t entries = grove::detail::live_name_entries();
+  {
+    grove::testing::deterministic_node n;
+    n.run([&] {
+      auto p = grove::spawn([] { grove::receive([](go) {}); });
+      for (int i = 0; i < 10000; ++i) {
+        grove::register_name("name" + std::to_string(i), p);
+        CHECK(grove::unregister_name("name" + std::to_string(i)));
+      }
+      grove::register_name("kept", p);
+      CHECK(grove::detail::live_name_tables() == tables + 1);
+      CHECK(grove::detail::live_name_entries() == entries + 1);
+      auto r = grove::monitor(p);
+      grove::send(p, go{});
+      await_down(r);  // its exit hook released "kept" before the down
+      CHECK(grove::detail::live_name_tables() == tables + 1);
+      CHECK(grove::detail::live_name_entries() == entries);
+    });
+  }
+  CHECK(grove::detail::live_name_tables() == tables);
+  CHECK(grove::detail::live_name_entries() == entries);
+}
+
+TEST_CASE("lookups beside writers find no process or one that was registered under the name", "[names][stress]") {
+  const std::size_t tables = grove::detail::live_name_tables();
+  const std::size_t entries = grove::detail::live_name_entries();
+  {
+    grove::node n({.schedulers = 2});
+    auto& names = n.service<grove::name_registry>();
+    // Name k is only ever given to a process of group k.
+    constexpr int groups = 4, per_group = 3, rounds = 5000, deaths = 500, lookers = 2;
+    const std::vector<std::string> name = {"n0", "n1", "n2", "n3"};
+    std::vector<std::vector<grove::pid>> group(groups);
+    for (int k = 0; k < groups; ++k) {
+      for (int j = 0; j < per_group; ++j) group[k].push_back(n.spawn([] { grove::receive([](go) {}); }));
+      names.add(name[k], group[k][0]);
+    }
+    auto in_group = [&](int k, const grove::pid& p) {
+      return std::find(group[k].begin(), group[k].end(), p) != group[k].end();
+    };
+    // Processes that register "dyn" themselves and die holding it: the exit hook releases it.
+    std::mutex dyn_mutex;
+    std::set<std::uint64_t> dyn_holders;
+    auto key = [](const grove::pid& p) { return std::uint64_t{p.slot()} << 32 | p.generation(); };
+
+    std::atomic<int> writers_left{2};
+    std::atomic<long> wrong{0}, found{0}, lookups{0};
+    std::latch looking(lookers);
+    auto look = [&] {
+      long i = 0, hits = 0;
+      do {
+        const int k = static_cast<int>(i % groups);
+        if (auto p = names.whereis(name[k])) {
+          ++hits;
+          if (!in_group(k, *p)) ++wrong;
+        }
+        if (i == 0) looking.count_down();  // every name was registered at this first lookup
+        const grove::pid& w = group[k][i % per_group];
+        if (auto held = names.name_of(w); held && *held != name[k]) ++wrong;
+        if (auto p = names.whereis("dyn")) {
+          std::lock_guard lk(dyn_mutex);
+          if (!dyn_holders.count(key(*p))) ++wrong;
+        }
+        if (i % 64 == 0) {
+          for (auto& r : names.registered())
+            if (r != "dyn" && std::find(name.begin(), name.end(), r) == name.end()) ++wrong;
+        }
+        ++i;
+      } while (writers_left.load() > 0);
+      lookups += i;
+      found += hits;
+    };
+    std::vector<std::thread> threads;
+    for (int l = 0; l < lookers; ++l) threads.emplace_back(look);
+    looking.wait();
+    // Moves each name to the next process of its group: released, then registered again.
+    threads.emplace_back([&] {
+      for (int round = 0; round < rounds; ++round) {
+        const int k = round % groups;
+        if (!names.remove(name[k])) ++wrong;
+        try {
+          names.add(name[k], group[k][(round / groups + 1) % per_group]);
+        } catch (const grove::registry_error&) {
+          ++wrong;
+        }
+      }
+      --writers_left;
+    });
+    threads.emplace_back([&] {
+      n.run([&] {
+        for (int d = 0; d < deaths; ++d) {
+          auto [p, r] = grove::spawn_monitor([&] {
+            {
+              std::lock_guard lk(dyn_mutex);
+              dyn_holders.insert(key(grove::self()));
+            }
+            try {
+              grove::register_name("dyn", grove::self());
+            } catch (const grove::registry_error&) {
+              ++wrong;  // the previous holder's name must be free once its down is out
+            }
+          });
+          await_down(r);
+          if (grove::whereis("dyn")) ++wrong;  // released before the down went out
+        }
+      });
+      --writers_left;
+    });
+    for (auto& t : threads) t.join();
+    CHECK(wrong == 0);
+    CHECK(found >= lookers);
+    CHECK(lookups >= lookers);
+    // Every name is registered again, to its group's process of the last round.
+    for (int k = 0; k < groups; ++k) CHECK(names.whereis(name[k]) == group[k][(rounds / groups) % per_group]);
+    // With no lookup left, one more write frees every snapshot but the new one, and every entry
+    // no longer registered.
+    CHECK(names.remove(name[0]));
+    CHECK(grove::detail::live_name_tables() == tables + 1);
+    CHECK(grove::detail::live_name_entries() == entries + groups - 1);
+    n.run([&] {
+      for (auto& g : group)
+        for (auto& p : g) grove::send(p, go{});
+    });
+  }
+  CHECK(grove::detail::live_name_tables() == tables);
+  CHECK(grove::detail::live_name_entries() == entries);
 }

@@ -1,6 +1,8 @@
 #include <atomic>
 #include <future>
+#include <latch>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -11,6 +13,53 @@
 
 using namespace grove_test;
 using grove::exit_reason;
+
+namespace {
+std::atomic<int> services_made{0};
+std::vector<std::string> services_destroyed;  // by the node's destructor, on the test's thread
+
+struct counted_service {
+  explicit counted_service(grove::node&) { ++services_made; }
+};
+struct inner_service {
+  explicit inner_service(grove::node&) {}
+  ~inner_service() { services_destroyed.push_back("inner"); }
+};
+struct outer_service {
+  inner_service& inner;
+  explicit outer_service(grove::node& n) : inner(n.service<inner_service>()) {}
+  ~outer_service() { services_destroyed.push_back("outer"); }
+};
+}  // namespace
+
+TEST_CASE("threads asking for a new service at once all get one instance, made once", "[runtime][node]") {
+  services_made = 0;
+  grove::node n({.schedulers = 1});
+  constexpr int threads = 4;
+  std::latch start(threads);
+  std::vector<counted_service*> got(threads);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([&, i] {
+      start.arrive_and_wait();
+      got[i] = &n.service<counted_service>();
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(services_made == 1);
+  for (auto* g : got) CHECK(g == got[0]);
+}
+
+TEST_CASE("a service made by another's constructor is found, and destroyed after the one that uses it",
+          "[runtime][node]") {
+  services_destroyed.clear();
+  {
+    grove::node n({.schedulers = 1});
+    auto& outer = n.service<outer_service>();
+    CHECK(&outer.inner == &n.service<inner_service>());
+  }
+  CHECK(services_destroyed == std::vector<std::string>{"outer", "inner"});
+}
 
 TEST_CASE("stopping a node ends every process with shutdown and runs their destructors", "[runtime][node]") {
   std::atomic<int> destroyed{0};

@@ -4,14 +4,21 @@
 //
 // The functions act on the current process's node (call them from a process); the
 // name_registry of any node is also reachable as node.service<grove::name_registry>().
+//
+// Lookups (whereis, name_of, registered) take no lock and write no shared memory: they read an
+// immutable snapshot of the names, so they scale with the number of lookers. Registrations
+// and releases are serialized and publish a new snapshot (O(names) each).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -19,6 +26,15 @@
 #include <grove/runtime/process.hpp>
 
 namespace grove {
+
+namespace detail {
+struct name_entry;
+class name_table;
+// Snapshots and name entries not yet freed, over all nodes: tests check that what writes
+// replace is reclaimed.
+std::size_t live_name_tables() noexcept;
+std::size_t live_name_entries() noexcept;
+}  // namespace detail
 
 // Why a registration was refused.
 class registry_error : public std::runtime_error {
@@ -51,14 +67,17 @@ class name_registry {
 
  private:
   static void on_exit(void* self, const pid& who);
-  struct string_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
+  // Under write_mutex_: makes `next` the current snapshot (`added` now in it, `removed` no
+  // longer), then frees the snapshots and entries that no lookup can reach any more.
+  void publish(std::unique_ptr<const detail::name_table> next, std::unique_ptr<const detail::name_entry> added,
+               const detail::name_entry* removed);
+  void reclaim();
   node& node_;
-  mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, pid, string_hash, std::equal_to<>> by_name_;
-  std::unordered_map<pid, std::string> by_pid_;
+  std::mutex write_mutex_;
+  std::atomic<const detail::name_table*> current_;  // what lookups read; replaced under write_mutex_
+  std::vector<const detail::name_table*> retired_;  // replaced, perhaps still being read
+  // Entries no longer registered, each with the version of the last snapshot that holds it.
+  std::deque<std::pair<std::uint64_t, std::unique_ptr<const detail::name_entry>>> dropped_;
 };
 
 // The current process's node's names.
