@@ -358,18 +358,14 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
   auto server = target.resolve();
   if (!server) throw call_error(exit_reason::noproc(), target.str());
   if (*server == me) throw call_error(exit_reason::other("calling_self"), target.str());
-  const monitor_ref m = monitor(*server);
+  // The monitor's ref is the call's tag and the alias replies are addressed to.
+  const monitor_ref m = monitor_with_alias(*server);
   std::uint64_t tag = m.id;
-  alias_activate(tag);
-  struct deactivate {
-    std::uint64_t tag;
-    bool active = true;
-    void now() {
-      if (active) alias_deactivate(tag);
-      active = false;
-    }
-    ~deactivate() { now(); }
-  } alias{tag};
+  struct cleanup {
+    monitor_ref m;
+    void alias_off() { alias_deactivate(m.id); }
+    ~cleanup() { demonitor_with_alias(m); }  // also when the caller is killed meanwhile
+  } guard{m};
   deliver(*server, make(ctx, from{me, tag}));
   auto match = [](const envelope& e, void* c) {
     const std::uint64_t t = *static_cast<std::uint64_t*>(c);
@@ -378,17 +374,11 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
   const std::int64_t t = timeout == duration::max() ? -1 : to_ns(timeout);
   std::unique_ptr<envelope> e(receive_match(match, &tag, t));
   if (!e) {
-    alias.now();                             // from here on a reply is dropped before it reaches the mailbox
+    guard.alias_off();                       // from here on a reply is dropped before it reaches the mailbox
     e.reset(receive_match(match, &tag, 0));  // one that raced the timeout is taken
   }
-  if (!e) {
-    demonitor(m, true);
-    throw call_error(exit_reason::timeout(), target.str());
-  }
-  if (e->kind == envelope_kind::reply) {
-    demonitor(m, true);
-    return e;
-  }
+  if (!e) throw call_error(exit_reason::timeout(), target.str());  // the guard demonitors
+  if (e->kind == envelope_kind::reply) return e;
   throw call_error(static_cast<message_envelope<down>&>(*e).value.reason, target.str());
 }
 

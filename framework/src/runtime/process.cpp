@@ -748,7 +748,22 @@ send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<en
 }
 
 std::uint64_t make_ref() {
-  if (process* p = current()) return p->node->make_ref();
+  // Refs come from the node's counter in blocks per thread, so threads making refs (every call
+  // makes one) do not share a cache line.
+  struct block {
+    node_impl* node = nullptr;
+    std::uint64_t next = 0, end = 0;
+  };
+  thread_local block b;
+  if (process* p = current()) {
+    if (b.node != p->node || b.next == b.end) {
+      constexpr std::uint64_t size = 1024;
+      b.node = p->node;
+      b.next = p->node->next_ref.fetch_add(size, std::memory_order_relaxed);
+      b.end = b.next + size;
+    }
+    return b.next++;
+  }
   static std::atomic<std::uint64_t> outside{std::uint64_t{1} << 62};
   return outside.fetch_add(1, std::memory_order_relaxed);
 }
@@ -889,13 +904,16 @@ void unlink(const pid& other) {
   }
 }
 
-monitor_ref monitor(const pid& other) {
-  detail::process& me = current_or_throw("monitor");
+namespace {
+// monitor and demonitor; with `alias`, the monitor's ref is also the caller's active alias, set
+// and cleared under the same lock (a call needs both: one lock round trip instead of two).
+monitor_ref monitor_impl(detail::process& me, const pid& other, bool alias) {
   const pid mine = me.self();
-  monitor_ref r{me.node->make_ref()};
+  monitor_ref r{detail::make_ref()};
   {
     spinlock_lock lk(me.lock);
     me.monitors.push_back({r.id, other});
+    if (alias) me.aliases.push_back(r.id);
   }
   bool ok = false;
   if (detail::process* t = detail::lookup(other)) {
@@ -909,12 +927,12 @@ monitor_ref monitor(const pid& other) {
   return r;
 }
 
-bool demonitor(const monitor_ref& r, bool flush) {
-  detail::process& me = current_or_throw("demonitor");
+bool demonitor_impl(detail::process& me, const monitor_ref& r, bool flush, bool alias) {
   pid target;
   bool found = false;
   {
     spinlock_lock lk(me.lock);
+    if (alias) me.aliases.erase(std::remove(me.aliases.begin(), me.aliases.end(), r.id), me.aliases.end());
     auto it = std::find_if(me.monitors.begin(), me.monitors.end(),
                            [&](const detail::monitor_entry& m) { return m.ref == r.id; });
     if (it != me.monitors.end()) {
@@ -939,7 +957,9 @@ bool demonitor(const monitor_ref& r, bool flush) {
     detail::envelope* prev = nullptr;
     for (detail::envelope* e = me.queue.head; e;) {
       detail::envelope* next = e->next;
-      if (detail::same_type(e->type, typeid(down)) && static_cast<detail::message_envelope<down>*>(e)->value.ref == r) {
+      // is_message first: while a process unwinds, its queue may hold untyped signals.
+      if (e->is_message() && detail::same_type(e->type, typeid(down)) &&
+          static_cast<detail::message_envelope<down>*>(e)->value.ref == r) {
         me.queue.unlink(prev, e);
         delete e;
         me.length.fetch_sub(1, std::memory_order_relaxed);
@@ -952,6 +972,17 @@ bool demonitor(const monitor_ref& r, bool flush) {
   }
   return found;
 }
+}  // namespace
+
+monitor_ref monitor(const pid& other) { return monitor_impl(current_or_throw("monitor"), other, false); }
+
+bool demonitor(const monitor_ref& r, bool flush) {
+  return demonitor_impl(current_or_throw("demonitor"), r, flush, false);
+}
+
+monitor_ref detail::monitor_with_alias(const pid& other) { return monitor_impl(current_or_throw("call"), other, true); }
+
+void detail::demonitor_with_alias(const monitor_ref& r) { demonitor_impl(current_or_throw("call"), r, true, true); }
 
 void exit(const pid& p, exit_reason reason) {
   detail::process* me = detail::current();

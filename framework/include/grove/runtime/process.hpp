@@ -105,6 +105,10 @@ timer_ref send_after_impl(std::int64_t delay_ns, const pid& to, std::unique_ptr<
 // mailbox only while its alias is active there; later ones are dropped before entering it.
 void alias_activate(std::uint64_t alias);
 void alias_deactivate(std::uint64_t alias);
+// A monitor whose ref is also an active alias, and its removal (alias off, demonitor with
+// flush) — what a call needs, in one lock round trip each.
+monitor_ref monitor_with_alias(const pid& p);
+void demonitor_with_alias(const monitor_ref& r);
 send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env);
 std::uint64_t make_ref();
 // A cheap monotonic timestamp (TSC ticks where available) and its conversion to nanoseconds.
