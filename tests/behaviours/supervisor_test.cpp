@@ -607,14 +607,17 @@ TEST_CASE("under a killer every few hundred microseconds and four callers, the s
     for (int i = 0; i < 4; ++i) {
       callers.push_back(grove::spawn_monitor([&done] {
                           while (!done.load()) {
+                            bool failed = false;
                             try {
                               grove::call<int>("b", hello{}, 2s);
                             } catch (const grove::call_error&) {
                               // noproc or killed while the child restarts: expected under the
                               // killer. A noproc fails without suspending: yield so the loop
-                              // does not keep its thread.
-                              grove::yield();
+                              // does not keep its thread (outside the catch block: a process
+                              // must not suspend inside one, docs/concepts/processes.md).
+                              failed = true;
                             }
+                            if (failed) grove::yield();
                           }
                         }).second);
     }
