@@ -181,4 +181,17 @@ void run_activation(process* p);
 // The fiber function of a body process.
 void run_body(process* p);
 
+// Helpers shared by the runtime's files.
+
+// The control block of p's slot on p's node, or null; its generation may not be p's.
+process* lookup(const pid& p) noexcept;
+// What became of an envelope pushed to a process.
+enum class push_result { ok, dead, dropped, full };
+// Appends env to the mailbox of `to` unless it is gone, and wakes it (see process::push).
+push_result push_to(const pid& to, std::unique_ptr<envelope> env);
+// Pushes a signal (exit, down: token is the monitor's ref) from `from` to `to`.
+void send_signal(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token = 0);
+// drain; returns true if it removed anything from the queue (a scan position may be gone).
+bool drain_impl(process* p);
+
 }  // namespace grove::detail

@@ -1,0 +1,434 @@
+#include "process_impl.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <boost/fiber/operations.hpp>
+#include <boost/fiber/scheduler.hpp>
+
+#include <grove/runtime/blocking.hpp>
+#include <grove/runtime/errors.hpp>
+#include <grove/runtime/message.hpp>
+
+#include "node_impl.hpp"
+#include "scheduler.hpp"
+#include "spinlock.hpp"
+#include "timer_service.hpp"
+
+namespace grove::detail {
+
+namespace {
+push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
+  spinlock_lock lk(p->lock);
+  if (p->generation != gen || p->state != life::alive) return push_result::dead;
+  if (env->kind == envelope_kind::reply) {
+    if (std::find(p->aliases.begin(), p->aliases.end(), env->alias) == p->aliases.end()) {
+      return push_result::dropped;  // the caller gave up: a late reply never reaches its mailbox
+    }
+    p->length.fetch_add(1, std::memory_order_relaxed);
+    p->messages_in.fetch_add(1, std::memory_order_relaxed);
+  } else if (env->is_message()) {
+    if (p->capacity && p->length.load(std::memory_order_relaxed) - p->drop_oldest_pending >= p->capacity) {
+      switch (p->overflow) {
+        case overflow_policy::drop_newest:
+          return push_result::dropped;
+        case overflow_policy::fail:
+          return push_result::full;
+        case overflow_policy::drop_oldest: {
+          // The oldest message is in the owner's queue if any is left there: the owner drops
+          // it at its next look. Otherwise it is the first message still in incoming.
+          envelope* prev = nullptr;
+          envelope* e = nullptr;
+          if (p->drop_oldest_pending >= p->queued.load(std::memory_order_relaxed)) {
+            e = p->incoming.head;
+            while (e && !e->is_message()) {
+              prev = e;
+              e = e->next;
+            }
+          }
+          if (e) {
+            p->incoming.unlink(prev, e);
+            delete e;
+            --p->incoming_messages;
+            p->length.fetch_sub(1, std::memory_order_relaxed);
+          } else {
+            ++p->drop_oldest_pending;
+          }
+          break;
+        }
+      }
+    }
+    p->length.fetch_add(1, std::memory_order_relaxed);
+    p->messages_in.fetch_add(1, std::memory_order_relaxed);
+    ++p->incoming_messages;
+  }
+  p->incoming.push_back(env.release());
+  if (p->waiter) {
+    auto* w = p->waiter;
+    p->waiter = nullptr;
+    scheduler* home = p->home.load(std::memory_order_relaxed);
+    lk.unlock();
+    wake(w, home);
+  } else if (p->handler_form && p->idle) {
+    p->idle = false;
+    p->status.store(process_status::runnable, std::memory_order_relaxed);
+    lk.unlock();
+    p->node->place().enqueue(p);
+  }
+  return push_result::ok;
+}
+}  // namespace
+
+push_result push_to(const pid& to, std::unique_ptr<envelope> env) {
+  process* p = lookup(to);
+  if (!p) return push_result::dead;
+  return push_impl(p, to.generation(), std::move(env));
+}
+
+void send_signal(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token) {
+  push_to(to, std::make_unique<signal_envelope>(k, from, r, token));
+}
+
+namespace {
+template <class T>
+void queue_message(process* p, T&& v) {
+  p->queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
+  p->length.fetch_add(1, std::memory_order_relaxed);
+  p->queued.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Returns true if it removed anything from the queue (a scan position may be gone).
+bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
+  bool from_queue = false;
+  envelope* prev = nullptr;
+  for (envelope* e = p->queue.head; n > 0 && e;) {
+    envelope* next = e->next;
+    if (e->is_message()) {
+      p->queue.unlink(prev, e);
+      delete e;
+      p->length.fetch_sub(1, std::memory_order_relaxed);
+      p->queued.fetch_sub(1, std::memory_order_relaxed);
+      from_queue = true;
+      --n;
+    } else {
+      prev = e;
+    }
+    e = next;
+  }
+  prev = nullptr;
+  for (envelope* e = in.head; n > 0 && e;) {
+    envelope* next = e->next;
+    if (e->is_message()) {
+      in.unlink(prev, e);
+      delete e;
+      p->length.fetch_sub(1, std::memory_order_relaxed);
+      p->queued.fetch_sub(1, std::memory_order_relaxed);
+      --n;
+    } else {
+      prev = e;
+    }
+    e = next;
+  }
+  return from_queue;
+}
+
+[[noreturn]] void terminate_with(exit_reason r) { throw process_exit(std::move(r)); }
+
+void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
+  if (!via_link && s.reason.what() == exit_reason::kind::kill) {
+    p->by_signal = true;
+    terminate_with(exit_reason::killed());
+  }
+  if (p->trapping.load(std::memory_order_relaxed)) {
+    queue_message(p, exit_signal{s.from, s.reason});
+  } else if (s.reason.is_normal()) {
+    if (!via_link && s.from == p->self()) {
+      p->by_signal = true;
+      terminate_with(exit_reason::normal());
+    }
+  } else {
+    p->by_signal = true;
+    terminate_with(s.reason);
+  }
+}
+
+}  // namespace
+
+bool drain_impl(process* p) {
+  envelope_list in;
+  std::size_t drop = 0;
+  {
+    spinlock_lock lk(p->lock);
+    in = p->incoming.take();
+    drop = std::exchange(p->drop_oldest_pending, 0);
+    p->queued.fetch_add(std::exchange(p->incoming_messages, 0), std::memory_order_relaxed);
+  }
+  bool moved = drop ? drop_oldest(p, drop, in) : false;
+  try {
+    while (in.head) {
+      envelope* e = in.head;
+      in.head = e->next;
+      if (!in.head) in.tail = nullptr;
+      if (e->is_mail()) {
+        p->queue.push_back(e);
+        continue;
+      }
+      std::unique_ptr<signal_envelope> s(static_cast<signal_envelope*>(e));
+      switch (s->kind) {
+        case envelope_kind::exit_link: {
+          bool linked = false;
+          {
+            spinlock_lock lk(p->lock);
+            auto it = std::find(p->links.begin(), p->links.end(), s->from);
+            if (it != p->links.end()) {
+              p->links.erase(it);
+              linked = true;
+            }
+          }
+          if (linked) on_exit_signal(p, *s, true);  // an unlinked link's signal is dropped
+          break;
+        }
+        case envelope_kind::exit_direct:
+          on_exit_signal(p, *s, false);
+          break;
+        case envelope_kind::exit_forced:
+          p->by_signal = true;
+          terminate_with(s->reason);
+        case envelope_kind::down: {
+          bool active = false;
+          {
+            spinlock_lock lk(p->lock);
+            auto it = std::find_if(p->monitors.begin(), p->monitors.end(),
+                                   [&](const monitor_entry& m) { return m.ref == s->token; });
+            if (it != p->monitors.end()) {
+              p->monitors.erase(it);
+              active = true;
+            }
+          }
+          if (active) queue_message(p, down{ref{s->token}, s->from, s->reason});
+          break;
+        }
+        case envelope_kind::timeout:
+          if (s->token == p->receive_token) p->timed_out = true;
+          break;
+        case envelope_kind::message:
+        case envelope_kind::reply:
+          break;
+      }
+    }
+  } catch (...) {
+    p->queue.append(std::move(in));  // freed with the process
+    throw;
+  }
+  return moved;
+}
+
+namespace {
+void wait_for_mail(process* p) {
+  fiber_slot* mine = this_fiber_slot();
+  auto* self = mine->ctx;
+  const bool worker = scheduler::in_worker();
+  if (worker) scheduler::on_this_thread()->before_worker_suspends();
+  spinlock_lock lk(p->lock);
+  if (!p->incoming.empty()) return;
+  p->waiter = self;
+  p->status.store(process_status::waiting, std::memory_order_relaxed);
+  p->running_since.store(0, std::memory_order_relaxed);
+  scheduler::set_in_worker(false);
+  auto blk = to_boost(lk);
+  if (worker || p->pinned) {
+    self->suspend(blk);
+  } else {
+    // A body process waits detached from its thread: whoever wakes it runs it (scheduler.hpp).
+    // The lock is released only once the switch is done, so no waker sees it half-suspended.
+    boost::fibers::scheduler* fs = self->get_scheduler();
+    fs->detach_worker_context(self);
+    fs->suspend(blk);
+  }
+  on_resume(mine);
+  scheduler::set_in_worker(worker);
+  if (!worker) p->home.store(scheduler::on_this_thread(), std::memory_order_relaxed);
+  mark_running(p);
+}
+}  // namespace
+
+void drain(process* p) { drain_impl(p); }
+
+// ---- messages ---------------------------------------------------------------------------------
+
+send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
+  if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
+  switch (push_to(to, std::move(env))) {
+    case push_result::ok:
+      return send_result::ok;
+    case push_result::dead:
+      return send_result::dead;
+    case push_result::dropped:
+      return send_result::dropped;
+    case push_result::full:
+      throw mailbox_full();
+  }
+  return send_result::ok;
+}
+
+// Internal deliveries (timers, blocking completions) never throw: a full `fail` mailbox drops.
+void deliver_quiet(const pid& to, std::unique_ptr<envelope> env) { push_to(to, std::move(env)); }
+
+envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
+  process& p = current_or_throw("receive");
+  timer_service::timeout_key timer;
+  struct reset_timer {
+    process& p;
+    timer_service::timeout_key& timer;
+    ~reset_timer() {
+      if (timer) p.node->timers.cancel_timeout(timer);
+      p.receive_token = 0;
+      p.timed_out = false;
+    }
+  } guard{p, timer};
+  envelope* scanned = nullptr;  // last queued envelope known not to match
+  for (;;) {
+    if (drain_impl(&p)) scanned = nullptr;
+    envelope* before = scanned;
+    for (envelope* e = scanned ? scanned->next : p.queue.head; e; e = e->next) {
+      if (match(*e, ctx)) {
+        p.queue.unlink(before, e);
+        p.length.fetch_sub(1, std::memory_order_relaxed);
+        if (e->is_message()) p.queued.fetch_sub(1, std::memory_order_relaxed);
+        return e;
+      }
+      before = e;
+    }
+    scanned = before;
+    if (p.timed_out || timeout_ns == 0) return nullptr;
+    if (timeout_ns > 0 && !timer) {
+      p.receive_token = ++p.next_token;
+      timer = p.node->timers.add_timeout(timeout_ns, p.self(), p.receive_token);
+    }
+    wait_for_mail(&p);
+  }
+}
+
+void alias_activate(std::uint64_t alias) {
+  process& p = current_or_throw("alias");
+  spinlock_lock lk(p.lock);
+  p.aliases.push_back(alias);
+}
+
+void alias_deactivate(std::uint64_t alias) {
+  process& p = current_or_throw("alias");
+  spinlock_lock lk(p.lock);
+  p.aliases.erase(std::remove(p.aliases.begin(), p.aliases.end(), alias), p.aliases.end());
+}
+
+send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env) {
+  env->kind = envelope_kind::reply;  // replies bypass mailbox capacity: deliver never throws for one
+  env->alias = alias;
+  return deliver(to, std::move(env));
+}
+
+std::uint64_t make_ref() {
+  // Refs come from the node's counter in blocks per thread, so threads making refs (every call
+  // makes one) do not share a cache line.
+  struct block {
+    node_impl* node = nullptr;
+    std::uint64_t next = 0, end = 0;
+  };
+  thread_local block b;
+  if (process* p = current()) {
+    if (b.node != p->node || b.next == b.end) {
+      constexpr std::uint64_t size = 1024;
+      b.node = p->node;
+      b.next = p->node->next_ref.fetch_add(size, std::memory_order_relaxed);
+      b.end = b.next + size;
+    }
+    return b.next++;
+  }
+  static std::atomic<std::uint64_t> outside{std::uint64_t{1} << 62};
+  return outside.fetch_add(1, std::memory_order_relaxed);
+}
+
+timer_ref send_after_impl(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env) {
+  process& p = current_or_throw("send_after");
+  return timer_ref{p.node->timers.add(delay_ns, to, std::move(env))};
+}
+
+// ---- blocking -----------------------------------------------------------------------------------
+
+namespace {
+struct blocking_done {
+  std::uint64_t token;
+};
+}  // namespace
+
+std::uint64_t blocking_submit(unique_function job) {
+  process& p = current_or_throw("blocking");
+  std::uint64_t token = p.node->make_ref();
+  pid who = p.self();
+  p.node->blocking.submit([job = std::move(job), who, token]() mutable {
+    job();
+    deliver_quiet(who, std::make_unique<message_envelope<blocking_done>>(blocking_done{token}));
+  });
+  return token;
+}
+
+void blocking_wait(std::uint64_t token) {
+  auto match = [](const envelope& e, void* c) {
+    return same_type(e.type, typeid(blocking_done)) &&
+           static_cast<const message_envelope<blocking_done>&>(e).value.token == *static_cast<std::uint64_t*>(c);
+  };
+  std::unique_ptr<envelope> e(receive_match(match, &token, -1));
+}
+
+}  // namespace grove::detail
+
+namespace grove {
+
+using detail::current_or_throw;
+using detail::spinlock_lock;
+
+void sleep(duration d) {
+  auto none = [](const detail::envelope&, void*) { return false; };
+  detail::receive_match(none, nullptr, detail::to_ns(d));
+}
+
+void yield() {
+  detail::process& p = current_or_throw("yield");
+  const bool worker = detail::scheduler::in_worker();
+  if (worker) detail::scheduler::on_this_thread()->before_worker_suspends();
+  p.status.store(process_status::runnable, std::memory_order_relaxed);
+  detail::scheduler::set_in_worker(false);
+  detail::fiber_slot* mine = detail::this_fiber_slot();
+  detail::ready_queue::yielding(mine->ctx, !worker && !p.pinned);
+  boost::this_fiber::yield();
+  detail::on_resume(mine);
+  detail::scheduler::set_in_worker(worker);
+  if (!worker) p.home.store(detail::scheduler::on_this_thread(), std::memory_order_relaxed);
+  detail::mark_running(&p);
+  detail::drain(&p);
+}
+
+std::vector<std::string> peek_mailbox(const pid& p, std::size_t max) {
+  std::vector<std::string> out;
+  detail::process* t = detail::lookup(p);
+  if (!t) return out;
+  std::vector<const std::type_info*> types;
+  {
+    spinlock_lock lk(t->lock);
+    if (t->generation != p.generation() || t->state != detail::life::alive) return out;
+    for (detail::envelope* e = t->incoming.head; e && types.size() < max; e = e->next) {
+      if (e->is_message() && e->type) types.push_back(e->type);
+    }
+  }
+  for (auto* ty : types) out.push_back(detail::demangle(ty->name()));  // outside the lock: it allocates
+  return out;
+}
+
+}  // namespace grove

@@ -1,0 +1,118 @@
+#include "process_impl.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+#include <grove/runtime/errors.hpp>
+#include <grove/runtime/node.hpp>
+
+#include "node_impl.hpp"
+#include "spinlock.hpp"
+#include "stack_pool.hpp"
+
+namespace grove::detail {
+
+void set_next_spawn(std::optional<spawn_overrides> o) {
+  process* p = current();
+  if (!p) throw not_in_process("set_next_spawn");
+  p->next_spawn = std::move(o);
+}
+
+namespace {
+spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode mode, bool handler_form,
+                          unique_function body, std::unique_ptr<process_handler> handler) {
+  process* parent = current();
+  node_impl* n = on ? &on->impl() : (parent ? parent->node : nullptr);
+  if (!n) throw not_in_process("spawn");
+  if (mode != spawn_link_mode::none && (!parent || parent->node != n)) throw not_in_process("spawn_link/spawn_monitor");
+  if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
+  process* p = n->table.acquire();
+  p->handler_form = handler_form;
+  std::size_t stack = opts.stack_size;
+  p->capacity = opts.mailbox_capacity;
+  p->overflow = opts.overflow;
+  p->label = opts.label;
+  if (parent && parent->next_spawn) {  // set by a supervisor around its child's start
+    const spawn_overrides& v = *parent->next_spawn;
+    if (v.stack_size) stack = v.stack_size;
+    if (v.mailbox_capacity) p->capacity = v.mailbox_capacity;
+    if (v.overflow) p->overflow = *v.overflow;
+    if (p->label.empty()) p->label = v.label;
+    parent->next_spawn.reset();
+  }
+  p->stack_size = handler_form ? 0 : stack_pool::round(stack ? stack : n->options.default_stack_size);
+  p->body = std::move(body);
+  p->handler = std::move(handler);
+  p->started = false;
+  p->receive_token = 0;
+  p->timed_out = false;
+  p->by_signal = false;
+  p->next_spawn.reset();
+  p->home.store(nullptr, std::memory_order_relaxed);
+  p->length.store(0, std::memory_order_relaxed);
+  p->queued.store(0, std::memory_order_relaxed);
+  p->incoming_messages = 0;
+  p->drop_oldest_pending = 0;
+  p->messages_in.store(0, std::memory_order_relaxed);
+  p->messages_out.store(0, std::memory_order_relaxed);
+  p->trapping.store(false, std::memory_order_relaxed);
+  p->status.store(process_status::runnable, std::memory_order_relaxed);
+  p->running_since.store(0, std::memory_order_relaxed);
+  spawn_result r;
+  r.who = p->self();
+  if (mode == spawn_link_mode::link) {
+    {
+      spinlock_lock lk(parent->lock);
+      parent->links.push_back(r.who);
+    }
+    p->links.push_back(parent->self());
+  } else if (mode == spawn_link_mode::monitor) {
+    r.mref = ref{n->make_ref()};
+    {
+      spinlock_lock lk(parent->lock);
+      parent->monitors.push_back({r.mref.id, r.who});
+    }
+    p->monitored_by.push_back({r.mref.id, parent->self()});
+  }
+  n->live.fetch_add(1, std::memory_order_relaxed);
+  {
+    spinlock_lock lk(p->lock);
+    p->state = life::alive;
+    p->idle = false;
+  }
+  p->pinned = !handler_form && opts.placement == placement::pinned;
+  n->place().enqueue(p);  // idle threads steal from there
+  return r;
+}
+}  // namespace
+
+spawn_result spawn_body(node* on, unique_function body, const spawn_options& opts, spawn_link_mode mode) {
+  return spawn_common(on, opts, mode, false, std::move(body), nullptr);
+}
+
+spawn_result spawn_handler(node* on, std::unique_ptr<process_handler> h, const spawn_options& opts,
+                           spawn_link_mode mode) {
+  if (!h) throw std::invalid_argument("spawn_handler: null handler");
+  return spawn_common(on, opts, mode, true, unique_function(), std::move(h));
+}
+
+}  // namespace grove::detail
+
+namespace grove {
+
+pid spawn_handler(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  return detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::none).who;
+}
+pid spawn_handler_link(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  return detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::link).who;
+}
+std::pair<pid, monitor_ref> spawn_handler_monitor(std::unique_ptr<process_handler> h, const spawn_options& opts) {
+  auto r = detail::spawn_handler(nullptr, std::move(h), opts, detail::spawn_link_mode::monitor);
+  return {r.who, r.mref};
+}
+
+}  // namespace grove
