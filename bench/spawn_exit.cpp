@@ -7,7 +7,8 @@
 //   body_done       grove::spawn of a body that sends `done` to the driver and returns
 //                   (the driver learns of the end just before the process is torn down)
 //   handler_monitor grove::spawn_handler_monitor of a process_handler whose on_start ends
-//                   the process (grove::exit(normal)); the driver waits for the `down`
+//                   the process (grove::exit_after_handler(normal): no unwinding); the
+//                   driver waits for the `down`
 #include <grove/grove.hpp>
 
 #include "bench_common.hpp"
@@ -17,7 +18,7 @@ struct done {};
 
 class exits_at_once final : public grove::process_handler {
  public:
-  void on_start() override { grove::exit(grove::exit_reason::normal()); }
+  void on_start() override { grove::exit_after_handler(grove::exit_reason::normal()); }
   void on_message(grove::message&) override {}
 };
 

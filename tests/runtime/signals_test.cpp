@@ -463,6 +463,35 @@ TEST_CASE("killing an idle handler process ends it without running any handler",
   CHECK(destroyed == 1);
 }
 
+TEST_CASE("exit_after_handler ends a handler process when its callback returns, with no unwinding",
+          "[runtime][handler][termination]") {
+  grove::testing::deterministic_node n;
+  std::atomic<int> handled{0}, destroyed{0};
+  struct ender final : grove::process_handler {
+    std::atomic<int>& h;
+    std::atomic<int>& d;
+    grove::pid observer;
+    ender(std::atomic<int>& h_, std::atomic<int>& d_, grove::pid o) : h(h_), d(d_), observer(o) {}
+    ~ender() override { ++d; }
+    void on_message(grove::message&) override {
+      ++h;
+      grove::exit_after_handler(exit_reason::error("done"));
+      grove::send(observer, std::string("the callback went on"));  // it returns normally
+    }
+  };
+  n.run([&] {
+    auto [p, r] = grove::spawn_handler_monitor(std::make_unique<ender>(handled, destroyed, grove::self()));
+    grove::send(p, 1);
+    grove::send(p, 2);  // already queued: never handled, the process ends after the first
+    CHECK(grove::receive([](const std::string& s) { return s; }) == "the callback went on");
+    CHECK(await_down(r).reason == exit_reason::error("done"));
+    auto body = grove::spawn_monitor([] { grove::exit_after_handler(exit_reason::normal()); });
+    CHECK(await_down(body.second).reason.str().find("exit_after_handler") != std::string::npos);
+  });
+  CHECK(handled == 1);
+  CHECK(destroyed == 1);
+}
+
 TEST_CASE("a trapping handler process gets exit signals as messages", "[runtime][handler][signals]") {
   grove::testing::deterministic_node n;
   n.run([] {

@@ -161,11 +161,14 @@ void gen_server_base::after_callback() {
     record("continue", c);
     if (!do_continue(c)) throw process_error(exit_reason::other("{undef,handle_continue," + c.type_name() + "}"));
   }
-  if (stop_) shut_down(*stop_);
+  if (stop_) return end_after_return(*stop_);
   arm_idle_timer();
 }
 
-void gen_server_base::shut_down(exit_reason reason) {
+// The usual end (stop_after): terminate, then end when this callback returns, unwinding nothing.
+void gen_server_base::end_after_return(exit_reason reason) { exit_after_handler(terminate_for(std::move(reason))); }
+
+exit_reason gen_server_base::terminate_for(exit_reason reason) {
   try {
     do_terminate(reason);
   } catch (const process_exit&) {
@@ -174,8 +177,10 @@ void gen_server_base::shut_down(exit_reason reason) {
     reason = detail::reason_of_current_exception();  // a crash in terminate becomes the reason
   }
   if (pending_reply_) (*pending_reply_)();
-  throw process_exit(std::move(reason));
+  return reason;
 }
+
+void gen_server_base::shut_down(exit_reason reason) { throw process_exit(terminate_for(std::move(reason))); }
 
 void gen_server_base::arm_idle_timer() {
   if (idle_ <= duration::zero()) return;

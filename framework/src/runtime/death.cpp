@@ -95,6 +95,15 @@ void die(process* p, const exit_reason& reason) {
   n->process_ended();
 }
 
+namespace {
+// A handler asked to end once its callback returned (exit_after_handler): no unwinding.
+void end_now(process* p) {
+  exit_reason r = std::move(*p->ending);
+  p->ending.reset();
+  die(p, r);
+}
+}  // namespace
+
 void run_activation(process* p) {
   set_current(p);
   mark_running(p);
@@ -112,6 +121,7 @@ void run_activation(process* p) {
       p->started = true;
       drain_impl(p);
       p->handler->on_start();
+      if (p->ending) return end_now(p);
     }
     int budget = scheduler::activation_budget;
     for (;;) {
@@ -133,6 +143,7 @@ void run_activation(process* p) {
         p->queued.fetch_sub(1, std::memory_order_relaxed);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
+        if (p->ending) return end_now(p);
       }
       spinlock_lock lk(p->lock);
       if (!p->incoming.empty()) continue;

@@ -145,6 +145,12 @@ void exit(const pid& p, exit_reason reason) {
 
 void exit(exit_reason reason) { throw process_exit(std::move(reason)); }
 
+void exit_after_handler(exit_reason reason) {
+  detail::process* p = detail::current();
+  if (!p || !p->handler_form) throw not_in_process("exit_after_handler (handler processes only)");
+  p->ending = std::move(reason);
+}
+
 bool trap_exit(bool on) { return current_or_throw("trap_exit").trapping.exchange(on); }
 
 }  // namespace grove

@@ -51,6 +51,7 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   p->receive_token = 0;
   p->timed_out = false;
   p->by_signal = false;
+  p->ending.reset();
   p->next_spawn.reset();
   p->home.store(nullptr, std::memory_order_relaxed);
   p->length.store(0, std::memory_order_relaxed);

@@ -293,6 +293,8 @@ class gen_server_base : public process_handler {
   void handle(message& m);
   bool handle_system(message& m);
   void after_callback();
+  void end_after_return(exit_reason reason);
+  exit_reason terminate_for(exit_reason reason);  // terminate, a pending reply; the final reason
   [[noreturn]] void shut_down(exit_reason reason);
   void arm_idle_timer();
   void record(const char* what, const message& m);

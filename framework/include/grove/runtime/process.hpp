@@ -309,6 +309,11 @@ bool demonitor(const monitor_ref& r, bool flush = false);
 void exit(const pid& p, exit_reason reason);
 // Ends the current process with `reason` (unwinding its stack).
 [[noreturn]] void exit(exit_reason reason);
+// In a handler process: ends it with `reason` once the running callback (on_start or
+// on_message) returns, as an OTP behaviour does when a callback returns {stop, Reason}. Links,
+// monitors and reports see the same end as with exit(reason), without the cost of unwinding
+// by an exception. Throws not_in_process elsewhere (a body process ends by returning).
+void exit_after_handler(exit_reason reason);
 // Sets whether exit signals become exit_signal messages; returns the previous value.
 bool trap_exit(bool on);
 
