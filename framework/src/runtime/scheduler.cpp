@@ -104,7 +104,11 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
   bool announce = false;
   {
     spinlock_lock lk(lock_);
-    if (to_back) {
+    if (ctx->is_context(boost::fibers::type::dispatcher_context)) {
+      // First in line once the run-next chain ends: it releases terminated fibers (their
+      // stacks go back to the pool, still warm) and brings in wake-ups from other threads.
+      ready_.push_front(*ctx);
+    } else if (to_back) {
       ctx->ready_link(ready_);
       if (mig) {
         stealable_.fetch_add(1, std::memory_order_relaxed);
