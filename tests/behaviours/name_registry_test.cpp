@@ -95,6 +95,29 @@ TEST_CASE("send by name reaches the holder; send to an unregistered name is an e
   });
 }
 
+TEST_CASE("names that differ in a single byte, of every length up to 40, are told apart", "[names]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    std::vector<std::pair<std::string, grove::pid>> named;
+    for (std::size_t len = 1; len <= 40; ++len) {
+      for (std::size_t k = 0; k <= len; ++k) {
+        std::string name(len, 'a');
+        if (k < len) name[k] = 'b';  // k == len: all 'a'
+        auto p = grove::spawn([] { grove::receive([](go) {}); });
+        grove::register_name(name, p);
+        named.emplace_back(name, p);
+      }
+    }
+    for (auto& [name, p] : named) {
+      CHECK(grove::whereis(name) == p);
+      CHECK(grove::names().name_of(p) == name);
+    }
+    CHECK_FALSE(grove::whereis(std::string(41, 'a')));
+    CHECK_FALSE(grove::whereis(""));
+    for (auto& [name, p] : named) grove::send(p, go{});
+  });
+}
+
 TEST_CASE("a registry that changed 10,000 times holds one snapshot and only the entries still registered", "[names]") {
   const std::size_t tables = grove::detail::live_name_tables();
   const std::size_t entries = grove::detail::live_name_entries();
