@@ -126,8 +126,8 @@ class process {
   std::uint64_t receive_token = 0;  // the receive waiting with a timeout, 0 if none
   std::uint64_t next_token = 0;
   bool timed_out = false;
-  bool by_signal = false;                     // it is ending because of an exit signal, not by itself
-  std::optional<exit_reason> ending;          // handler form: end when the callback returns
+  bool by_signal = false;               // it is ending because of an exit signal, not by itself
+  std::unique_ptr<exit_reason> ending;  // handler form: end when the callback returns (a pointer: 8 bytes per process)
   std::atomic<scheduler*> home{nullptr};      // where its fiber last ran (body form)
   std::optional<spawn_overrides> next_spawn;  // for the next process it spawns
 

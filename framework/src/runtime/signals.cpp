@@ -148,7 +148,7 @@ void exit(exit_reason reason) { throw process_exit(std::move(reason)); }
 void exit_after_handler(exit_reason reason) {
   detail::process* p = detail::current();
   if (!p || !p->handler_form) throw not_in_process("exit_after_handler (handler processes only)");
-  p->ending = std::move(reason);
+  p->ending = std::make_unique<exit_reason>(std::move(reason));
 }
 
 bool trap_exit(bool on) { return current_or_throw("trap_exit").trapping.exchange(on); }
