@@ -473,8 +473,11 @@ std::pair<grove::pid, grove::pid> spawn_rendezvous(grove::placement first, grove
       if (poke && who == 0) grove::send(*second_pid, me);
       bool running = true;
       while (running) {
-        grove::receive([&](grove::pid to) { grove::send(to, where{who, grove::info(grove::self())->scheduler}); },
-                       [&](go) { running = false; });
+        grove::receive(
+            [&](grove::pid to) {
+              grove::send(to, where{who, grove::info(grove::self())->scheduler});
+            },
+            [&](go) { running = false; });
       }
     };
   };
