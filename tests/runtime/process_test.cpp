@@ -79,6 +79,45 @@ TEST_CASE("order holds per sender when four senders interleave", "[runtime][proc
   });
 }
 
+TEST_CASE("a receiver woken from both threads never misses a wake-up and its count stays exact", "[runtime][mailbox]") {
+  // Four senders on two schedulers each send a burst, then wait for the receiver's ack, so the
+  // receiver keeps going from waiting to woken while pushes race its waits. A lost wake-up
+  // shows as a receive_for that times out; a miscount as a length or counter that is off.
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    constexpr int senders = 4, rounds = 2000, burst = 3;
+    auto receiver = grove::spawn([me] {
+      std::vector<int> next(senders, 0);
+      bool ok = true;
+      for (int i = 0; i < senders * rounds * burst && ok; ++i) {
+        const bool got = grove::receive_for(10s, [&](std::pair<grove::pid, int> m) {
+          const int s = m.second / (rounds * burst);
+          if (m.second % (rounds * burst) != next[s]++) ok = false;
+          if (next[s] % burst == 0) grove::send(m.first, c_msg{});
+        });
+        if (!got) ok = false;
+      }
+      auto info = grove::info(grove::self());
+      grove::send(me, std::tuple<bool, std::size_t, std::uint64_t>(ok, info->mailbox_length, info->messages_in));
+    });
+    for (int s = 0; s < senders; ++s) {
+      grove::spawn([receiver, s] {
+        for (int r = 0; r < rounds; ++r) {
+          for (int b = 0; b < burst; ++b) {
+            grove::send(receiver, std::pair<grove::pid, int>(grove::self(), s * rounds * burst + r * burst + b));
+          }
+          if (!grove::receive_for(10s, [](c_msg) {})) return;
+        }
+      });
+    }
+    auto [ok, length, in] = grove::receive([](std::tuple<bool, std::size_t, std::uint64_t> r) { return r; });
+    CHECK(ok);
+    CHECK(length == 0);
+    CHECK(in == std::uint64_t{senders} * rounds * burst);
+  });
+}
+
 TEST_CASE("selective receive takes the first match and leaves the rest in order", "[runtime][receive]") {
   grove::testing::deterministic_node n;
   n.run([] {

@@ -63,15 +63,14 @@ void die(process* p, const exit_reason& reason) {
     p->state = life::exiting;
     // Once more if it owned anything: a registration that raced the first run is released now.
     owner = std::exchange(p->owner, false);
-    in = p->incoming.take();
+    in = p->mail.close();
     links.swap(p->links);
     p->aliases.clear();
     monitors.swap(p->monitors);
     monitored_by.swap(p->monitored_by);
-    p->waiter = nullptr;
   }
-  in.clear();
-  p->queue.clear();
+  p->mail.discard(in);
+  p->mail.discard(p->mail.queue);
   if (owner) run_exit_hooks();
   for (auto& m : monitors) {
     if (process* t = lookup(m.other)) {
@@ -126,31 +125,31 @@ void run_activation(process* p) {
     int budget = scheduler::activation_budget;
     for (;;) {
       drain_impl(p);
-      while (p->queue.head) {
+      while (p->mail.queue.head) {
         if (budget-- <= 0) {  // fairness: let the others on this thread run
           p->status.store(process_status::runnable, std::memory_order_relaxed);
           p->running_since.store(0, std::memory_order_relaxed);
           scheduler::on_this_thread()->enqueue(p);
           return;
         }
-        envelope* e = p->queue.head;
-        p->queue.unlink(nullptr, e);
-        p->length.fetch_sub(1, std::memory_order_relaxed);
+        envelope* e = p->mail.queue.head;
+        p->mail.queue.unlink(nullptr, e);
+        p->mail.length.fetch_sub(1, std::memory_order_relaxed);
         if (!e->is_message()) {  // a reply whose call is over
           delete e;
           continue;
         }
-        p->queued.fetch_sub(1, std::memory_order_relaxed);
+        p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
         if (p->ending) return end_now(p);
       }
-      spinlock_lock lk(p->lock);
-      if (!p->incoming.empty()) continue;
-      p->idle = true;
+      // Idle until a push schedules it again; that may happen on another thread the moment
+      // try_idle succeeds, so the status is set before.
       p->status.store(process_status::waiting, std::memory_order_relaxed);
       p->running_since.store(0, std::memory_order_relaxed);
-      return;
+      if (p->mail.try_idle()) return;
+      mark_running(p);
     }
   } catch (const boost::context::detail::forced_unwind&) {
     throw;

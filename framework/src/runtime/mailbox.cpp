@@ -24,63 +24,112 @@
 
 namespace grove::detail {
 
-namespace {
-push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
-  spinlock_lock lk(p->lock);
-  if (p->generation != gen || p->state != life::alive) return push_result::dead;
-  if (env->kind == envelope_kind::reply) {
-    if (std::find(p->aliases.begin(), p->aliases.end(), env->alias) == p->aliases.end()) {
-      return push_result::dropped;  // the caller gave up: a late reply never reaches its mailbox
-    }
-    p->length.fetch_add(1, std::memory_order_relaxed);
-    p->messages_in.fetch_add(1, std::memory_order_relaxed);
-  } else if (env->is_message()) {
-    if (p->capacity && p->length.load(std::memory_order_relaxed) - p->drop_oldest_pending >= p->capacity) {
-      switch (p->overflow) {
+// ---- mailbox ----------------------------------------------------------------------------------
+
+mailbox::pushed mailbox::push(envelope* e) noexcept {
+  const bool mail = e->is_mail();
+  if (mail) {
+    const std::size_t before = length.fetch_add(1, std::memory_order_relaxed);
+    if (capacity && e->is_message() && before >= capacity + drop_oldest_pending.load(std::memory_order_relaxed)) {
+      switch (overflow) {
         case overflow_policy::drop_newest:
-          return push_result::dropped;
+          length.fetch_sub(1, std::memory_order_relaxed);
+          return pushed::dropped;
         case overflow_policy::fail:
-          return push_result::full;
-        case overflow_policy::drop_oldest: {
-          // The oldest message is in the owner's queue if any is left there: the owner drops
-          // it at its next look. Otherwise it is the first message still in incoming.
-          envelope* prev = nullptr;
-          envelope* e = nullptr;
-          if (p->drop_oldest_pending >= p->queued.load(std::memory_order_relaxed)) {
-            e = p->incoming.head;
-            while (e && !e->is_message()) {
-              prev = e;
-              e = e->next;
-            }
-          }
-          if (e) {
-            p->incoming.unlink(prev, e);
-            delete e;
-            --p->incoming_messages;
-            p->length.fetch_sub(1, std::memory_order_relaxed);
-          } else {
-            ++p->drop_oldest_pending;
-          }
+          length.fetch_sub(1, std::memory_order_relaxed);
+          return pushed::full;
+        case overflow_policy::drop_oldest:
+          drop_oldest_pending.fetch_add(1, std::memory_order_relaxed);  // the owner drops it
           break;
-        }
       }
     }
-    p->length.fetch_add(1, std::memory_order_relaxed);
-    p->messages_in.fetch_add(1, std::memory_order_relaxed);
-    ++p->incoming_messages;
   }
-  p->incoming.push_back(env.release());
-  if (p->waiter) {
-    auto* w = p->waiter;
-    p->waiter = nullptr;
-    scheduler* home = p->home.load(std::memory_order_relaxed);
-    lk.unlock();
-    wake(w, home);
-  } else if (p->handler_form && p->idle) {
-    p->idle = false;
-    p->status.store(process_status::runnable, std::memory_order_relaxed);
-    lk.unlock();
-    p->node->place().enqueue(p);
+  std::uintptr_t h = head_.load(std::memory_order_relaxed);
+  do {
+    if (h == closed_tag) {
+      if (mail) length.fetch_sub(1, std::memory_order_relaxed);
+      return pushed::closed;
+    }
+    e->next = h > closed_tag ? reinterpret_cast<envelope*>(h) : nullptr;
+  } while (!head_.compare_exchange_weak(h, reinterpret_cast<std::uintptr_t>(e), std::memory_order_acq_rel,
+                                        std::memory_order_relaxed));
+  if (mail) messages_in.fetch_add(1, std::memory_order_relaxed);
+  if (h == waiting_tag) return pushed::woke_waiter;
+  if (h == idle_tag) return pushed::woke_idle;
+  return pushed::queued;
+}
+
+envelope_list mailbox::reversed(std::uintptr_t h) noexcept {
+  envelope_list l;
+  if (h <= closed_tag) return l;
+  auto* e = reinterpret_cast<envelope*>(h);
+  l.tail = e;
+  envelope* prev = nullptr;
+  while (e) {
+    envelope* n = e->next;
+    e->next = prev;
+    prev = e;
+    e = n;
+  }
+  l.head = prev;
+  return l;
+}
+
+envelope_list mailbox::take() noexcept {
+  if (head_.load(std::memory_order_relaxed) <= closed_tag) return {};
+  const std::uintptr_t h = head_.exchange(running_tag, std::memory_order_seq_cst);
+  after_taking();
+  return reversed(h);
+}
+
+void mailbox::open(std::size_t cap, overflow_policy policy) noexcept {
+  capacity = cap;
+  overflow = policy;
+  queued.store(0, std::memory_order_relaxed);
+  messages_in.store(0, std::memory_order_relaxed);
+  drop_oldest_pending.store(0, std::memory_order_relaxed);
+  head_.store(running_tag, std::memory_order_release);
+}
+
+envelope_list mailbox::close() noexcept {
+  const std::uintptr_t h = head_.exchange(closed_tag, std::memory_order_seq_cst);
+  after_taking();
+  return reversed(h);
+}
+
+// ---- pushing ------------------------------------------------------------------------------------
+
+namespace {
+push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
+  // A pid of an earlier generation is refused here; one racing the slot's reuse is appended
+  // with its generation and dropped by the new owner (drain_impl).
+  if (p->generation.load(std::memory_order_acquire) != gen) return push_result::dead;
+  env->gen = gen;
+  envelope* e = env.release();
+  switch (p->mail.push(e)) {
+    case mailbox::pushed::queued:
+      return push_result::ok;
+    case mailbox::pushed::woke_waiter: {
+      boost::fibers::context* w = p->waiter;
+      if (p->wait_thread != scheduler::on_this_thread()) {
+        spinlock_lock lk(p->lock);  // held by the owner until its switch away is done
+      }
+      wake(w, p->home.load(std::memory_order_relaxed));
+      return push_result::ok;
+    }
+    case mailbox::pushed::woke_idle:
+      p->status.store(process_status::runnable, std::memory_order_relaxed);
+      p->node->place().enqueue(p);
+      return push_result::ok;
+    case mailbox::pushed::closed:
+      delete e;
+      return push_result::dead;
+    case mailbox::pushed::dropped:
+      delete e;
+      return push_result::dropped;
+    case mailbox::pushed::full:
+      delete e;
+      return push_result::full;
   }
   return push_result::ok;
 }
@@ -99,22 +148,22 @@ void send_signal(const pid& to, envelope_kind k, const pid& from, const exit_rea
 namespace {
 template <class T>
 void queue_message(process* p, T&& v) {
-  p->queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
-  p->length.fetch_add(1, std::memory_order_relaxed);
-  p->queued.fetch_add(1, std::memory_order_relaxed);
+  p->mail.queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
+  p->mail.length.fetch_add(1, std::memory_order_relaxed);
+  p->mail.queued.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Returns true if it removed anything from the queue (a scan position may be gone).
 bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
   bool from_queue = false;
   envelope* prev = nullptr;
-  for (envelope* e = p->queue.head; n > 0 && e;) {
+  for (envelope* e = p->mail.queue.head; n > 0 && e;) {
     envelope* next = e->next;
     if (e->is_message()) {
-      p->queue.unlink(prev, e);
+      p->mail.queue.unlink(prev, e);
       delete e;
-      p->length.fetch_sub(1, std::memory_order_relaxed);
-      p->queued.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.length.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
       from_queue = true;
       --n;
     } else {
@@ -128,8 +177,8 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
     if (e->is_message()) {
       in.unlink(prev, e);
       delete e;
-      p->length.fetch_sub(1, std::memory_order_relaxed);
-      p->queued.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.length.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
       --n;
     } else {
       prev = e;
@@ -162,24 +211,59 @@ void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
 }  // namespace
 
 bool drain_impl(process* p) {
-  envelope_list in;
+  envelope_list in = p->mail.take();
   std::size_t drop = 0;
-  {
-    spinlock_lock lk(p->lock);
-    in = p->incoming.take();
-    drop = std::exchange(p->drop_oldest_pending, 0);
-    p->queued.fetch_add(std::exchange(p->incoming_messages, 0), std::memory_order_relaxed);
+  if (p->mail.drop_oldest_pending.load(std::memory_order_relaxed)) {
+    drop = p->mail.drop_oldest_pending.exchange(0, std::memory_order_relaxed);
   }
-  bool moved = drop ? drop_oldest(p, drop, in) : false;
+  if (!in.head && !drop) return false;
+  // Dropped unseen: anything sent to an earlier holder of its slot (a sender that raced that
+  // one's death) and replies to an alias no longer active (a caller that gave up: a late reply
+  // never reaches the mailbox).
+  const std::uint32_t gen = p->generation.load(std::memory_order_relaxed);
+  auto unseen = [&](const envelope* e) {
+    return e->gen != gen || (e->kind == envelope_kind::reply &&
+                             std::find(p->aliases.begin(), p->aliases.end(), e->alias) == p->aliases.end());
+  };
+  auto forget = [&](envelope* e) {
+    if (e->is_mail()) p->mail.length.fetch_sub(1, std::memory_order_relaxed);
+    delete e;
+  };
+  bool moved = false;
+  const bool sorted = drop != 0;  // filtered and counted up front
+  if (sorted) {                   // a bounded drop_oldest mailbox fell behind: rare, so two passes are fine
+    std::size_t messages = 0;
+    envelope* prev = nullptr;
+    for (envelope* e = in.head; e;) {
+      envelope* next = e->next;
+      if (unseen(e)) {
+        in.unlink(prev, e);
+        forget(e);
+      } else {
+        if (e->is_message()) ++messages;
+        prev = e;
+      }
+      e = next;
+    }
+    p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
+    moved = drop_oldest(p, drop, in);
+  }
+  std::size_t messages = 0;  // appended to the queue, not yet counted in `queued`
   try {
     while (in.head) {
       envelope* e = in.head;
       in.head = e->next;
       if (!in.head) in.tail = nullptr;
-      if (e->is_mail()) {
-        p->queue.push_back(e);
+      if (!sorted && unseen(e)) {
+        forget(e);
         continue;
       }
+      if (e->is_mail()) {
+        p->mail.queue.push_back(e);
+        if (!sorted && e->is_message()) ++messages;
+        continue;
+      }
+      if (messages) p->mail.queued.fetch_add(std::exchange(messages, 0), std::memory_order_relaxed);
       std::unique_ptr<signal_envelope> s(static_cast<signal_envelope*>(e));
       switch (s->kind) {
         case envelope_kind::exit_link: {
@@ -224,9 +308,10 @@ bool drain_impl(process* p) {
       }
     }
   } catch (...) {
-    p->queue.append(std::move(in));  // freed with the process
+    p->mail.queue.append(std::move(in));  // freed with the process
     throw;
   }
+  if (messages) p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
   return moved;
 }
 
@@ -236,9 +321,12 @@ void wait_for_mail(process* p) {
   auto* self = mine->ctx;
   const bool worker = scheduler::in_worker();
   if (worker) scheduler::on_this_thread()->before_worker_suspends();
+  // Held until the switch away is done, so a waker on another thread never sees this fiber
+  // half-suspended (push_impl).
   spinlock_lock lk(p->lock);
-  if (!p->incoming.empty()) return;
   p->waiter = self;
+  p->wait_thread = scheduler::on_this_thread();
+  if (!p->mail.try_wait()) return;
   p->status.store(process_status::waiting, std::memory_order_relaxed);
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
@@ -297,11 +385,11 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
   for (;;) {
     if (drain_impl(&p)) scanned = nullptr;
     envelope* before = scanned;
-    for (envelope* e = scanned ? scanned->next : p.queue.head; e; e = e->next) {
+    for (envelope* e = scanned ? scanned->next : p.mail.queue.head; e; e = e->next) {
       if (match(*e, ctx)) {
-        p.queue.unlink(before, e);
-        p.length.fetch_sub(1, std::memory_order_relaxed);
-        if (e->is_message()) p.queued.fetch_sub(1, std::memory_order_relaxed);
+        p.mail.queue.unlink(before, e);
+        p.mail.length.fetch_sub(1, std::memory_order_relaxed);
+        if (e->is_message()) p.mail.queued.fetch_sub(1, std::memory_order_relaxed);
         return e;
       }
       before = e;
@@ -318,13 +406,11 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
 
 void alias_activate(std::uint64_t alias) {
   process& p = current_or_throw("alias");
-  spinlock_lock lk(p.lock);
   p.aliases.push_back(alias);
 }
 
 void alias_deactivate(std::uint64_t alias) {
   process& p = current_or_throw("alias");
-  spinlock_lock lk(p.lock);
   p.aliases.erase(std::remove(p.aliases.begin(), p.aliases.end(), alias), p.aliases.end());
 }
 
@@ -423,9 +509,9 @@ std::vector<std::string> peek_mailbox(const pid& p, std::size_t max) {
   {
     spinlock_lock lk(t->lock);
     if (t->generation != p.generation() || t->state != detail::life::alive) return out;
-    for (detail::envelope* e = t->incoming.head; e && types.size() < max; e = e->next) {
-      if (e->is_message() && e->type) types.push_back(e->type);
-    }
+    t->mail.peek([&](const detail::envelope& e) {
+      if (types.size() < max && e.is_message() && e.type) types.push_back(e.type);
+    });
   }
   for (auto* ty : types) out.push_back(detail::demangle(ty->name()));  // outside the lock: it allocates
   return out;

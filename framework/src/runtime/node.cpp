@@ -14,8 +14,9 @@ process_table::~process_table() {
     if (!chunk) continue;
     for (std::uint32_t i = 0; i < chunk_size; ++i) {
       if (process* p = chunk[i]) {
-        p->incoming.clear();
-        p->queue.clear();
+        envelope_list in = p->mail.close();
+        p->mail.discard(in);
+        p->mail.discard(p->mail.queue);
         delete p;
       }
     }

@@ -129,7 +129,7 @@ void mark_running(process* p) noexcept {
   p->running_since.store(timestamp(), std::memory_order_relaxed);
 }
 
-pid process::self() const noexcept { return pid(node->id, slot, generation); }
+pid process::self() const noexcept { return pid(node->id, slot, generation.load(std::memory_order_relaxed)); }
 
 }  // namespace grove::detail
 
@@ -194,8 +194,8 @@ std::optional<process_info> info(const pid& p) {
     }
   }
   i.status = t->status.load(std::memory_order_relaxed);
-  i.mailbox_length = t->length.load(std::memory_order_relaxed);
-  i.messages_in = t->messages_in.load(std::memory_order_relaxed);
+  i.mailbox_length = t->mail.size();
+  i.messages_in = t->mail.messages_in.load(std::memory_order_relaxed);
   i.messages_out = t->messages_out.load(std::memory_order_relaxed);
   i.trap_exit = t->trapping.load(std::memory_order_relaxed);
   auto since = t->running_since.load(std::memory_order_relaxed);

@@ -20,61 +20,13 @@
 #include <grove/runtime/process.hpp>
 
 #include "asan_fiber.hpp"
+#include "mailbox.hpp"
 #include "spinlock.hpp"
 
 namespace grove::detail {
 
 class node_impl;
 class scheduler;
-
-// A singly linked FIFO of envelopes.
-struct envelope_list {
-  envelope* head = nullptr;
-  envelope* tail = nullptr;
-  void push_back(envelope* e) noexcept {
-    e->next = nullptr;
-    if (tail) {
-      tail->next = e;
-    } else {
-      head = e;
-    }
-    tail = e;
-  }
-  bool empty() const noexcept { return head == nullptr; }
-  // Removes e, whose predecessor is prev (null if e is the head).
-  void unlink(envelope* prev, envelope* e) noexcept {
-    if (prev) {
-      prev->next = e->next;
-    } else {
-      head = e->next;
-    }
-    if (tail == e) tail = prev;
-    e->next = nullptr;
-  }
-  envelope_list take() noexcept {
-    envelope_list l = *this;
-    head = tail = nullptr;
-    return l;
-  }
-  void append(envelope_list&& o) noexcept {
-    if (!o.head) return;
-    if (tail) {
-      tail->next = o.head;
-    } else {
-      head = o.head;
-    }
-    tail = o.tail;
-    o.head = o.tail = nullptr;
-  }
-  void clear() noexcept {
-    while (head) {
-      envelope* n = head->next;
-      delete head;
-      head = n;
-    }
-    tail = nullptr;
-  }
-};
 
 struct monitor_entry {
   std::uint64_t ref;
@@ -89,19 +41,13 @@ class process {
 
   pid self() const noexcept;
 
-  // Appends env unless the process is gone (or gen is not its generation). Signals bypass the
-  // capacity. Wakes the process if it waits, or schedules an idle handler process.
-  send_result push(std::uint32_t gen, std::unique_ptr<envelope> env);
-
   // ---- set at spawn, constant while alive ----
   node_impl* const node;
   const std::uint32_t slot;
-  std::uint32_t generation = 0;  // changes only under lock, when the slot is reused
+  std::atomic<std::uint32_t> generation{0};  // changes only under lock, when the slot is reused
   bool handler_form = false;
   bool pinned = false;  // body form: never migrates from the thread it started on
   std::size_t stack_size = 0;
-  std::size_t capacity = 0;
-  overflow_policy overflow = overflow_policy::drop_newest;
   std::string label;
   unique_function body;
   std::unique_ptr<process_handler> handler;
@@ -109,19 +55,21 @@ class process {
   // ---- guarded by lock ----
   mutable spinlock lock;
   life state = life::free;
-  bool idle = false;   // handler form: neither queued nor running
   bool owner = false;  // exit hooks must run at its death (mark_owner)
-  boost::fibers::context* waiter = nullptr;
-  envelope_list incoming;
-  std::size_t incoming_messages = 0;    // messages (not signals) in incoming
-  std::size_t drop_oldest_pending = 0;  // oldest queued messages the owner must drop
   std::vector<pid> links;
-  std::vector<std::uint64_t> aliases;       // active reply aliases
   std::vector<monitor_entry> monitors;      // this process watches `other`
   std::vector<monitor_entry> monitored_by;  // `other` watches this process
 
+  // ---- the mailbox: lock-free for senders (mailbox.hpp) ----
+  detail::mailbox mail;
+  // Written by the owner before it starts waiting, read by the one push that ends the wait:
+  // its fiber, and the thread it waits from (a waker on that thread needs no lock: the
+  // owner's switch is over; any other takes `lock`, which the owner holds until it is).
+  boost::fibers::context* waiter = nullptr;
+  scheduler* wait_thread = nullptr;
+
   // ---- owner only ----
-  envelope_list queue;  // received, not yet taken
+  std::vector<std::uint64_t> aliases;  // active reply aliases: a reply to any other is dropped
   bool started = false;
   std::uint64_t receive_token = 0;  // the receive waiting with a timeout, 0 if none
   std::uint64_t next_token = 0;
@@ -132,9 +80,6 @@ class process {
   std::optional<spawn_overrides> next_spawn;  // for the next process it spawns
 
   // ---- read by anyone ----
-  std::atomic<std::size_t> length{0};  // messages in incoming + queue
-  std::atomic<std::size_t> queued{0};  // messages in queue (written by the owner and under lock)
-  std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::uint64_t> messages_out{0};
   std::atomic<bool> trapping{false};
   std::atomic<process_status> status{process_status::waiting};

@@ -104,15 +104,15 @@ bool demonitor_impl(detail::process& me, const monitor_ref& r, bool flush, bool 
     // A down still in flight is dropped when drained (the monitor is gone); one already
     // queued as a message is removed here.
     detail::envelope* prev = nullptr;
-    for (detail::envelope* e = me.queue.head; e;) {
+    for (detail::envelope* e = me.mail.queue.head; e;) {
       detail::envelope* next = e->next;
       // is_message first: while a process unwinds, its queue may hold untyped signals.
       if (e->is_message() && detail::same_type(e->type, typeid(down)) &&
           static_cast<detail::message_envelope<down>*>(e)->value.ref == r) {
-        me.queue.unlink(prev, e);
+        me.mail.queue.unlink(prev, e);
         delete e;
-        me.length.fetch_sub(1, std::memory_order_relaxed);
-        me.queued.fetch_sub(1, std::memory_order_relaxed);
+        me.mail.length.fetch_sub(1, std::memory_order_relaxed);
+        me.mail.queued.fetch_sub(1, std::memory_order_relaxed);
       } else {
         prev = e;
       }

@@ -33,14 +33,14 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   process* p = n->table.acquire();
   p->handler_form = handler_form;
   std::size_t stack = opts.stack_size;
-  p->capacity = opts.mailbox_capacity;
-  p->overflow = opts.overflow;
+  std::size_t capacity = opts.mailbox_capacity;
+  overflow_policy overflow = opts.overflow;
   p->label = opts.label;
   if (parent && parent->next_spawn) {  // set by a supervisor around its child's start
     const spawn_overrides& v = *parent->next_spawn;
     if (v.stack_size) stack = v.stack_size;
-    if (v.mailbox_capacity) p->capacity = v.mailbox_capacity;
-    if (v.overflow) p->overflow = *v.overflow;
+    if (v.mailbox_capacity) capacity = v.mailbox_capacity;
+    if (v.overflow) overflow = *v.overflow;
     if (p->label.empty()) p->label = v.label;
     parent->next_spawn.reset();
   }
@@ -54,11 +54,6 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   p->ending.reset();
   p->next_spawn.reset();
   p->home.store(nullptr, std::memory_order_relaxed);
-  p->length.store(0, std::memory_order_relaxed);
-  p->queued.store(0, std::memory_order_relaxed);
-  p->incoming_messages = 0;
-  p->drop_oldest_pending = 0;
-  p->messages_in.store(0, std::memory_order_relaxed);
   p->messages_out.store(0, std::memory_order_relaxed);
   p->trapping.store(false, std::memory_order_relaxed);
   p->status.store(process_status::runnable, std::memory_order_relaxed);
@@ -82,8 +77,8 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   n->live.fetch_add(1, std::memory_order_relaxed);
   {
     spinlock_lock lk(p->lock);
+    p->mail.open(capacity, overflow);  // the length is not reset: it stays balanced (mailbox.hpp)
     p->state = life::alive;
-    p->idle = false;
   }
   p->pinned = !handler_form && opts.placement == placement::pinned;
   n->place().enqueue(p);  // idle threads steal from there

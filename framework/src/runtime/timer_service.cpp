@@ -9,6 +9,15 @@
 
 namespace grove::detail {
 
+namespace {
+// The shard (1 .. shards-1) of this thread's receive timeouts.
+std::size_t thread_shard(std::size_t shards) noexcept {
+  static std::atomic<std::size_t> next{0};
+  thread_local std::size_t mine = 1 + next.fetch_add(1, std::memory_order_relaxed) % (shards - 1);
+  return mine;
+}
+}  // namespace
+
 timer_service::timer_service(bool manual) : manual_(manual) {
   // A manual clock starts at a fixed, recognisable point so runs repeat exactly.
   manual_now_ = clock::time_point(std::chrono::hours(1));
@@ -18,12 +27,15 @@ timer_service::timer_service(bool manual) : manual_(manual) {
 timer_service::~timer_service() { stop(); }
 
 void timer_service::stop() {
-  std::map<key, entry> dropped;
+  std::vector<std::map<key, entry>> dropped(shards);
   {
     std::lock_guard lk(mutex_);
-    stopping_ = true;
-    dropped.swap(by_time_);
-    by_id_.clear();
+    stopping_.store(true);
+  }
+  for (std::size_t i = 0; i < shards; ++i) {
+    std::lock_guard lk(shards_[i].mutex);
+    dropped[i].swap(shards_[i].by_time);
+    if (i == 0) by_id_.clear();
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -35,37 +47,51 @@ timer_service::clock::time_point timer_service::now() const {
   return manual_now_;
 }
 
+void timer_service::after_adding(clock::time_point at) {
+  if (manual_ || at.time_since_epoch().count() >= thread_wakes_at_.load()) return;
+  {
+    std::lock_guard lk(mutex_);
+    dirty_ = true;
+  }
+  cv_.notify_one();
+}
+
 std::uint64_t timer_service::add(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env) {
-  std::unique_lock lk(mutex_);
-  auto base = manual_ ? manual_now_ : clock::now();
-  auto at = base + std::chrono::nanoseconds(delay_ns);
-  std::uint64_t id = next_id_++;
-  if (stopping_) return id;
-  by_time_.emplace(key{at, id}, entry{to, std::move(env)});
+  std::unique_lock<std::mutex> clk;  // the manual clock reads and inserts in one step
+  if (manual_) clk = std::unique_lock(mutex_);
+  shard& s = shards_[0];
+  std::unique_lock lk(s.mutex);
+  auto at = (manual_ ? manual_now_ : clock::now()) + std::chrono::nanoseconds(delay_ns);
+  std::uint64_t id = s.next_id++ << shard_bits;
+  if (stopping_.load(std::memory_order_relaxed)) return id;
+  s.by_time.emplace(key{at, id}, entry{to, std::move(env)});
   by_id_.emplace(id, at);
-  bool notify = !manual_ && at < thread_wakes_at_;
-  if (notify) thread_wakes_at_ = at;
   lk.unlock();
-  if (notify) cv_.notify_one();
+  if (clk) clk.unlock();
+  after_adding(at);
   return id;
 }
 
 timer_service::timeout_key timer_service::add_timeout(std::int64_t delay_ns, const pid& to, std::uint64_t token) {
-  std::unique_lock lk(mutex_);
-  auto base = manual_ ? manual_now_ : clock::now();
-  timeout_key k{base + std::chrono::nanoseconds(delay_ns), next_id_++};
-  if (stopping_) return k;
-  by_time_.emplace(key{k.at, k.id}, entry{to, nullptr, token});
-  bool notify = !manual_ && k.at < thread_wakes_at_;
-  if (notify) thread_wakes_at_ = k.at;
+  std::unique_lock<std::mutex> clk;
+  if (manual_) clk = std::unique_lock(mutex_);
+  const std::size_t i = manual_ ? 0 : thread_shard(shards);
+  shard& s = shards_[i];
+  std::unique_lock lk(s.mutex);
+  timeout_key k{(manual_ ? manual_now_ : clock::now()) + std::chrono::nanoseconds(delay_ns),
+                (s.next_id++ << shard_bits) | i};
+  if (stopping_.load(std::memory_order_relaxed)) return k;
+  s.by_time.emplace(key{k.at, k.id}, entry{to, nullptr, token});
   lk.unlock();
-  if (notify) cv_.notify_one();
+  if (clk) clk.unlock();
+  after_adding(k.at);
   return k;
 }
 
 void timer_service::cancel_timeout(const timeout_key& k) {
-  std::lock_guard lk(mutex_);
-  by_time_.erase(key{k.at, k.id});
+  shard& s = shards_[k.id & (shards - 1)];
+  std::lock_guard lk(s.mutex);
+  s.by_time.erase(key{k.at, k.id});
 }
 
 void timer_service::fire(entry& e) {
@@ -75,12 +101,14 @@ void timer_service::fire(entry& e) {
 
 std::optional<std::chrono::nanoseconds> timer_service::cancel(std::uint64_t id) {
   std::unique_ptr<envelope> dropped;
-  std::lock_guard lk(mutex_);
+  std::unique_lock<std::mutex> clk;
+  if (manual_) clk = std::unique_lock(mutex_);
+  std::lock_guard lk(shards_[0].mutex);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return std::nullopt;
   auto at = it->second;
   by_id_.erase(it);
-  auto node = by_time_.extract(key{at, id});
+  auto node = shards_[0].by_time.extract(key{at, id});
   if (!node.empty()) dropped = std::move(node.mapped().env);
   auto base = manual_ ? manual_now_ : clock::now();
   return at > base ? std::chrono::duration_cast<std::chrono::nanoseconds>(at - base) : std::chrono::nanoseconds(0);
@@ -88,18 +116,22 @@ std::optional<std::chrono::nanoseconds> timer_service::cancel(std::uint64_t id) 
 
 bool timer_service::cancel_quiet(std::uint64_t id) {
   std::unique_ptr<envelope> dropped;
-  std::lock_guard lk(mutex_);
+  std::lock_guard lk(shards_[0].mutex);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return false;
-  auto node = by_time_.extract(key{it->second, id});
+  auto node = shards_[0].by_time.extract(key{it->second, id});
   by_id_.erase(it);
   if (!node.empty()) dropped = std::move(node.mapped().env);
   return true;
 }
 
 std::size_t timer_service::pending() const {
-  std::lock_guard lk(mutex_);
-  return by_time_.size();
+  std::size_t n = 0;
+  for (auto& s : shards_) {
+    std::lock_guard lk(s.mutex);
+    n += s.by_time.size();
+  }
+  return n;
 }
 
 void timer_service::advance(std::chrono::nanoseconds d) {
@@ -109,10 +141,13 @@ void timer_service::advance(std::chrono::nanoseconds d) {
   const auto target = manual_now_ + d;
   // One timer at a time, time stepping to each deadline, so a timer set by a process woken
   // here with a deadline inside the window still fires in this advance, in order.
+  shard& s = shards_[0];  // with the manual clock every timer is there
   for (;;) {
-    if (by_time_.empty() || by_time_.begin()->first.first > target) break;
-    auto node = by_time_.extract(by_time_.begin());
+    std::unique_lock slk(s.mutex);
+    if (s.by_time.empty() || s.by_time.begin()->first.first > target) break;
+    auto node = s.by_time.extract(s.by_time.begin());
     if (node.mapped().env) by_id_.erase(node.key().second);
+    slk.unlock();
     manual_now_ = node.key().first;
     lk.unlock();
     ready_queue::wake_in_order fifo;  // processes woken by timers due together run in order
@@ -122,31 +157,43 @@ void timer_service::advance(std::chrono::nanoseconds d) {
   if (manual_now_ < target) manual_now_ = target;
 }
 
+timer_service::clock::time_point timer_service::take_due(std::size_t i, clock::time_point now,
+                                                         std::vector<entry>& due) {
+  shard& s = shards_[i];
+  std::lock_guard lk(s.mutex);
+  while (!s.by_time.empty() && s.by_time.begin()->first.first <= now) {
+    auto node = s.by_time.extract(s.by_time.begin());
+    if (i == 0 && node.mapped().env) by_id_.erase(node.key().second);
+    due.push_back(std::move(node.mapped()));
+  }
+  return s.by_time.empty() ? clock::time_point::max() : s.by_time.begin()->first.first;
+}
+
 void timer_service::run() {
+  constexpr clock::rep awake = clock::time_point::max().time_since_epoch().count();
+  std::vector<entry> due;
   std::unique_lock lk(mutex_);
-  while (!stopping_) {
-    if (by_time_.empty()) {
-      thread_wakes_at_ = clock::time_point::max();
-      cv_.wait(lk);
-      continue;
-    }
-    auto at = by_time_.begin()->first.first;
-    if (clock::now() < at) {
-      thread_wakes_at_ = at;
-      cv_.wait_until(lk, at);
-      continue;
-    }
-    thread_wakes_at_ = clock::time_point::min();  // awake: an earlier timer needs no notify
-    std::vector<entry> due;
-    auto now = clock::now();
-    while (!by_time_.empty() && by_time_.begin()->first.first <= now) {
-      auto node = by_time_.extract(by_time_.begin());
-      if (node.mapped().env) by_id_.erase(node.key().second);
-      due.push_back(std::move(node.mapped()));
-    }
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    // Awake: every timer added from here on marks dirty_ (after_adding), so none is missed
+    // between this scan and the sleep below.
+    thread_wakes_at_.store(awake);
+    dirty_ = false;
     lk.unlock();
+    const auto now = clock::now();
+    auto next = clock::time_point::max();
+    for (std::size_t i = 0; i < shards; ++i) next = std::min(next, take_due(i, now, due));
     for (auto& e : due) fire(e);
+    const bool fired = !due.empty();
+    due.clear();
     lk.lock();
+    if (fired || dirty_) continue;
+    thread_wakes_at_.store(next.time_since_epoch().count());
+    auto woken = [this] { return dirty_ || stopping_.load(std::memory_order_relaxed); };
+    if (next == clock::time_point::max()) {
+      cv_.wait(lk, woken);
+    } else {
+      cv_.wait_until(lk, next, woken);
+    }
   }
 }
 

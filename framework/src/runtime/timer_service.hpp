@@ -3,6 +3,7 @@
 // makes test runs deterministic. Firing a timer delivers its envelope like a send.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include <grove/detail/envelope.hpp>
 #include <grove/runtime/pid.hpp>
@@ -36,7 +38,7 @@ class timer_service {
   // envelope until it fires, no id index; cancelled only through its key.
   struct timeout_key {
     clock::time_point at;
-    std::uint64_t id = 0;
+    std::uint64_t id = 0;  // its low bits name the shard
     explicit operator bool() const noexcept { return id != 0; }
   };
   timeout_key add_timeout(std::int64_t delay_ns, const pid& to, std::uint64_t token);
@@ -55,18 +57,35 @@ class timer_service {
   static void fire(entry& e);
   using key = std::pair<clock::time_point, std::uint64_t>;
   void run();
+  // Moves what is due by `now` out of shard s into due; returns the shard's next deadline.
+  clock::time_point take_due(std::size_t s, clock::time_point now, std::vector<entry>& due);
+  // After adding a timer due at `at`: makes the timer thread look again if it would sleep past it.
+  void after_adding(clock::time_point at);
+
+  // Timers live in shards, each a map under its own mutex. Shard 0 holds send_after timers
+  // (cancelled by id) and, with the manual clock, everything, so advance() sees one order.
+  // With the real clock a receive's timeout (one per call with a timeout) goes to the shard
+  // of the thread that sets it, so callers on different threads do not share a lock.
+  static constexpr std::size_t shards = 8;
+  static constexpr std::uint64_t shard_bits = 3;
+  struct alignas(64) shard {
+    mutable std::mutex mutex;
+    std::map<key, entry> by_time;
+    std::uint64_t next_id = 1;
+  };
+  shard shards_[shards];
 
   const bool manual_;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // the timer thread's state below, and manual_now_
   std::condition_variable cv_;
-  std::map<key, entry> by_time_;
-  std::unordered_map<std::uint64_t, clock::time_point> by_id_;
-  std::uint64_t next_id_ = 1;
+  std::unordered_map<std::uint64_t, clock::time_point> by_id_;  // shard 0's send_after timers
   clock::time_point manual_now_{};
-  // When the timer thread will next wake by itself. A timer due later needs no notify: this
-  // keeps a stream of short-lived timeouts (one per call) from waking the thread each time.
-  clock::time_point thread_wakes_at_ = clock::time_point::max();
-  bool stopping_ = false;
+  // When the timer thread will next wake by itself; max() while it is awake and scanning. A
+  // timer due later needs no notify: this keeps a stream of short-lived timeouts (one per call)
+  // from waking the thread each time. Written under mutex_, read without it.
+  std::atomic<clock::rep> thread_wakes_at_{clock::time_point::max().time_since_epoch().count()};
+  bool dirty_ = false;  // a timer was added that the thread may have missed: scan again
+  std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 

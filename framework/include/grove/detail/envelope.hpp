@@ -1,7 +1,9 @@
 // Internal: the type-erased carrier of one message or signal in a mailbox.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <typeinfo>
 #include <utility>
 
@@ -24,7 +26,15 @@ struct envelope {
   envelope* next = nullptr;
   const std::type_info* type = nullptr;  // of the payload; null for signals
   envelope_kind kind = envelope_kind::message;
+  std::uint32_t gen = 0;    // the generation of the pid it was sent to (mailbox.hpp)
   std::uint64_t alias = 0;  // reply: the alias it is addressed to
+
+  // Envelopes come from per-thread caches (envelope_pool.cpp): no malloc per message once warm.
+  static void* operator new(std::size_t n);
+  static void operator delete(void* p, std::size_t n) noexcept;
+  // Over-aligned payloads bypass the caches.
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept { ::operator delete(p, n, a); }
 
   envelope() = default;
   envelope(const envelope&) = delete;
