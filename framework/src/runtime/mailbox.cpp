@@ -75,11 +75,11 @@ envelope_list mailbox::reversed(std::uintptr_t h) noexcept {
   return l;
 }
 
-envelope_list mailbox::take() noexcept {
-  if (head_.load(std::memory_order_relaxed) <= closed_tag) return {};
+envelope* mailbox::take_newest_first() noexcept {
+  if (head_.load(std::memory_order_relaxed) <= closed_tag) return nullptr;
   const std::uintptr_t h = head_.exchange(running_tag, std::memory_order_seq_cst);
   after_taking();
-  return reversed(h);
+  return h > closed_tag ? reinterpret_cast<envelope*>(h) : nullptr;
 }
 
 void mailbox::open(std::size_t cap, overflow_policy policy) noexcept {
@@ -211,12 +211,12 @@ void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
 }  // namespace
 
 bool drain_impl(process* p) {
-  envelope_list in = p->mail.take();
+  envelope* newest = p->mail.take_newest_first();
   std::size_t drop = 0;
   if (p->mail.drop_oldest_pending.load(std::memory_order_relaxed)) {
     drop = p->mail.drop_oldest_pending.exchange(0, std::memory_order_relaxed);
   }
-  if (!in.head && !drop) return false;
+  if (!newest && !drop) return false;
   // Dropped unseen: anything sent to an earlier holder of its slot (a sender that raced that
   // one's death) and replies to an alias no longer active (a caller that gave up: a late reply
   // never reaches the mailbox).
@@ -225,45 +225,44 @@ bool drain_impl(process* p) {
     return e->gen != gen || (e->kind == envelope_kind::reply &&
                              std::find(p->aliases.begin(), p->aliases.end(), e->alias) == p->aliases.end());
   };
-  auto forget = [&](envelope* e) {
-    if (e->is_mail()) p->mail.length.fetch_sub(1, std::memory_order_relaxed);
-    delete e;
-  };
-  bool moved = false;
-  const bool sorted = drop != 0;  // filtered and counted up front
-  if (sorted) {                   // a bounded drop_oldest mailbox fell behind: rare, so two passes are fine
-    std::size_t messages = 0;
-    envelope* prev = nullptr;
-    for (envelope* e = in.head; e;) {
-      envelope* next = e->next;
-      if (unseen(e)) {
-        in.unlink(prev, e);
-        forget(e);
-      } else {
-        if (e->is_message()) ++messages;
-        prev = e;
+  // One pass over what arrived, newest first: reverse it into arrival order, drop what this
+  // process must not see, count the messages and note whether any signal came. A long
+  // mailbox is cache-cold, so every pass over it counts.
+  envelope_list in;
+  std::size_t messages = 0;
+  bool signals = false;
+  for (envelope* e = newest; e;) {
+    envelope* next = e->next;
+    if (unseen(e)) {
+      if (e->is_mail()) p->mail.length.fetch_sub(1, std::memory_order_relaxed);
+      delete e;
+    } else {
+      e->next = in.head;
+      in.head = e;
+      if (!in.tail) in.tail = e;
+      if (e->is_message()) {
+        ++messages;
+      } else if (!e->is_mail()) {
+        signals = true;
       }
-      e = next;
     }
-    p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
-    moved = drop_oldest(p, drop, in);
+    e = next;
   }
-  std::size_t messages = 0;  // appended to the queue, not yet counted in `queued`
+  if (messages) p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
+  const bool moved = drop ? drop_oldest(p, drop, in) : false;
+  if (!signals) {
+    p->mail.queue.append(std::move(in));
+    return moved;
+  }
   try {
     while (in.head) {
       envelope* e = in.head;
       in.head = e->next;
       if (!in.head) in.tail = nullptr;
-      if (!sorted && unseen(e)) {
-        forget(e);
-        continue;
-      }
       if (e->is_mail()) {
         p->mail.queue.push_back(e);
-        if (!sorted && e->is_message()) ++messages;
         continue;
       }
-      if (messages) p->mail.queued.fetch_add(std::exchange(messages, 0), std::memory_order_relaxed);
       std::unique_ptr<signal_envelope> s(static_cast<signal_envelope*>(e));
       switch (s->kind) {
         case envelope_kind::exit_link: {
@@ -311,7 +310,6 @@ bool drain_impl(process* p) {
     p->mail.queue.append(std::move(in));  // freed with the process
     throw;
   }
-  if (messages) p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
   return moved;
 }
 

@@ -118,8 +118,9 @@ class mailbox {
 
   // ---- the owner ----
 
-  // Everything that arrived since the last take, oldest first.
-  envelope_list take() noexcept;
+  // Everything that arrived since the last take, newest first (linked by `next`): the owner
+  // reverses it while it walks it once (drain_impl).
+  envelope* take_newest_first() noexcept;
   bool has_incoming() const noexcept { return head_.load(std::memory_order_relaxed) > closed_tag; }
   // Empty and running → waiting (the next push wakes the owner); false if mail is there.
   bool try_wait() noexcept { return to_state(waiting_tag); }
