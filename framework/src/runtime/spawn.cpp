@@ -19,7 +19,7 @@ namespace grove::detail {
 void set_next_spawn(std::optional<spawn_overrides> o) {
   process* p = current();
   if (!p) throw not_in_process("set_next_spawn");
-  p->next_spawn = std::move(o);
+  p->next_spawn = o ? std::make_unique<spawn_overrides>(std::move(*o)) : nullptr;
 }
 
 namespace {
