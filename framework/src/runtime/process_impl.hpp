@@ -76,7 +76,7 @@ class process {
   bool timed_out = false;
   bool by_signal = false;               // it is ending because of an exit signal, not by itself
   std::unique_ptr<exit_reason> ending;  // handler form: end when the callback returns (a pointer: 8 bytes per process)
-  std::atomic<scheduler*> home{nullptr};      // where its fiber last ran (body form)
+  std::atomic<scheduler*> home{nullptr};        // where its fiber last ran (body form)
   std::unique_ptr<spawn_overrides> next_spawn;  // for the next process it spawns (a pointer: 8 bytes per process)
 
   // ---- read by anyone ----
