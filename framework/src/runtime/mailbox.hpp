@@ -36,7 +36,6 @@ struct envelope_list {
     }
     tail = e;
   }
-  bool empty() const noexcept { return head == nullptr; }
   // Removes e, whose predecessor is prev (null if e is the head).
   void unlink(envelope* prev, envelope* e) noexcept {
     if (prev) {
@@ -46,11 +45,6 @@ struct envelope_list {
     }
     if (tail == e) tail = prev;
     e->next = nullptr;
-  }
-  envelope_list take() noexcept {
-    envelope_list l = *this;
-    head = tail = nullptr;
-    return l;
   }
   void append(envelope_list&& o) noexcept {
     if (!o.head) return;
@@ -121,7 +115,6 @@ class mailbox {
   // Everything that arrived since the last take, newest first (linked by `next`): the owner
   // reverses it while it walks it once (drain_impl).
   envelope* take_newest_first() noexcept;
-  bool has_incoming() const noexcept { return head_.load(std::memory_order_relaxed) > closed_tag; }
   // Empty and running → waiting (the next push wakes the owner); false if mail is there.
   bool try_wait() noexcept { return to_state(waiting_tag); }
   // Empty and running → idle (the next push schedules the owner); false if mail is there.
