@@ -118,8 +118,41 @@ TEST_CASE("names that differ in a single byte, of every length up to 40, are tol
   });
 }
 
-TEST_CASE("a registry that changed 10,000 times holds one snapshot and only the entries still registered", "[names]") {
-  const std::size_t tables = grove::detail::live_name_tables();
+TEST_CASE("of 5,000 names with every other one released, lookups and registered() see exactly the rest", "[names]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    constexpr int count = 5000;
+    std::vector<grove::pid> procs;
+    for (int i = 0; i < count; ++i) {
+      procs.push_back(grove::spawn([] { grove::receive([](go) {}); }));
+      grove::register_name("p" + std::to_string(i), procs.back());
+    }
+    for (int i = 0; i < count; i += 2) CHECK(grove::unregister_name("p" + std::to_string(i)));
+    // Released slots are reused, and swept by rebuilds: a quarter of the names come back.
+    for (int i = 0; i < count; i += 4) grove::register_name("p" + std::to_string(i), procs[i]);
+    std::set<std::string> expected;
+    for (int i = 0; i < count; ++i) {
+      const std::string name = "p" + std::to_string(i);
+      if (i % 2 == 1 || i % 4 == 0) {
+        expected.insert(name);
+        CHECK(grove::whereis(name) == procs[i]);
+        CHECK(grove::names().name_of(procs[i]) == name);
+      } else {
+        CHECK_FALSE(grove::whereis(name));
+        CHECK_FALSE(grove::names().name_of(procs[i]));
+      }
+    }
+    auto all = grove::registered();
+    CHECK(all.size() == expected.size());
+    CHECK(std::set<std::string>(all.begin(), all.end()) == expected);
+    for (auto& p : procs) grove::send(p, go{});
+  });
+}
+
+TEST_CASE("a registry that changed 10,000 times holds at most a reclaim batch of released entries and views",
+          "[names]") {
+  constexpr std::size_t batch = grove::detail::name_reclaim_batch;
+  const std::size_t views = grove::detail::live_name_views();
   const std::size_t entries = grove::detail::live_name_entries();
   {
     grove::testing::deterministic_node n;
@@ -130,21 +163,23 @@ TEST_CASE("a registry that changed 10,000 times holds one snapshot and only the 
         CHECK(grove::unregister_name("name" + std::to_string(i)));
       }
       grove::register_name("kept", p);
-      CHECK(grove::detail::live_name_tables() == tables + 1);
-      CHECK(grove::detail::live_name_entries() == entries + 1);
+      // The current view and fewer than a batch replaced; "kept" and fewer than a batch released.
+      CHECK(grove::detail::live_name_views() <= views + batch);
+      CHECK(grove::detail::live_name_entries() <= entries + batch);
+      CHECK(grove::whereis("kept") == p);
       auto r = grove::monitor(p);
       grove::send(p, go{});
       await_down(r);  // its exit hook released "kept" before the down
-      CHECK(grove::detail::live_name_tables() == tables + 1);
-      CHECK(grove::detail::live_name_entries() == entries);
+      CHECK_FALSE(grove::whereis("kept"));
+      CHECK(grove::registered().empty());
     });
   }
-  CHECK(grove::detail::live_name_tables() == tables);
+  CHECK(grove::detail::live_name_views() == views);
   CHECK(grove::detail::live_name_entries() == entries);
 }
 
 TEST_CASE("lookups beside writers find no process or one that was registered under the name", "[names][stress]") {
-  const std::size_t tables = grove::detail::live_name_tables();
+  const std::size_t views = grove::detail::live_name_views();
   const std::size_t entries = grove::detail::live_name_entries();
   {
     grove::node n({.schedulers = 2});
@@ -234,16 +269,19 @@ TEST_CASE("lookups beside writers find no process or one that was registered und
     CHECK(lookups >= lookers);
     // Every name is registered again, to its group's process of the last round.
     for (int k = 0; k < groups; ++k) CHECK(names.whereis(name[k]) == group[k][(rounds / groups) % per_group]);
-    // With no lookup left, one more write frees every snapshot but the new one, and every entry
-    // no longer registered.
-    CHECK(names.remove(name[0]));
-    CHECK(grove::detail::live_name_tables() == tables + 1);
-    CHECK(grove::detail::live_name_entries() == entries + groups - 1);
+    // With no lookup left, a batch of writes frees every replaced view and every entry
+    // released before it.
+    for (std::size_t i = 0; i < grove::detail::name_reclaim_batch; ++i) {
+      CHECK(names.remove(name[0]));
+      names.add(name[0], group[0][0]);
+    }
+    CHECK(grove::detail::live_name_views() <= views + grove::detail::name_reclaim_batch);
+    CHECK(grove::detail::live_name_entries() <= entries + groups + grove::detail::name_reclaim_batch);
     n.run([&] {
       for (auto& g : group)
         for (auto& p : g) grove::send(p, go{});
     });
   }
-  CHECK(grove::detail::live_name_tables() == tables);
+  CHECK(grove::detail::live_name_views() == views);
   CHECK(grove::detail::live_name_entries() == entries);
 }

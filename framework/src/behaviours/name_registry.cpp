@@ -31,7 +31,7 @@ registry_error::registry_error(kind k, std::string name, pid holder)
 namespace detail {
 
 namespace {
-std::atomic<std::size_t> live_tables{0};
+std::atomic<std::size_t> live_views{0};
 std::atomic<std::size_t> live_entries{0};
 
 __extension__ using u128 = unsigned __int128;
@@ -86,7 +86,7 @@ std::size_t hash_pid(const pid& p) noexcept { return std::hash<pid>{}(p); }
 }
 }  // namespace
 
-std::size_t live_name_tables() noexcept { return live_tables.load(std::memory_order_relaxed); }
+std::size_t live_name_views() noexcept { return live_views.load(std::memory_order_relaxed); }
 std::size_t live_name_entries() noexcept { return live_entries.load(std::memory_order_relaxed); }
 
 struct name_entry {
@@ -105,105 +105,174 @@ struct name_entry {
   const std::size_t pid_hash;
 };
 
-// One immutable snapshot of the names: two open-addressing indexes (by name, by pid), at most
-// half full, linear probing. Built whole by a writer (O(names)); read by any number of lookups.
-class name_table {
+namespace {
+// A released slot: probes go on past it, inserts may take it. Compared, never read through.
+alignas(name_entry) const char tombstone_mark = 0;
+const name_entry* tombstone() noexcept { return reinterpret_cast<const name_entry*>(&tombstone_mark); }
+}  // namespace
+
+// The names: two open-addressing indexes (by name, by pid) of atomic entry pointers, linear
+// probing, at most half used (entries and tombstones). Writers (serialized) change slots in
+// place; lookups read them without a lock. An insert is one release store; a release leaves a
+// tombstone. Growing or sweeping tombstones builds a new index, published with a new view.
+class name_index {
  public:
-  name_table(std::vector<const name_entry*> entries, std::uint64_t version)
-      : entries_(std::move(entries)), version_(version) {
+  explicit name_index(std::size_t live) {
     unsigned bits = 3;
-    while ((std::size_t{1} << bits) < 2 * entries_.size()) ++bits;
+    while ((std::size_t{1} << bits) < 4 * (live + 1)) ++bits;  // a quarter used after a rebuild
     shift_ = 64 - bits;
     mask_ = (std::size_t{1} << bits) - 1;
-    by_name_.resize(mask_ + 1);
-    by_pid_.resize(mask_ + 1);
-    for (const name_entry* e : entries_) {
-      insert(by_name_, e->name_hash, e);
-      insert(by_pid_, e->pid_hash, e);
-    }
-    live_tables.fetch_add(1, std::memory_order_relaxed);
+    by_name_ = std::make_unique<slot[]>(mask_ + 1);
+    by_pid_ = std::make_unique<slot[]>(mask_ + 1);
   }
-  ~name_table() { live_tables.fetch_sub(1, std::memory_order_relaxed); }
-  name_table(const name_table&) = delete;
-  name_table& operator=(const name_table&) = delete;
+  name_index(const name_index&) = delete;
+  name_index& operator=(const name_index&) = delete;
 
-  // A copy with `added` and without `removed` (either may be null), one version later.
-  std::unique_ptr<const name_table> with(const name_entry* added, const name_entry* removed) const {
-    std::vector<const name_entry*> next;
-    next.reserve(entries_.size() + 1);
-    for (const name_entry* e : entries_)
-      if (e != removed) next.push_back(e);
-    if (added) next.push_back(added);
-    return std::make_unique<const name_table>(std::move(next), version_ + 1);
+  // Whether one more entry fits without passing half of the slots in either index.
+  bool has_room() const noexcept { return 2 * (std::max(used_by_name_, used_by_pid_) + 1) <= mask_ + 1; }
+  std::size_t live() const noexcept { return live_; }
+
+  void insert(const name_entry* e) noexcept {
+    used_by_name_ += put(by_name_.get(), e->name_hash, e);
+    used_by_pid_ += put(by_pid_.get(), e->pid_hash, e);
+    ++live_;
   }
+  void erase(const name_entry* e) noexcept {
+    take(by_name_.get(), e->name_hash, e);
+    take(by_pid_.get(), e->pid_hash, e);
+    --live_;
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      const name_entry* e = by_name_[i].load(std::memory_order_acquire);
+      if (e && e != tombstone()) f(e);
+    }
+  }
+
+  using slot = std::atomic<const name_entry*>;
+  slot* by_name() const noexcept { return by_name_.get(); }
+  slot* by_pid() const noexcept { return by_pid_.get(); }
+  unsigned shift() const noexcept { return shift_; }
+  std::size_t mask() const noexcept { return mask_; }
+
+ private:
+  // Fibonacci hashing: the top bits of hash * 2^64/phi, so pids' hashes (nearly the raw
+  // fields) spread too.
+  std::size_t index(std::size_t hash) const noexcept { return (hash * 0x9E3779B97F4A7C15ull) >> shift_; }
+  // Into the first free or released slot of the probe sequence; 1 if a free one was used.
+  std::size_t put(slot* slots, std::size_t hash, const name_entry* e) noexcept {
+    for (std::size_t i = index(hash);; i = (i + 1) & mask_) {
+      const name_entry* now = slots[i].load(std::memory_order_relaxed);
+      if (!now || now == tombstone()) {
+        slots[i].store(e, std::memory_order_release);
+        return now ? 0 : 1;
+      }
+    }
+  }
+  void take(slot* slots, std::size_t hash, const name_entry* e) noexcept {
+    for (std::size_t i = index(hash);; i = (i + 1) & mask_) {
+      if (slots[i].load(std::memory_order_relaxed) == e) {
+        slots[i].store(tombstone(), std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+
+  unsigned shift_;
+  std::size_t mask_;
+  std::unique_ptr<slot[]> by_name_;
+  std::unique_ptr<slot[]> by_pid_;
+  std::size_t used_by_name_ = 0;
+  std::size_t used_by_pid_ = 0;
+  std::size_t live_ = 0;
+};
+
+// What a lookup announces and reads: an index's slots, under a version. Writers publish a new
+// view after each release (so an entry released at version v is reachable only through views
+// up to v) and after each rebuild; inserts go into the current view's slots directly.
+class name_view {
+ public:
+  name_view(const name_index& index, std::uint64_t version)
+      : by_name_(index.by_name()),
+        by_pid_(index.by_pid()),
+        mask_(index.mask()),
+        shift_(index.shift()),
+        version_(version) {
+    live_views.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~name_view() { live_views.fetch_sub(1, std::memory_order_relaxed); }
+  name_view(const name_view&) = delete;
+  name_view& operator=(const name_view&) = delete;
 
   const name_entry* find(std::string_view name, std::size_t hash) const noexcept {
     for (std::size_t i = index(hash);; i = (i + 1) & mask_) {
-      const slot& s = by_name_[i];
-      if (!s.entry || (s.hash == hash && same_name(s.entry->name, name))) return s.entry;
+      const name_entry* e = by_name_[i].load(std::memory_order_acquire);
+      if (!e) return nullptr;
+      if (e != tombstone() && e->name_hash == hash && same_name(e->name, name)) return e;
     }
   }
   const name_entry* find(const pid& p) const noexcept {
     std::size_t hash = hash_pid(p);
     for (std::size_t i = index(hash);; i = (i + 1) & mask_) {
-      const slot& s = by_pid_[i];
-      if (!s.entry || (s.hash == hash && s.entry->who == p)) return s.entry;
+      const name_entry* e = by_pid_[i].load(std::memory_order_acquire);
+      if (!e) return nullptr;
+      if (e != tombstone() && e->pid_hash == hash && e->who == p) return e;
     }
   }
-  const std::vector<const name_entry*>& entries() const noexcept { return entries_; }
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      const name_entry* e = by_name_[i].load(std::memory_order_acquire);
+      if (e && e != tombstone()) f(e);
+    }
+  }
   std::uint64_t version() const noexcept { return version_; }
 
  private:
-  struct slot {
-    std::size_t hash = 0;
-    const name_entry* entry = nullptr;
-  };
-  // Fibonacci hashing: the top bits of hash * 2^64/phi, so pids' hashes (nearly the raw
-  // fields) spread too.
   std::size_t index(std::size_t hash) const noexcept { return (hash * 0x9E3779B97F4A7C15ull) >> shift_; }
-  void insert(std::vector<slot>& index_of, std::size_t hash, const name_entry* e) noexcept {
-    std::size_t i = index(hash);
-    while (index_of[i].entry) i = (i + 1) & mask_;
-    index_of[i] = {hash, e};
-  }
-
-  std::vector<const name_entry*> entries_;
-  std::uint64_t version_;
-  unsigned shift_;
-  std::size_t mask_;
-  std::vector<slot> by_name_;
-  std::vector<slot> by_pid_;
+  const name_index::slot* const by_name_;
+  const name_index::slot* const by_pid_;
+  const std::size_t mask_;
+  const unsigned shift_;
+  const std::uint64_t version_;
 };
 
 }  // namespace detail
 
 using detail::name_entry;
-using detail::name_table;
+using detail::name_index;
+using detail::name_view;
 
-name_registry::name_registry(node& n) : node_(n), current_(new name_table({}, 0)) {
+name_registry::name_registry(node& n)
+    : node_(n), index_(std::make_unique<name_index>(0)), current_(new name_view(*index_, 0)) {
   node_.add_exit_hook(&name_registry::on_exit, this);
 }
 
+name_registry::dropped::dropped(std::uint64_t v) : version(v) {}
+name_registry::dropped::~dropped() = default;
+name_registry::dropped::dropped(dropped&&) noexcept = default;
+name_registry::dropped& name_registry::dropped::operator=(dropped&&) noexcept = default;
+
 // The node is stopping: no process is left to die, and no lookup is left running.
 name_registry::~name_registry() {
-  const name_table* now = current_.load(std::memory_order_relaxed);
-  for (const name_entry* e : now->entries()) delete e;
-  delete now;
-  for (const name_table* t : retired_) delete t;
+  index_->for_each([](const name_entry* e) { delete e; });
+  delete current_.load(std::memory_order_relaxed);
+  for (const name_view* v : retired_) delete v;
 }
 
 void name_registry::add(const std::string& name, const pid& p) {
   if (!detail::mark_owner(p)) throw registry_error(registry_error::kind::dead_process, name, p);
   {
     std::lock_guard lk(write_mutex_);
-    const name_table& now = *current_.load(std::memory_order_relaxed);  // only writers replace it
+    const name_view& now = *current_.load(std::memory_order_relaxed);  // only writers replace it
     if (auto* e = now.find(name, detail::hash_name(name))) {
       throw registry_error(registry_error::kind::name_taken, name, e->who);
     }
     if (auto* e = now.find(p)) throw registry_error(registry_error::kind::already_named, e->name, p);
     auto entry = std::make_unique<const name_entry>(name, p);
-    auto next = now.with(entry.get(), nullptr);
-    publish(std::move(next), std::move(entry), nullptr);
+    if (!index_->has_room()) rebuild();
+    index_->insert(entry.release());  // visible to lookups from this store on
   }
   // It may have died between mark_owner and the insert, with its exit hook already run.
   if (!alive(p)) {
@@ -214,31 +283,29 @@ void name_registry::add(const std::string& name, const pid& p) {
 
 bool name_registry::remove(std::string_view name) {
   std::lock_guard lk(write_mutex_);
-  const name_table& now = *current_.load(std::memory_order_relaxed);
-  const name_entry* e = now.find(name, detail::hash_name(name));
+  const name_entry* e = current_.load(std::memory_order_relaxed)->find(name, detail::hash_name(name));
   if (!e) return false;
-  publish(now.with(nullptr, e), nullptr, e);
+  release(e);
   return true;
 }
 
 std::optional<pid> name_registry::whereis(std::string_view name) const {
   std::size_t hash = detail::hash_name(name);  // before the guard: keeps the read window short
-  detail::hazard_guard<name_table> now(current_);
+  detail::hazard_guard<name_view> now(current_);
   const name_entry* e = now->find(name, hash);
   return e ? e->found : std::nullopt;
 }
 
 std::optional<std::string> name_registry::name_of(const pid& p) const {
-  detail::hazard_guard<name_table> now(current_);
+  detail::hazard_guard<name_view> now(current_);
   if (const name_entry* e = now->find(p)) return e->name;
   return std::nullopt;
 }
 
 std::vector<std::string> name_registry::registered() const {
-  detail::hazard_guard<name_table> now(current_);
   std::vector<std::string> out;
-  out.reserve(now->entries().size());
-  for (const name_entry* e : now->entries()) out.push_back(e->name);
+  detail::hazard_guard<name_view> now(current_);
+  now->for_each([&](const name_entry* e) { out.push_back(e->name); });
   return out;
 }
 
@@ -247,45 +314,60 @@ void name_registry::on_exit(void* self, const pid& who) {
   {
     // Most dying owners hold keyed-registry keys, not names: skip the writers' lock for them.
     // A registration of `who` racing with this hook is cleaned up by add itself.
-    detail::hazard_guard<name_table> now(r->current_);
+    detail::hazard_guard<name_view> now(r->current_);
     if (!now->find(who)) return;
   }
   std::lock_guard lk(r->write_mutex_);
-  const name_table& now = *r->current_.load(std::memory_order_relaxed);
-  const name_entry* e = now.find(who);
-  if (!e) return;
-  r->publish(now.with(nullptr, e), nullptr, e);
+  if (const name_entry* e = r->current_.load(std::memory_order_relaxed)->find(who)) r->release(e);
 }
 
-void name_registry::publish(std::unique_ptr<const name_table> next, std::unique_ptr<const name_entry> added,
-                            const name_entry* removed) {
-  // What may throw comes first: if it does, the names are unchanged and `added` is freed.
+// Under write_mutex_. What may throw comes first: if it does, the names are unchanged.
+void name_registry::release(const name_entry* e) {
+  const std::uint64_t version = current_.load(std::memory_order_relaxed)->version();
+  auto next = std::make_unique<const name_view>(*index_, version + 1);
+  dropped_.emplace_back(version);
   retired_.reserve(retired_.size() + 1);
-  if (removed) dropped_.emplace_back(current_.load(std::memory_order_relaxed)->version(), nullptr);
-  // Lookups that start from here on find `next`; reclaim's scan (after its fence) sees every
-  // lookup still reading the old one (see hazard_pointer.hpp).
-  retired_.push_back(current_.exchange(next.release(), std::memory_order_seq_cst));
-  added.release();  // owned by the names from now on: freed once dropped and unreachable
-  if (removed) dropped_.back().second.reset(removed);
-  reclaim();
+  index_->erase(e);  // lookups through views from `next` on cannot reach e
+  dropped_.back().entry.reset(e);
+  publish(std::move(next));
 }
 
-// A replaced snapshot is freed once no lookup announces it; lookups that start later find the
-// new one. An entry is read through snapshots only, and only those up to the version it was
-// dropped at hold it: once every snapshot that old is freed, so is the entry. Snapshots held
-// back by a lookup are at most one per thread and are freed by the next write after it ends.
+// Under write_mutex_: a new index with the live entries, a quarter used, no tombstones.
+void name_registry::rebuild() {
+  auto bigger = std::make_unique<name_index>(index_->live());
+  index_->for_each([&](const name_entry* e) { bigger->insert(e); });
+  const std::uint64_t version = current_.load(std::memory_order_relaxed)->version();
+  auto next = std::make_unique<const name_view>(*bigger, version + 1);
+  dropped_.emplace_back(version);
+  retired_.reserve(retired_.size() + 1);
+  dropped_.back().index = std::move(index_);
+  index_ = std::move(bigger);
+  publish(std::move(next));
+}
+
+void name_registry::publish(std::unique_ptr<const name_view> next) {
+  // Lookups that start from here on find `next`; reclaim's scan (after its fence) sees every
+  // lookup still reading an older one (see hazard_pointer.hpp).
+  retired_.push_back(current_.exchange(next.release(), std::memory_order_seq_cst));
+  if (retired_.size() >= detail::name_reclaim_batch) reclaim();
+}
+
+// A replaced view is freed once no lookup announces it; lookups that start later find a newer
+// one. A released entry (or a replaced index) is reachable only through views up to the
+// version it was dropped at: once every view that old is freed, so is it. The scan costs a
+// fence over all threads (membarrier), hence batches of name_reclaim_batch views.
 void name_registry::reclaim() {
   auto hazards = detail::announced_hazards();
   std::uint64_t oldest = current_.load(std::memory_order_relaxed)->version();
-  std::erase_if(retired_, [&](const name_table* t) {
-    if (detail::is_announced(hazards, t)) {
-      oldest = std::min(oldest, t->version());
+  std::erase_if(retired_, [&](const name_view* v) {
+    if (detail::is_announced(hazards, v)) {
+      oldest = std::min(oldest, v->version());
       return false;
     }
-    delete t;
+    delete v;
     return true;
   });
-  while (!dropped_.empty() && dropped_.front().first < oldest) dropped_.pop_front();
+  while (!dropped_.empty() && dropped_.front().version < oldest) dropped_.pop_front();
 }
 
 name_registry& names() { return this_node().service<name_registry>(); }

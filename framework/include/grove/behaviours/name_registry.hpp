@@ -5,9 +5,9 @@
 // The functions act on the current process's node (call them from a process); the
 // name_registry of any node is also reachable as node.service<grove::name_registry>().
 //
-// Lookups (whereis, name_of, registered) take no lock and write no shared memory: they read an
-// immutable snapshot of the names, so they scale with the number of lookers. Registrations
-// and releases are serialized and publish a new snapshot (O(names) each).
+// Lookups (whereis, name_of, registered) take no lock and write no shared memory, so they
+// scale with the number of lookers. Registrations and releases are serialized and change the
+// names in place: O(1) each, amortized (a table that fills up is rebuilt twice as large).
 #pragma once
 
 #include <atomic>
@@ -29,11 +29,14 @@ namespace grove {
 
 namespace detail {
 struct name_entry;
-class name_table;
-// Snapshots and name entries not yet freed, over all nodes: tests check that what writes
-// replace is reclaimed.
-std::size_t live_name_tables() noexcept;
+class name_index;
+class name_view;
+// Views and name entries not yet freed, over all nodes: tests check that what writes replace
+// is reclaimed.
+std::size_t live_name_views() noexcept;
 std::size_t live_name_entries() noexcept;
+// Replaced views are reclaimed in batches of this many (each reclaim fences every thread).
+inline constexpr std::size_t name_reclaim_batch = 32;
 }  // namespace detail
 
 // Why a registration was refused.
@@ -67,17 +70,28 @@ class name_registry {
 
  private:
   static void on_exit(void* self, const pid& who);
-  // Under write_mutex_: makes `next` the current snapshot (`added` now in it, `removed` no
-  // longer), then frees the snapshots and entries that no lookup can reach any more.
-  void publish(std::unique_ptr<const detail::name_table> next, std::unique_ptr<const detail::name_entry> added,
-               const detail::name_entry* removed);
+  // Under write_mutex_: releases e (a new view is published, e freed once unreachable); makes
+  // a larger index without tombstones; publishes a view, reclaiming a batch of old ones.
+  void release(const detail::name_entry* e);
+  void rebuild();
+  void publish(std::unique_ptr<const detail::name_view> next);
   void reclaim();
+  // An entry released, or an index replaced, with the version of the last view that reaches it.
+  struct dropped {
+    explicit dropped(std::uint64_t v);
+    ~dropped();
+    dropped(dropped&&) noexcept;
+    dropped& operator=(dropped&&) noexcept;
+    std::uint64_t version;
+    std::unique_ptr<const detail::name_entry> entry;
+    std::unique_ptr<detail::name_index> index;
+  };
   node& node_;
   std::mutex write_mutex_;
-  std::atomic<const detail::name_table*> current_;  // what lookups read; replaced under write_mutex_
-  std::vector<const detail::name_table*> retired_;  // replaced, perhaps still being read
-  // Entries no longer registered, each with the version of the last snapshot that holds it.
-  std::deque<std::pair<std::uint64_t, std::unique_ptr<const detail::name_entry>>> dropped_;
+  std::unique_ptr<detail::name_index> index_;      // the names now; changed under write_mutex_
+  std::atomic<const detail::name_view*> current_;  // what lookups read; replaced under write_mutex_
+  std::vector<const detail::name_view*> retired_;  // replaced, perhaps still being read
+  std::deque<dropped> dropped_;
 };
 
 // The current process's node's names.
