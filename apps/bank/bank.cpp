@@ -18,6 +18,8 @@ const char* to_string(result r) noexcept {
       return "invalid_amount";
     case result::account_exists:
       return "account_exists";
+    case result::balance_overflow:
+      return "balance_overflow";
   }
   return "?";
 }
@@ -94,11 +96,22 @@ std::vector<std::pair<account, money>> opening(int accounts, money each) {
   return out;
 }
 
-// What both ledgers decide: the outcome of a transfer, given the two balances.
+// What both ledgers decide: the outcome of a transfer, given the two balances. Checked: money
+// that does not fit is refused, never wrapped into a negative balance.
 result check_transfer(const transfer_q& t, const std::optional<money>& from, const std::optional<money>& to) {
   if (t.amount <= 0 || t.from == t.to) return result::invalid_amount;
   if (!from || !to) return result::no_such_account;
   if (*from < t.amount) return result::insufficient_funds;
+  money sum;
+  if (__builtin_add_overflow(*to, t.amount, &sum)) return result::balance_overflow;
+  return result::ok;
+}
+
+// A deposit (amount > 0) or a withdrawal (amount < 0) on `balance`: the new balance, or why not.
+result check_change(money balance, money amount, money& out) {
+  if (amount == 0) return result::invalid_amount;
+  if (__builtin_add_overflow(balance, amount, &out)) return result::balance_overflow;
+  if (out < 0) return result::insufficient_funds;
   return result::ok;
 }
 
@@ -127,10 +140,10 @@ class ledger_v1 final : public grove::gen_server<ledger_v1> {
   result handle_call(const deposit_q& q, const from&) {
     auto it = state_.balances.find(q.a);
     if (it == state_.balances.end()) return result::no_such_account;
-    if (q.amount == 0) return result::invalid_amount;
-    if (it->second + q.amount < 0) return result::insufficient_funds;
-    commit({{q.a, it->second + q.amount}}, 0, result::ok);
-    it->second += q.amount;
+    money next;
+    if (auto r = check_change(it->second, q.amount, next); r != result::ok) return r;
+    commit({{q.a, next}}, 0, result::ok);
+    it->second = next;
     return result::ok;
   }
   std::optional<money> handle_call(const balance_q& q, const from&) {
@@ -208,9 +221,9 @@ class ledger_v2 final : public grove::gen_server<ledger_v2> {
   result handle_call(const deposit_q& q, const from&) {
     auto b = table_.lookup(q.a);
     if (!b) return result::no_such_account;
-    if (q.amount == 0) return result::invalid_amount;
-    if (*b + q.amount < 0) return result::insufficient_funds;
-    table_.insert(q.a, *b + q.amount);  // only the ledger writes: read-modify-write is safe
+    money next;
+    if (auto r = check_change(*b, q.amount, next); r != result::ok) return r;
+    table_.insert(q.a, next);  // only the ledger writes: read-modify-write is safe
     return result::ok;
   }
   std::optional<money> handle_call(const balance_q& q, const from&) { return table_.lookup(q.a); }

@@ -25,7 +25,15 @@ namespace bank {
 using account = std::string;
 using money = std::int64_t;
 
-enum class result : unsigned char { ok, insufficient_funds, no_such_account, invalid_amount, account_exists };
+// balance_overflow: the change would take a balance past the largest `money` (nothing changes).
+enum class result : unsigned char {
+  ok,
+  insufficient_funds,
+  no_such_account,
+  invalid_amount,
+  account_exists,
+  balance_overflow
+};
 const char* to_string(result r) noexcept;
 
 // The registered names.

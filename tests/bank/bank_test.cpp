@@ -2,6 +2,7 @@
 // and the invariants under concurrent load — also while the ledger is killed again and again.
 #ifdef GROVE_HAVE_BANK
 
+#include <limits>
 #include <string>
 
 #include <bank.hpp>
@@ -68,6 +69,16 @@ TEST_CASE("bank: the operations, the same through both ledgers", "[bank]") {
     for (auto& [a, m] : all) total += m;
     CHECK(total == 4 * 100 + 5 + 30 - 30);
     CHECK(all.count("alice"));
+    // Checked arithmetic: a balance that would pass the largest amount is refused, unchanged.
+    constexpr bank::money most = std::numeric_limits<bank::money>::max();
+    CHECK(bank::open("rich", most) == result::ok);
+    CHECK(bank::transfer(5, "acct-0", "rich", 50) == result::balance_overflow);
+    CHECK(bank::transfer(5, "acct-0", "rich", 50) == result::balance_overflow);  // a retry: the same answer
+    CHECK(bank::deposit("rich", 1) == result::balance_overflow);
+    CHECK(bank::balance("rich") == most);
+    CHECK(bank::balance("acct-0") == 70);
+    CHECK(bank::withdraw("rich", most) == result::ok);
+    CHECK(bank::balance("rich") == 0);
   });
   s.svc.stop();
   CHECK(s.join() == 0);

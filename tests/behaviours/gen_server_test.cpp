@@ -420,6 +420,49 @@ TEST_CASE("sys: state through format_status, replace_state, statistics and the l
   });
 }
 
+namespace {
+// format_status throws: introspection must not kill it.
+class opaque final : public grove::gen_server<opaque> {
+ public:
+  using handles = grove::types<get>;
+  explicit opaque(grove::pid observer) : observer_(observer) {}
+  int handle_call(const get&, const grove::from&) { return value_; }
+  void terminate(const exit_reason& r) { grove::send(observer_, noted{"terminate " + r.str()}); }
+  std::string format_status() const { throw std::runtime_error("secret state"); }
+  int value_ = 1;
+
+ private:
+  grove::pid observer_;
+};
+}  // namespace
+
+TEST_CASE("sys: a throwing format_status or replace_state function is answered, and the server goes on",
+          "[gen_server][sys]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto s = grove::start(std::make_unique<opaque>(grove::self())).value();
+    const std::string state = grove::sys::get_state(s);
+    CHECK(state.find("format_status crashed") != std::string::npos);
+    CHECK(state.find("secret state") != std::string::npos);
+    try {
+      grove::sys::replace_state<opaque>(s, [](opaque& o) {
+        o.value_ = 2;
+        throw std::runtime_error("half done");
+      });
+      FAIL("replace_state must report the failed function");
+    } catch (const grove::call_error& e) {
+      CHECK(e.reason().str().find("callback_failed") != std::string::npos);
+      CHECK(e.reason().str().find("half done") != std::string::npos);
+    }
+    CHECK(grove::alive(s));
+    // C++ state is changed in place: what the function did before it threw stays (OTP's immutable
+    // state would be unchanged; replace_state's comment says so).
+    CHECK(grove::call<int>(s, get{"x"}) == 2);
+    grove::stop(s);
+    CHECK(next_note() == "terminate normal");  // terminate still runs at the orderly end
+  });
+}
+
 TEST_CASE("sys: a suspended server answers only system messages; the rest wait, in order", "[gen_server][sys]") {
   grove::node n({.schedulers = 2});
   n.run([] {

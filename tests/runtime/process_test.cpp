@@ -1,7 +1,9 @@
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -196,6 +198,26 @@ TEST_CASE("a message that arrives before the timeout is received and the timeout
     grove::send(waiter, 8);
     CHECK(grove::receive([](int v) { return v; }) == 8);
   });
+}
+
+TEST_CASE("a timeout past the clock's range never fires instead of firing at once", "[runtime][receive][timer]") {
+  // Deadlines saturate: now + duration::max() once wrapped to a deadline in the past.
+  for (grove::duration huge : {grove::duration::max() - 1ns, grove::duration(std::chrono::hours(2562047))}) {
+    grove::testing::deterministic_node n;
+    n.run([&] {
+      const grove::pid me = grove::self();
+      auto waiter = grove::spawn([me, huge] {
+        grove::send(me, ready{grove::self()});
+        auto r = grove::receive_for(huge, [](int v) { return v; });
+        grove::send(me, r.value_or(-1));
+      });
+      grove::receive([](ready) {});
+      n.advance(std::chrono::hours(24 * 365 * 100));
+      CHECK_FALSE(grove::receive_for(0s, [](int) {}));  // still waiting after a century
+      grove::send(waiter, 7);
+      CHECK(grove::receive([](int v) { return v; }) == 7);
+    });
+  }
 }
 
 namespace {
@@ -397,6 +419,55 @@ TEST_CASE("drop_oldest also drops from messages already drained into the queue",
     grove::send(p, 3);     // drops 1
     grove::send(p, go{});  // drops 2
     CHECK(grove::receive([](std::vector<int> v) { return v; }) == std::vector<int>{3});
+  });
+}
+
+TEST_CASE("a drop_oldest mailbox flooded from two threads never shows more than its capacity", "[runtime][mailbox]") {
+  // Issue 16 item 11: a capacity of 1,000 once held up to 1,997 messages.
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    constexpr std::size_t capacity = 1000;
+    constexpr int per_sender = 20000;
+    const grove::pid me = grove::self();
+    auto receiver = grove::spawn(
+        [me] {
+          grove::receive([](go) {});
+          std::size_t most = 0;
+          std::vector<int> last(2, -1);
+          bool ordered = true;
+          int done = 0;
+          while (done < 2) {
+            grove::receive([&](std::pair<int, int> m) {
+              if (m.second == -1) {
+                ++done;
+                return;
+              }
+              ordered = ordered && m.second > last[m.first];
+              last[m.first] = m.second;
+            });
+            most = std::max(most, grove::info(grove::self())->mailbox_length);
+          }
+          grove::send(me, std::make_pair(most, ordered));
+        },
+        {.mailbox_capacity = capacity, .overflow = grove::overflow_policy::drop_oldest});
+    std::vector<grove::pid> senders;
+    for (int s = 0; s < 2; ++s) {
+      senders.push_back(grove::spawn([receiver, s] {
+        for (int i = 0; i < per_sender; ++i) grove::send(receiver, std::make_pair(s, i));
+        grove::send(receiver, go{});  // only the first go is taken: the rest may be dropped
+      }));
+    }
+    // A looker beside the flood: what info shows never passes the capacity.
+    std::size_t seen_most = 0;
+    while (std::any_of(senders.begin(), senders.end(), [](const grove::pid& p) { return grove::alive(p); })) {
+      if (auto i = grove::info(receiver)) seen_most = std::max(seen_most, i->mailbox_length);
+      grove::yield();
+    }
+    CHECK(seen_most <= capacity);
+    for (int s = 0; s < 2; ++s) grove::send(receiver, std::make_pair(s, -1));
+    auto [most, ordered] = grove::receive([](std::pair<std::size_t, bool> r) { return r; });
+    CHECK(most <= capacity);
+    CHECK(ordered);  // what is kept stays in each sender's order
   });
 }
 

@@ -196,13 +196,33 @@ bool gen_server_base::handle_system(message& m) {
   if (!c) return false;
   using op = detail::sys_request::op;
   switch (c->request.what) {
-    case op::get_state:
-      reply(c->f, do_format_status());
+    // Introspection runs user code outside the callbacks' try block: what it throws is answered
+    // to the caller, and the server goes on (OTP: a placeholder for format_status, and
+    // {callback_failed,...} for replace_state's fun).
+    case op::get_state: {
+      std::string text;
+      try {
+        text = do_format_status();
+      } catch (const process_exit&) {
+        throw;
+      } catch (...) {
+        text = "format_status crashed: " + detail::reason_of_current_exception().str();
+      }
+      reply(c->f, std::move(text));
       break;
-    case op::replace_state:
-      c->request.replace(*this);
-      reply(c->f, ok_t{});
+    }
+    case op::replace_state: {
+      detail::replace_outcome outcome;
+      try {
+        c->request.replace(*this);
+      } catch (const process_exit&) {
+        throw;
+      } catch (...) {
+        outcome.failed = detail::reason_of_current_exception();
+      }
+      reply(c->f, std::move(outcome));
       break;
+    }
     case op::suspend:
       suspended_ = true;
       reply(c->f, ok_t{});

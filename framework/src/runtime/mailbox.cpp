@@ -153,8 +153,9 @@ void queue_message(process* p, T&& v) {
   p->mail.queued.fetch_add(1, std::memory_order_relaxed);
 }
 
-// Returns true if it removed anything from the queue (a scan position may be gone).
-bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
+// Drops up to n of the oldest messages (counted in `dropped`). Returns true if it removed
+// anything from the queue (a scan position may be gone).
+bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& dropped) {
   bool from_queue = false;
   envelope* prev = nullptr;
   for (envelope* e = p->mail.queue.head; n > 0 && e;) {
@@ -166,6 +167,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
       p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
       from_queue = true;
       --n;
+      ++dropped;
     } else {
       prev = e;
     }
@@ -180,6 +182,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
       p->mail.length.fetch_sub(1, std::memory_order_relaxed);
       p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
       --n;
+      ++dropped;
     } else {
       prev = e;
     }
@@ -212,10 +215,10 @@ void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
 
 bool drain_impl(process* p) {
   envelope* newest = p->mail.take_newest_first();
-  std::size_t drop = 0;
-  if (p->mail.drop_oldest_pending.load(std::memory_order_relaxed)) {
-    drop = p->mail.drop_oldest_pending.exchange(0, std::memory_order_relaxed);
-  }
+  // Owed drops are settled after they are made, so size() (length less what is owed) never
+  // shows more than the capacity, even while a long backlog is being dropped; a drop owed for a
+  // message still in flight (counted, not yet pushed) stays owed until the next drain.
+  const std::size_t drop = p->mail.drop_oldest_pending.load(std::memory_order_relaxed);
   if (!newest && !drop) return false;
   // Dropped unseen: anything sent to an earlier holder of its slot (a sender that raced that
   // one's death) and replies to an alias no longer active (a caller that gave up: a late reply
@@ -249,7 +252,12 @@ bool drain_impl(process* p) {
     e = next;
   }
   if (messages) p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
-  const bool moved = drop ? drop_oldest(p, drop, in) : false;
+  bool moved = false;
+  if (drop) {
+    std::size_t dropped = 0;
+    moved = drop_oldest(p, drop, in, dropped);
+    p->mail.drop_oldest_pending.fetch_sub(dropped, std::memory_order_relaxed);
+  }
   if (!signals) {
     p->mail.queue.append(std::move(in));
     return moved;

@@ -11,6 +11,7 @@
 // too, since every push is ordered in the head's modification order).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -103,11 +104,13 @@ class mailbox {
     peeking_.fetch_sub(1, std::memory_order_release);
   }
 
-  // Mail waiting to be received, less what a drop_oldest mailbox is yet to drop.
+  // Mail waiting to be received, less what a drop_oldest mailbox is yet to drop (a sender
+  // counts its message a moment before it marks the drop it owes: hence the cap).
   std::size_t size() const noexcept {
     const std::size_t n = length.load(std::memory_order_relaxed);
     const std::size_t d = drop_oldest_pending.load(std::memory_order_relaxed);
-    return n > d ? n - d : 0;
+    const std::size_t visible = n > d ? n - d : 0;
+    return capacity && overflow == overflow_policy::drop_oldest ? std::min(visible, capacity) : visible;
   }
 
   // ---- the owner ----

@@ -56,12 +56,23 @@ void timer_service::after_adding(clock::time_point at) {
   cv_.notify_one();
 }
 
+namespace {
+// base + delay, saturating: a delay past the clock's range (receive_for(duration::max()), a
+// 2,562,047 h timeout) means never, not a wrapped deadline in the past.
+timer_service::clock::time_point after(timer_service::clock::time_point base, std::int64_t delay_ns) noexcept {
+  using clock = timer_service::clock;
+  const clock::rep room = clock::time_point::max().time_since_epoch().count() - base.time_since_epoch().count();
+  if (delay_ns >= room) return clock::time_point::max();
+  return base + std::chrono::nanoseconds(delay_ns);
+}
+}  // namespace
+
 std::uint64_t timer_service::add(std::int64_t delay_ns, const pid& to, std::unique_ptr<envelope> env) {
   std::unique_lock<std::mutex> clk;  // the manual clock reads and inserts in one step
   if (manual_) clk = std::unique_lock(mutex_);
   shard& s = shards_[0];
   std::unique_lock lk(s.mutex);
-  auto at = (manual_ ? manual_now_ : clock::now()) + std::chrono::nanoseconds(delay_ns);
+  auto at = after(manual_ ? manual_now_ : clock::now(), delay_ns);
   std::uint64_t id = s.next_id++ << shard_bits;
   if (stopping_.load(std::memory_order_relaxed)) return id;
   s.by_time.emplace(key{at, id}, entry{to, std::move(env)});
@@ -78,8 +89,7 @@ timer_service::timeout_key timer_service::add_timeout(std::int64_t delay_ns, con
   const std::size_t i = manual_ ? 0 : thread_shard(shards);
   shard& s = shards_[i];
   std::unique_lock lk(s.mutex);
-  timeout_key k{(manual_ ? manual_now_ : clock::now()) + std::chrono::nanoseconds(delay_ns),
-                (s.next_id++ << shard_bits) | i};
+  timeout_key k{after(manual_ ? manual_now_ : clock::now(), delay_ns), (s.next_id++ << shard_bits) | i};
   if (stopping_.load(std::memory_order_relaxed)) return k;
   s.by_time.emplace(key{k.at, k.id}, entry{to, nullptr, token});
   lk.unlock();
@@ -138,7 +148,7 @@ void timer_service::advance(std::chrono::nanoseconds d) {
   if (!manual_) throw std::logic_error("advance() needs a node with a manual clock");
   if (d.count() < 0) throw std::invalid_argument("advance() takes a non-negative duration");
   std::unique_lock lk(mutex_);
-  const auto target = manual_now_ + d;
+  const auto target = after(manual_now_, d.count());
   // One timer at a time, time stepping to each deadline, so a timer set by a process woken
   // here with a deadline inside the window still fires in this advance, in order.
   shard& s = shards_[0];  // with the manual clock every timer is there

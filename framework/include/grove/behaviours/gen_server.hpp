@@ -217,6 +217,10 @@ struct sys_request {
   op what;
   std::function<void(gen_server_base&)> replace;
 };
+// replace_state's answer: empty if the function ran, else why it failed (state unchanged).
+struct replace_outcome {
+  std::optional<exit_reason> failed;
+};
 struct stop_request {
   exit_reason reason;
 };
@@ -517,14 +521,20 @@ void stop(const server_ref& target, exit_reason reason = exit_reason::normal(), 
 
 // ---- sys: introspection and debugging, handled by the server loop, never by user code -------
 namespace sys {
-// The server's state as its format_status() shows it.
+// The server's state as its format_status() shows it ("format_status crashed: <reason>" if it
+// throws: the server goes on).
 std::string get_state(const server_ref& target, duration timeout = std::chrono::seconds(5));
-// Runs fn on the server's state, inside the server. fn gets the server object.
+// Runs fn on the server's state, inside the server. fn gets the server object. If fn throws,
+// the server goes on (as OTP's sys:replace_state) and this throws call_error with reason
+// {callback_failed,Reason}; whatever fn changed before it threw stays changed.
 template <class S>
 void replace_state(const server_ref& target, std::function<void(S&)> fn, duration timeout = std::chrono::seconds(5)) {
   detail::sys_request r{detail::sys_request::op::replace_state,
                         [fn = std::move(fn)](gen_server_base& b) { fn(dynamic_cast<S&>(b)); }};
-  call<void>(target, std::move(r), timeout);
+  auto outcome = call<detail::replace_outcome>(target, std::move(r), timeout);
+  if (outcome.failed) {
+    throw call_error(exit_reason::other("{callback_failed," + outcome.failed->str() + "}"), target.str());
+  }
 }
 // While suspended a server handles only system messages; others wait, in order.
 void suspend(const server_ref& target, duration timeout = std::chrono::seconds(5));
