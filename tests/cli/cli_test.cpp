@@ -120,7 +120,7 @@ TEST_CASE("grove run exits 3 when a permanent application dies, and 4 when one f
 )");
   grove_process bad({"run", taken});
   CHECK(bad.finish() == 1);  // a bad args value: nothing starts
-  CHECK(bad.output().find("args.rate: must not be negative") != std::string::npos);
+  CHECK(bad.output().find("args.rate: must be between 0 and 1000000") != std::string::npos);
   CHECK(bad.output().find("started") == std::string::npos);
   std::remove(taken.c_str());
 
@@ -163,9 +163,42 @@ TEST_CASE("grove run says where its console listens and how to connect", "[cli][
   REQUIRE(p.wait_for(" console 127.0.0.1:"));
   p.signal(SIGTERM);
   CHECK(p.finish() == 0);
-  grove_process bad({"run", demo, "--console", "0.0.0.0:0"});
-  CHECK(bad.finish() == 4);
-  CHECK(bad.output().find("is not loopback: set a token") != std::string::npos);
+  // Refused before anything starts, by check as by run (a configuration error, exit 1).
+  for (const char* command : {"run", "check"}) {
+    grove_process bad({command, demo, "--console", "0.0.0.0:0"});
+    CHECK(bad.finish() == 1);
+    CHECK(bad.output().find("is not loopback: set a token") != std::string::npos);
+    grove_process port({command, demo, "--console", "127.0.0.1:99999"});
+    CHECK(port.finish() == 1);
+    CHECK(port.output().find("port up to 65535") != std::string::npos);
+  }
+}
+
+TEST_CASE("numbers on the command line are checked against the same limits as the YAML", "[cli][limits]") {
+  for (std::vector<std::string> args : {std::vector<std::string>{"run", demo, "--schedulers", "-1"},
+                                        {"run", demo, "--schedulers", "2000"},
+                                        {"run", demo, "--schedulers", "0"},
+                                        {"check", demo, "--schedulers", "5abc"},
+                                        {"run", demo, "--shutdown-timeout", "-1"},
+                                        {"run", demo, "--shutdown-timeout", "1e9"}}) {
+    grove_process p(args);
+    CHECK(p.finish() == 2);
+    CHECK(p.output().find("takes") != std::string::npos);
+  }
+  auto path = temp_yaml("limits.yaml", R"(applications:
+  - name: a
+    supervisor:
+      children:
+        - { id: p, kind: partition_supervisor, name: parts, args: { partitions: 1000000000, child: { kind: counter } } }
+        - { id: w, kind: pool, args: { size: 1000000000000000000, worker: { kind: counter } } }
+        - { id: c, kind: crasher, args: { rate: .inf } }
+)");
+  grove_process check({"check", path});
+  CHECK(check.finish() == 1);
+  CHECK(check.output().find("partitions: must be between 1 and 1024") != std::string::npos);
+  CHECK(check.output().find("size + max_overflow must be at most 100000") != std::string::npos);
+  CHECK(check.output().find("args.rate: must be between 0 and 1000000") != std::string::npos);
+  std::remove(path.c_str());
 }
 
 #endif

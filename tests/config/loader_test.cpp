@@ -5,8 +5,14 @@
 #include <string>
 #include <string_view>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <catch2/catch.hpp>
 #include <grove/config/config.hpp>
+#include <grove/config/limits.hpp>
 
 using namespace std::chrono_literals;
 namespace cfg = grove::config;
@@ -577,6 +583,59 @@ TEST_CASE("a file that cannot be read", "[config]") {
   auto r = cfg::load_file("/nonexistent/grove.yaml");
   CHECK_FALSE(r.config);
   CHECK(r.errors.to_string() == "/nonexistent/grove.yaml: error: cannot read file: No such file or directory\n");
+}
+
+TEST_CASE("limits: only regular files are read, and sizes, includes and aliases are capped", "[config][limits]") {
+  namespace limits = grove::config::limits;
+  SECTION("a device, a FIFO or a directory is refused at once, not read") {
+    for (const char* path : {"/dev/zero", "/dev/urandom", "/tmp"}) {
+      auto r = cfg::load_file(path);
+      CHECK_FALSE(r.config);
+      CHECK(r.errors.to_string().find("cannot read file") != std::string::npos);
+    }
+    const std::string fifo = "/tmp/grove-loader-test-fifo-" + std::to_string(::getpid());
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    auto r = cfg::load_file(fifo);  // opening a FIFO with no writer would block for ever
+    std::remove(fifo.c_str());
+    CHECK(r.errors.to_string().find("not a regular file") != std::string::npos);
+    auto inc = load("include: /dev/zero\n");
+    CHECK(inc.errors.to_string().find("include: cannot read included file '/dev/zero': not a regular file") !=
+          std::string::npos);
+  }
+  SECTION("a file past the size cap") {
+    auto r = load(std::string(limits::max_file_bytes + 1, '#'));
+    CHECK(r.errors.to_string().find("larger than 4 MiB") != std::string::npos);
+  }
+  SECTION("an include chain where each file includes the next twice stops at the include cap") {
+    auto o = options();
+    o.read_file = [](const std::string& path) -> std::optional<std::string> {
+      const int level = std::stoi(path.substr(path.find_first_of("0123456789")));
+      const std::string next = "f" + std::to_string(level + 1) + ".yaml";
+      return "include: [" + next + ", " + next + "]\n";
+    };
+    auto r = cfg::load_file("f0.yaml", o);
+    CHECK_FALSE(r.config);
+    const std::string e = r.errors.to_string();
+    CHECK((e.find("nested deeper than 16 levels") != std::string::npos ||
+           e.find("more than 256 includes") != std::string::npos));
+  }
+  SECTION("a 100 KB scalar aliased a million times is refused by bytes, not expanded") {
+    std::string yaml = "x: &big \"" + std::string(100 * 1024, 'a') + "\"\ny: [";
+    for (int i = 0; i < 1000; ++i) yaml += i ? ", *big" : "*big";
+    yaml += "]\n";
+    auto r = load(yaml);  // 1,000 copies of 100 KB: 100 MB, past the 32 MiB total
+    CHECK(r.errors.to_string().find("document too large") != std::string::npos);
+  }
+}
+
+TEST_CASE("a console beyond loopback needs a token, from the file or GROVE_CONSOLE_TOKEN", "[config][limits]") {
+  const std::string open = "node:\n  console: { address: \"0.0.0.0:7070\" }\n";
+  CHECK(errors(open).find("node.console.address: console address 0.0.0.0:7070 is not loopback: set a token") !=
+        std::string::npos);
+  CHECK(errors("node:\n  console: { address: \"0.0.0.0:7070\", token: s3cret }\n").empty());
+  CHECK(errors(open, options({{"GROVE_CONSOLE_TOKEN", "s3cret"}})).empty());
+  CHECK(errors("node:\n  console: { address: \"127.0.0.1:99999\" }\n").find("port up to 65535") != std::string::npos);
+  CHECK(errors("node:\n  console: { address: \"[::1]:7070\" }\n").empty());
 }
 
 TEST_CASE("enum names and durations print as in YAML", "[config]") {

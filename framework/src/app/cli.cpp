@@ -1,7 +1,11 @@
 // The `grove` command line (docs/cli.md).
 #include <grove/app/service.hpp>
+#include <grove/config/limits.hpp>
 
+#include <charconv>
+#include <cstdint>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +43,16 @@ const char* help_text =
     "            4 an application failed to start, 5 stopping exceeded the deadline\n"
     "\n";
 
+// Digits only (no sign, no suffix), at most `max`.
+std::optional<std::int64_t> whole_number(const std::string& text, std::int64_t max) {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || text[0] == '-' || text[0] == '+' || ec != std::errc{} || end != text.data() + text.size() ||
+      v > max)
+    return std::nullopt;
+  return v;
+}
+
 int usage_error(const std::string& what) {
   std::cerr << "grove: " << what << "\n" << usage_text;
   return static_cast<int>(exit_code::usage);
@@ -49,10 +63,11 @@ int usage_error(const std::string& what) {
 int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   po::options_description opts("options");
   opts.add_options()("help,h", "show this help")("version", "show the version")(
-      "schedulers", po::value<unsigned>(), "scheduler threads (run; default: node.schedulers, else one per core)")(
+      "schedulers", po::value<std::string>(), "scheduler threads (run; default: node.schedulers, else one per core)")(
       "console", po::value<std::string>(), "console address: host:port, stdio or off (run; over node.console)")(
       "log-format", po::value<std::string>(), "text or json (run; over node.logging.format)")(
-      "shutdown-timeout", po::value<unsigned>(), "seconds to stop the applications before giving up (run; default 30)");
+      "shutdown-timeout", po::value<std::string>(),
+      "seconds to stop the applications before giving up (run; default 30)");
   po::options_description hidden;
   hidden.add_options()("command", po::value<std::string>())("file", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -89,9 +104,16 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   if (files.size() != 1) return usage_error(command + " takes one FILE.yaml");
 
   service_options so;
+  // The same bounds as the YAML (config/limits.hpp); the console address is checked by load,
+  // with the configuration's token, so `check` refuses what `run` would.
   if (vm.count("schedulers")) {
-    if (vm["schedulers"].as<unsigned>() == 0) return usage_error("--schedulers must be at least 1");
-    so.schedulers = vm["schedulers"].as<unsigned>();
+    auto n = whole_number(vm["schedulers"].as<std::string>(), config::limits::max_schedulers);
+    if (!n || *n < 1) {
+      return usage_error("--schedulers takes an integer between 1 and " +
+                         std::to_string(config::limits::max_schedulers) + ", not '" +
+                         vm["schedulers"].as<std::string>() + "'");
+    }
+    so.schedulers = static_cast<unsigned>(*n);
   }
   if (vm.count("console")) so.console = vm["console"].as<std::string>();
   if (vm.count("log-format")) {
@@ -104,7 +126,15 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
       return usage_error("--log-format must be text or json, not '" + f + "'");
     }
   }
-  if (vm.count("shutdown-timeout")) so.shutdown_timeout = std::chrono::seconds(vm["shutdown-timeout"].as<unsigned>());
+  if (vm.count("shutdown-timeout")) {
+    auto s = whole_number(vm["shutdown-timeout"].as<std::string>(), config::limits::max_shutdown_timeout_s);
+    if (!s) {
+      return usage_error("--shutdown-timeout takes seconds between 0 and " +
+                         std::to_string(config::limits::max_shutdown_timeout_s) + ", not '" +
+                         vm["shutdown-timeout"].as<std::string>() + "'");
+    }
+    so.shutdown_timeout = std::chrono::seconds(*s);
+  }
 
   so.program = argv[0];
   service svc(std::move(kinds), so);

@@ -4,6 +4,8 @@
 // sent once the previous one is answered.
 #include "console_client.hpp"
 
+#include <grove/observe/console.hpp>
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -60,19 +62,9 @@ struct endpoint {
 };
 
 std::optional<endpoint> parse_endpoint(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (host.front() == '[') {  // [::1]:7070
-    if (host.size() < 3 || host.back() != ']') return std::nullopt;
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
-    return std::nullopt;  // an IPv6 address needs brackets
-  }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  if (const int p = std::stoi(port); p == 0 || p > 65535) return std::nullopt;
-  return endpoint{host, port};
+  auto a = parse_console_address(address);
+  if (!a || a->what != console_address::kind::tcp || a->port == 0) return std::nullopt;
+  return endpoint{a->host, std::to_string(a->port)};
 }
 
 // A connected (blocking) socket, or -1 with `error` set.

@@ -3,6 +3,7 @@
 
 #include <grove/behaviours/partition_supervisor.hpp>
 #include <grove/behaviours/pool.hpp>
+#include <grove/config/limits.hpp>
 
 #include <random>
 #include <stdexcept>
@@ -179,40 +180,45 @@ void add_builtin_kinds(kind_registry& kinds) {
               }
               return k.gen_server<builtin::ticker>(k.id(), interval, k.args().get<std::string>("target", ""));
             });
-  kinds.add("pool",
-            "a worker pool with poolboy's semantics (args: size, max_overflow, strategy, on_borrower_death, "
-            "worker: {kind, args})",
-            [](const kind_context& k) -> child_start {
-              const auto& a = k.args();
-              a.only({"size", "max_overflow", "strategy", "on_borrower_death", "worker"});
-              pool_options o;
-              const auto size = a.get<std::int64_t>("size", 5);
-              const auto overflow = a.get<std::int64_t>("max_overflow", 10);
-              if (size < 0 || overflow < 0) {
-                a.sink()->add(a.pos(), a.path(), "size and max_overflow must not be negative");
-              }
-              o.size = static_cast<std::size_t>(std::max<std::int64_t>(size, 0));
-              o.max_overflow = static_cast<std::size_t>(std::max<std::int64_t>(overflow, 0));
-              const auto strategy = a.get<std::string>("strategy", "lifo");
-              if (strategy != "lifo" && strategy != "fifo") {
-                a.sink()->add(a.pos(), a.path() + ".strategy", "got '" + strategy + "'", "one of: lifo, fifo");
-              }
-              o.strategy = strategy == "fifo" ? pool_strategy::fifo : pool_strategy::lifo;
-              const auto on_death = a.get<std::string>("on_borrower_death", "kill");
-              if (on_death != "kill" && on_death != "checkin") {
-                a.sink()->add(a.pos(), a.path() + ".on_borrower_death", "got '" + on_death + "'",
-                              "one of: kill, checkin");
-              }
-              o.kill_on_borrower_death = on_death == "kill";
-              if (!a.has("worker")) {
-                a.sink()->add(a.pos(), a.path() + ".worker", "missing required key", "{kind: K, args: {...}}");
-                return nullptr;
-              }
-              o.worker = k.make(a.at("worker"), std::nullopt, k.id() + "/worker");
-              start_options so;
-              if (k.name()) so.name = *k.name();
-              return [o, so] { return start_pool_link(o, so); };
-            });
+  kinds.add(
+      "pool",
+      "a worker pool with poolboy's semantics (args: size, max_overflow, strategy, on_borrower_death, "
+      "worker: {kind, args})",
+      [](const kind_context& k) -> child_start {
+        const auto& a = k.args();
+        a.only({"size", "max_overflow", "strategy", "on_borrower_death", "worker"});
+        pool_options o;
+        const auto size = a.get<std::int64_t>("size", 5);
+        const auto overflow = a.get<std::int64_t>("max_overflow", 10);
+        if (size < 0 || overflow < 0) {
+          a.sink()->add(a.pos(), a.path(), "size and max_overflow must not be negative");
+        } else if (size > config::limits::max_pool_workers || overflow > config::limits::max_pool_workers - size) {
+          a.sink()->add(a.pos(), a.path(),
+                        "size + max_overflow must be at most " + std::to_string(config::limits::max_pool_workers), {},
+                        "got " + std::to_string(size) + " + " + std::to_string(overflow));
+          return nullptr;
+        }
+        o.size = static_cast<std::size_t>(std::max<std::int64_t>(size, 0));
+        o.max_overflow = static_cast<std::size_t>(std::max<std::int64_t>(overflow, 0));
+        const auto strategy = a.get<std::string>("strategy", "lifo");
+        if (strategy != "lifo" && strategy != "fifo") {
+          a.sink()->add(a.pos(), a.path() + ".strategy", "got '" + strategy + "'", "one of: lifo, fifo");
+        }
+        o.strategy = strategy == "fifo" ? pool_strategy::fifo : pool_strategy::lifo;
+        const auto on_death = a.get<std::string>("on_borrower_death", "kill");
+        if (on_death != "kill" && on_death != "checkin") {
+          a.sink()->add(a.pos(), a.path() + ".on_borrower_death", "got '" + on_death + "'", "one of: kill, checkin");
+        }
+        o.kill_on_borrower_death = on_death == "kill";
+        if (!a.has("worker")) {
+          a.sink()->add(a.pos(), a.path() + ".worker", "missing required key", "{kind: K, args: {...}}");
+          return nullptr;
+        }
+        o.worker = k.make(a.at("worker"), std::nullopt, k.id() + "/worker");
+        start_options so;
+        if (k.name()) so.name = *k.name();
+        return [o, so] { return start_pool_link(o, so); };
+      });
   kinds.add("partition_supervisor",
             "N copies of one kind, registered as NAME.0..NAME.N-1, routed by key hash (args: partitions, "
             "child: {kind, args}; needs a name)",
@@ -220,7 +226,12 @@ void add_builtin_kinds(kind_registry& kinds) {
               const auto& a = k.args();
               a.only({"partitions", "child"});
               const auto n = a.get<std::int64_t>("partitions", 4);
-              if (n < 1) a.sink()->add(a.pos(), a.path() + ".partitions", "must be at least 1");
+              if (n < 1 || n > config::limits::max_partitions) {
+                a.sink()->add(a.pos(), a.path() + ".partitions",
+                              "must be between 1 and " + std::to_string(config::limits::max_partitions), {},
+                              "got " + std::to_string(n));
+                return nullptr;
+              }
               if (!k.name()) {
                 a.sink()->add(a.pos(), a.path(), "a partition_supervisor needs a name",
                               "name: the prefix of its partitions' names");
@@ -254,9 +265,11 @@ void add_builtin_kinds(kind_registry& kinds) {
               k.args().only({"after", "rate", "at_start", "reason", "seed"});
               auto after = k.args().get<duration>("after", duration::zero());
               auto rate = k.args().get<double>("rate", 0.0);
-              if (rate < 0) {
-                k.args().sink()->add(k.args().pos(), k.args().path() + ".rate", "must not be negative",
-                                     "crashes per second, e.g. 0.5");
+              if (!(rate >= 0 && rate <= config::limits::max_crash_rate)) {  // also refuses .nan and .inf
+                k.args().sink()->add(
+                    k.args().pos(), k.args().path() + ".rate",
+                    "must be between 0 and " + std::to_string(static_cast<long>(config::limits::max_crash_rate)),
+                    "crashes per second, e.g. 0.5");
               }
               auto seed = k.args().get<std::int64_t>("seed", static_cast<std::int64_t>(std::random_device{}()));
               return k.gen_server<builtin::crasher>(k.args().get<bool>("at_start", false), after, rate,

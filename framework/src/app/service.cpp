@@ -75,6 +75,16 @@ struct service::impl {
     plan.clear();
     if (!cfg) return false;
     plan = detail::build_plan(*cfg, kinds, errors);
+    if (opts.console) {  // --console, over node.console.address: checked as the YAML's would be
+      std::string token = cfg->console.token;
+      if (token.empty()) {
+        const char* t = opts.load.getenv ? opts.load.getenv("GROVE_CONSOLE_TOKEN") : std::getenv("GROVE_CONSOLE_TOKEN");
+        if (t) token = t;
+      }
+      if (std::string problem = console_address_problem(*opts.console, token); !problem.empty()) {
+        errors.add({"--console", 0, 0}, "", problem);
+      }
+    }
     if (!errors.empty()) {
       cfg.reset();
       plan.clear();

@@ -1,4 +1,5 @@
 #include <grove/config/args.hpp>
+#include <grove/config/limits.hpp>
 
 #include <limits>
 
@@ -65,9 +66,10 @@ args detail::args_access::make(std::shared_ptr<const tree_node> node, std::strin
 
 args args::parse(std::string_view yaml, const std::string& file_name, std::shared_ptr<diagnostics> sink) {
   if (!sink) sink = std::make_shared<diagnostics>();
-  detail::node_ptr root = detail::parse_yaml(yaml, file_name, *sink);
+  std::size_t budget = limits::max_total_bytes;
+  detail::node_ptr root = detail::parse_yaml(yaml, file_name, *sink, budget);
   if (!root) return detail::args_access::make(nullptr, "", {file_name, 1, 1}, sink);
-  detail::expand_env_tree(*root, "", nullptr, *sink);
+  detail::expand_env_tree(*root, "", nullptr, *sink, budget);
   if (!root->is_map() && !root->is_null()) detail::report_got(*root, "", *sink, "a map");
   source_pos pos = root->pos;
   return detail::args_access::make(std::move(root), "", std::move(pos), std::move(sink));

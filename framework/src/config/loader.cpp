@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include <grove/config/config.hpp>
+#include <grove/config/limits.hpp>
+#include <grove/observe/console.hpp>
 
 #include "tree.hpp"
 #include "values.hpp"
@@ -39,15 +41,42 @@ class loader {
  public:
   loader(const load_options& options, diagnostics& errors) : options_(options), errors_(errors) {}
 
-  std::optional<std::string> read_file(const std::string& path, std::string& error) const {
+  // Reads a configuration file: only a regular file (not a device, a FIFO or a directory), of
+  // at most limits::max_file_bytes, and within what is left of the total budget.
+  std::optional<std::string> read_file(const std::string& path, std::string& error) {
+    std::optional<std::string> text;
     if (options_.read_file) {
-      auto text = options_.read_file(path);
+      text = options_.read_file(path);
       if (!text) error = "cannot be read";
-      return text;
+    } else {
+      text = read_regular_file(path, error);
     }
+    if (!text) return text;
+    if (text->size() > limits::max_file_bytes) {
+      error = "larger than " + std::to_string(limits::max_file_bytes >> 20) + " MiB";
+      return std::nullopt;
+    }
+    if (text->size() > budget_) {
+      error = "the configuration's files together pass " + std::to_string(limits::max_total_bytes >> 20) + " MiB";
+      return std::nullopt;
+    }
+    budget_ -= text->size();
+    return text;
+  }
+
+  static std::optional<std::string> read_regular_file(const std::string& path, std::string& error) {
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) {
+    const auto status = std::filesystem::status(path, ec);  // follows symlinks
+    if (ec) {
+      error = ec.message();
+      return std::nullopt;
+    }
+    if (std::filesystem::is_directory(status)) {
       error = "is a directory";
+      return std::nullopt;
+    }
+    if (!std::filesystem::is_regular_file(status)) {
+      error = "not a regular file";
       return std::nullopt;
     }
     std::ifstream in(path, std::ios::binary);
@@ -55,15 +84,21 @@ class loader {
       error = std::strerror(errno);
       return std::nullopt;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    // Reads one byte past the cap at most: a file that grows while read still stops there.
+    std::string text(limits::max_file_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    if (in.bad()) {
+      error = std::strerror(errno);
+      return std::nullopt;
+    }
+    return text;
   }
 
   // Parses `file` and merges its includes under it (each include first, in order, then the
   // file itself). Null when the file could not be parsed.
   node_ptr load_tree(const std::string& file, std::string_view text, std::vector<std::string>& stack) {
-    node_ptr root = detail::parse_yaml(text, file, errors_);
+    node_ptr root = detail::parse_yaml(text, file, errors_, budget_);
     if (!root || !root->is_map()) return root;
     auto include =
         std::find_if(root->entries.begin(), root->entries.end(), [](const map_entry& e) { return e.key == "include"; });
@@ -91,6 +126,16 @@ class loader {
       std::filesystem::path target(expanded);
       if (target.is_relative()) target = std::filesystem::path(file).parent_path() / target;
       std::string resolved = target.lexically_normal().string();
+      if (stack.size() > static_cast<std::size_t>(limits::max_include_depth)) {
+        errors_.add(item->pos, path,
+                    "includes nested deeper than " + std::to_string(limits::max_include_depth) + " levels");
+        continue;
+      }
+      if (++includes_ > limits::max_includes) {
+        if (includes_ == limits::max_includes + 1)
+          errors_.add(item->pos, path, "more than " + std::to_string(limits::max_includes) + " includes");
+        continue;
+      }
       if (std::find(stack.begin(), stack.end(), resolved) != stack.end()) {
         std::string cycle;
         for (auto it = std::find(stack.begin(), stack.end(), resolved); it != stack.end(); ++it) cycle += *it + " -> ";
@@ -117,7 +162,7 @@ class loader {
   }
 
   std::optional<node_config> build(const node_ptr& root) {
-    detail::expand_env_tree(*root, "", options_.getenv, errors_);
+    detail::expand_env_tree(*root, "", options_.getenv, errors_, budget_);
     node_config out;
     out.pos = root->pos;
     if (root->is_null()) return out;
@@ -205,7 +250,8 @@ class loader {
     check_keys(n, path, {"name", "schedulers", "logging", "console"});
     if (auto v = field(n, "name")) detail::read_string(*v, detail::join_path(path, "name"), errors_, out.name, true);
     int schedulers = 0;
-    if (read_int_field(n, path, "schedulers", schedulers, 1, 1024, "an integer between 1 and 1024"))
+    if (read_int_field(n, path, "schedulers", schedulers, 1, limits::max_schedulers,
+                       "an integer between 1 and " + std::to_string(limits::max_schedulers)))
       out.schedulers = schedulers;
     if (auto v = field(n, "logging")) {
       std::string p = detail::join_path(path, "logging");
@@ -233,46 +279,37 @@ class loader {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
     check_keys(n, path, {"address", "token", "max_sessions"});
+    if (auto t = field(n, "token")) detail::read_string(*t, detail::join_path(path, "token"), errors_, out.token, true);
     if (auto a = field(n, "address")) {
       std::string p = detail::join_path(path, "address");
       std::string address;
       if (detail::read_string(*a, p, errors_, address, true)) {
-        if (!parse_address(address, out)) {
+        if (auto parsed = parse_console_address(address)) {
+          out.address = address;
+          out.mode = parsed->what == console_address::kind::off     ? console_mode::off
+                     : parsed->what == console_address::kind::stdio ? console_mode::stdio
+                                                                    : console_mode::tcp;
+          out.host = parsed->host;
+          out.port = parsed->port;
+          // What `run` would refuse, `check` refuses: a console open beyond this machine
+          // without a token (from here or GROVE_CONSOLE_TOKEN).
+          if (std::string problem = console_address_problem(address, console_token(out.token)); !problem.empty()) {
+            errors_.add(a->pos, p, problem);
+          }
+        } else {
           detail::report_got(*a, p, errors_, "off, stdio or host:port with a port up to 65535, like 127.0.0.1:7070");
         }
       }
     }
-    if (auto t = field(n, "token")) detail::read_string(*t, detail::join_path(path, "token"), errors_, out.token, true);
-    read_int_field(n, path, "max_sessions", out.max_sessions, 1, std::numeric_limits<int>::max(), "an integer >= 1");
+    read_int_field(n, path, "max_sessions", out.max_sessions, 1, limits::max_console_sessions,
+                   "an integer between 1 and " + std::to_string(limits::max_console_sessions));
   }
 
-  static bool parse_address(const std::string& address, console_config& out) {
-    if (address == "off" || address == "stdio") {
-      out.address = address;
-      out.mode = address == "off" ? console_mode::off : console_mode::stdio;
-      return true;
-    }
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() || colon + 6 < address.size())
-      return false;
-    std::string host = address.substr(0, colon);
-    if (host.front() == '[') {  // [::1]:7070
-      if (host.size() < 3 || host.back() != ']') return false;
-      host = host.substr(1, host.size() - 2);
-    } else if (host.find(':') != std::string::npos) {
-      return false;  // an IPv6 address needs brackets
-    }
-    int port = 0;
-    for (char c : address.substr(colon + 1)) {
-      if (c < '0' || c > '9') return false;
-      port = port * 10 + (c - '0');
-    }
-    if (port > 65535) return false;
-    out.address = address;
-    out.mode = console_mode::tcp;
-    out.host = host;
-    out.port = port;
-    return true;
+  // The token a console would use: the configured one, else GROVE_CONSOLE_TOKEN.
+  std::string console_token(const std::string& configured) const {
+    if (!configured.empty()) return configured;
+    const char* t = options_.getenv ? options_.getenv("GROVE_CONSOLE_TOKEN") : std::getenv("GROVE_CONSOLE_TOKEN");
+    return t ? t : "";
   }
 
   void read_applications(const tree_node& n, const std::string& path, node_config& out) {
@@ -649,6 +686,8 @@ class loader {
 
   const load_options& options_;
   diagnostics& errors_;
+  std::size_t budget_ = limits::max_total_bytes;  // bytes the whole configuration may still take
+  int includes_ = 0;
   std::map<std::string, registered> names_;
   std::vector<std::vector<dependency_pos>> dependency_positions_;  // per application, per depends_on entry
 };
@@ -667,6 +706,10 @@ load_result finish(loader& l, const node_ptr& root, diagnostics& errors) {
 load_result load_string(std::string_view yaml, const std::string& file_name, const load_options& options) {
   diagnostics errors;
   loader l(options, errors);
+  if (yaml.size() > limits::max_file_bytes) {
+    errors.add({file_name, 0, 0}, "", "larger than " + std::to_string(limits::max_file_bytes >> 20) + " MiB");
+    return finish(l, nullptr, errors);
+  }
   std::vector<std::string> stack{std::filesystem::path(file_name).lexically_normal().string()};
   node_ptr root = l.load_tree(file_name, yaml, stack);
   return finish(l, root, errors);

@@ -1,5 +1,7 @@
 #include "tree.hpp"
 
+#include <grove/config/limits.hpp>
+
 #include <cstdlib>
 #include <exception>
 #include <map>
@@ -18,15 +20,20 @@ namespace grove::config::detail {
 
 namespace {
 
-// Aliases to aliases can expand a small document to billions of nodes; no config needs more
-// than this.
-constexpr std::size_t max_nodes = 1'000'000;
+// Aliases to aliases can expand a small document to billions of nodes, or a large scalar to
+// gigabytes: nodes and bytes are counted as the tree is built (limits.hpp).
+std::size_t cost_of(const tree_node& n) {
+  std::size_t bytes = sizeof(tree_node) + n.text.size() + n.pos.file.size();
+  for (const auto& e : n.entries) bytes += sizeof(map_entry) + e.key.size();
+  return bytes;
+}
 
 // Builds the tree from yaml-cpp's parse events (yaml-cpp's own nodes are not used: its LoadAll
 // loops forever on a stray ',' at the top level, and its marks carry no file name).
 class tree_builder final : public YAML::EventHandler {
  public:
-  tree_builder(const std::string& file, diagnostics& errors) : file_(file), errors_(errors) {}
+  tree_builder(const std::string& file, diagnostics& errors, std::size_t& budget)
+      : file_(file), errors_(errors), budget_(budget) {}
 
   node_ptr root;
   YAML::Mark document_start;
@@ -58,7 +65,7 @@ class tree_builder final : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     node_ptr n = make(mark, tree_node::type::scalar);
-    n->text = value;
+    if (charge(mark, value.size())) n->text = value;
     n->quoted = tag == "!" || tag == "tag:yaml.org,2002:str";
     remember(anchor, n);
     finish(n);
@@ -87,7 +94,7 @@ class tree_builder final : public YAML::EventHandler {
   };
 
   node_ptr make(const YAML::Mark& mark, tree_node::type t) {
-    ++nodes_;
+    charge(mark, sizeof(tree_node) + file_.size());  // parsed nodes are bounded by the text too
     auto n = std::make_shared<tree_node>();
     n->t = t;
     n->pos = pos_of(mark);
@@ -101,16 +108,27 @@ class tree_builder final : public YAML::EventHandler {
   // An alias is a copy of what its anchor names (a copy, so that expanding environment
   // variables in place never sees a node twice).
   node_ptr copy(const tree_node& from, const YAML::Mark& mark) {
-    if (nodes_ >= max_nodes) {
-      if (!too_large_) errors_.add(pos_of(mark), "", "document too large (more than 1,000,000 nodes)");
-      too_large_ = true;
-      return make(mark, tree_node::type::null);
-    }
-    ++nodes_;
+    if (!charge(mark, cost_of(from))) return make(mark, tree_node::type::null);
     auto n = std::make_shared<tree_node>(from);
     for (auto& item : n->items) item = copy(*item, mark);
     for (auto& e : n->entries) e.value = copy(*e.value, mark);
     return n;
+  }
+
+  // Takes `bytes` and a node from what the document may still use; false (reported once) when
+  // either runs out.
+  bool charge(const YAML::Mark& mark, std::size_t bytes) {
+    if (too_large_) return false;
+    if (nodes_ >= limits::max_nodes || bytes > budget_) {
+      errors_.add(pos_of(mark), "",
+                  "document too large: more than " + std::to_string(limits::max_nodes) + " nodes or " +
+                      std::to_string(limits::max_total_bytes >> 20) + " MiB after aliases are expanded");
+      too_large_ = true;
+      return false;
+    }
+    ++nodes_;
+    budget_ -= bytes;
+    return true;
   }
 
   std::string child_path() const {
@@ -169,6 +187,7 @@ class tree_builder final : public YAML::EventHandler {
 
   const std::string& file_;
   diagnostics& errors_;
+  std::size_t& budget_;
   std::vector<frame> stack_;
   std::map<YAML::anchor_t, node_ptr> anchors_;
   std::size_t nodes_ = 0;
@@ -190,9 +209,9 @@ const map_entry* tree_node::find(std::string_view key) const noexcept {
   return nullptr;
 }
 
-node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors) {
+node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors, std::size_t& budget) {
   std::istringstream in{std::string(text)};
-  tree_builder builder(file_name, errors);
+  tree_builder builder(file_name, errors, budget);
   node_ptr first;
   std::vector<YAML::Mark> starts;  // of each document
   try {
@@ -305,23 +324,32 @@ bool expand_env(std::string_view in, std::string& out, bool& substituted, const 
   return ok;
 }
 
-void expand_env_tree(tree_node& n, const std::string& path, const getenv_fn& getenv, diagnostics& errors) {
+void expand_env_tree(tree_node& n, const std::string& path, const getenv_fn& getenv, diagnostics& errors,
+                     std::size_t& budget) {
   switch (n.t) {
     case tree_node::type::scalar:
       if (n.text.find('$') != std::string::npos) {
         std::string out;
         bool substituted = false;
         expand_env(n.text, out, substituted, getenv, n.pos, path, errors);
+        if (out.size() > n.text.size() && out.size() - n.text.size() > budget) {
+          errors.add(n.pos, path,
+                     "environment variables expand the configuration past " +
+                         std::to_string(limits::max_total_bytes >> 20) + " MiB");
+          budget = 0;
+          break;
+        }
+        if (out.size() > n.text.size()) budget -= out.size() - n.text.size();
         n.text = std::move(out);
         n.expanded = n.expanded || substituted;
       }
       break;
     case tree_node::type::sequence:
       for (std::size_t i = 0; i < n.items.size(); ++i)
-        expand_env_tree(*n.items[i], index_path(path, i), getenv, errors);
+        expand_env_tree(*n.items[i], index_path(path, i), getenv, errors, budget);
       break;
     case tree_node::type::map:
-      for (auto& e : n.entries) expand_env_tree(*e.value, join_path(path, e.key), getenv, errors);
+      for (auto& e : n.entries) expand_env_tree(*e.value, join_path(path, e.key), getenv, errors, budget);
       break;
     case tree_node::type::null:
       break;

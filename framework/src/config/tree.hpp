@@ -45,7 +45,9 @@ struct tree_node {
 // Parses one YAML document. Syntax errors, more than one document, non-scalar or duplicate
 // keys are recorded; the result is null when the text could not be parsed at all, a null node
 // for an empty document.
-node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors);
+// `budget` is the bytes the tree may still take (each node, its text and keys, and every copy
+// an alias makes, counted); a document past it, or past limits::max_nodes, is an error.
+node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors, std::size_t& budget);
 
 // `over` deep-merged onto `base`: maps merge key by key (later wins), anything else is replaced.
 node_ptr merge(const node_ptr& base, const node_ptr& over);
@@ -55,8 +57,10 @@ using getenv_fn = std::function<const char*(const char*)>;
 // Returns false on error (then `out` holds what could be expanded).
 bool expand_env(std::string_view in, std::string& out, bool& substituted, const getenv_fn& getenv,
                 const source_pos& pos, const std::string& path, diagnostics& errors);
-// Expands every scalar value (not keys) of a tree in place.
-void expand_env_tree(tree_node& n, const std::string& path, const getenv_fn& getenv, diagnostics& errors);
+// Expands every scalar value (not keys) of a tree in place. What expansion adds is taken from
+// `budget` (bytes); past it, the scalar is left unexpanded and an error recorded.
+void expand_env_tree(tree_node& n, const std::string& path, const getenv_fn& getenv, diagnostics& errors,
+                     std::size_t& budget);
 
 std::string join_path(const std::string& parent, std::string_view key);
 std::string index_path(const std::string& parent, std::size_t i);

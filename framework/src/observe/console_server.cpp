@@ -78,13 +78,59 @@ void console_output::close() {
 
 }  // namespace detail
 
+// ---- addresses ---------------------------------------------------------------------------------
+
+bool console_address::loopback() const noexcept {
+  return what == kind::tcp && (host == "127.0.0.1" || host == "localhost" || host == "::1");
+}
+
+std::optional<console_address> parse_console_address(std::string_view text) {
+  console_address a;
+  if (text == "off") return a;
+  if (text == "stdio") {
+    a.what = console_address::kind::stdio;
+    return a;
+  }
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port = text.substr(colon + 1);
+  if (host.front() == '[') {  // [::1]:7070
+    if (host.size() < 3 || host.back() != ']') return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return std::nullopt;  // an IPv6 address needs brackets
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  int p = 0;
+  for (char c : port) p = p * 10 + (c - '0');
+  if (p > 65535) return std::nullopt;
+  a.what = console_address::kind::tcp;
+  a.host = std::string(host);
+  a.port = p;
+  return a;
+}
+
+std::string console_address_problem(std::string_view address, std::string_view token) {
+  auto a = parse_console_address(address);
+  if (!a) {
+    return "console address '" + std::string(address) +
+           "' is not off, stdio or host:port with a port up to 65535, like 127.0.0.1:7070";
+  }
+  if (a->what == console_address::kind::tcp && !a->loopback() && token.empty()) {
+    return "console address " + std::string(address) +
+           " is not loopback: set a token (node.console.token or GROVE_CONSOLE_TOKEN) to bind it";
+  }
+  return {};
+}
+
 // ---- the server -------------------------------------------------------------------------------
 
 namespace {
 
 void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
-
-bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
 
 // Wakes the I/O thread. Shared with the sessions' outputs, which their processes may still
 // write after the console is gone: then it does nothing.
@@ -147,19 +193,14 @@ struct console::impl {
   }
 
   bool listen_on(std::string& error) {
-    const auto colon = opts.address.rfind(':');
-    if (colon == std::string::npos) {
+    if (error = console_address_problem(opts.address, opts.token); !error.empty()) return false;
+    const console_address address = *parse_console_address(opts.address);
+    if (address.what != console_address::kind::tcp) {
       error = "console address '" + opts.address + "' is not host:port or stdio";
       return false;
     }
-    std::string host = opts.address.substr(0, colon);
-    const std::string port = opts.address.substr(colon + 1);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (!is_loopback(host) && opts.token.empty()) {
-      error = "console address " + opts.address +
-              " is not loopback: set a token (node.console.token or GROVE_CONSOLE_TOKEN) to bind it";
-      return false;
-    }
+    const std::string& host = address.host;
+    const std::string port = std::to_string(address.port);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

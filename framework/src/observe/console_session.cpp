@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +20,14 @@
 namespace grove::detail {
 
 namespace {
+
+// A count given to a command: digits only ("5abc", "-1" and "+3" are refused, not read as 5,
+// 2^64-1 or 3); values past what any list holds are capped.
+std::optional<std::size_t> count_arg(const std::string& text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return static_cast<std::size_t>(std::stoull(text));
+}
 
 using json = nlohmann::ordered_json;
 
@@ -520,11 +530,9 @@ class session {
           return answer::error("--sort takes mailbox, messages, memory or running, not '" + sort + "'");
         }
       } else if (args[i] == "--top" && i + 1 < args.size()) {
-        try {
-          top = std::stoul(args[++i]);
-        } catch (const std::exception&) {
-          return answer::error("--top takes a number, not '" + args[i] + "'");
-        }
+        auto n = count_arg(args[++i]);
+        if (!n) return answer::error("--top takes a whole number, not '" + args[i] + "'");
+        top = *n;
       } else {
         return usage("ps");
       }
@@ -786,11 +794,9 @@ class session {
       } else if (args[i] == "off") {
         off = true;
       } else if (args[i] == "--last" && i + 1 < args.size()) {
-        try {
-          last = std::stoul(args[++i]);
-        } catch (const std::exception&) {
-          return answer::error("--last takes a number, not '" + args[i] + "'");
-        }
+        auto n = count_arg(args[++i]);
+        if (!n) return answer::error("--last takes a whole number, not '" + args[i] + "'");
+        last = *n;
       } else if (args[i] == "--filter" && i + 1 < args.size()) {
         std::string err;
         auto parsed = parse_filter(args[++i], err);

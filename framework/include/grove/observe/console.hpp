@@ -12,7 +12,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <grove/runtime/node.hpp>
@@ -26,6 +28,21 @@ struct console_app {
   std::string start_type;  // permanent, transient, temporary
   pid top;                 // its top supervisor (empty when not running)
 };
+
+// A console address, checked once for everyone who takes one (YAML, --console, the console
+// itself, `grove console`): "off", "stdio", or host:port with a port of 0..65535 (0: any free
+// port) and an IPv6 host in brackets ([::1]:7070).
+struct console_address {
+  enum class kind { off, stdio, tcp } what = kind::off;
+  std::string host;                // tcp: without brackets
+  int port = 0;                    // tcp
+  bool loopback() const noexcept;  // tcp: 127.0.0.1, localhost or ::1
+};
+// The address, or nullopt if it is none of the forms above.
+std::optional<console_address> parse_console_address(std::string_view text);
+// Why a node cannot serve a console at `address` with `token` (empty: it can): an address
+// that does not parse, or one that is not loopback without a token.
+std::string console_address_problem(std::string_view address, std::string_view token);
 
 struct console_options {
   std::string address = "127.0.0.1:0";  // host:port (port 0: any free port), or "stdio"
