@@ -471,6 +471,32 @@ TEST_CASE("a drop_oldest mailbox flooded from two threads never shows more than 
   });
 }
 
+TEST_CASE("a process with a long backlog yields its thread to the others on it", "[runtime][receive][turn]") {
+  // Issue 16 item 7: receive did not suspend while mail was queued, so a backlog kept the
+  // thread until it was empty. Now a turn ends after at most 1,024 receives or 1 ms.
+  grove::node n({.schedulers = 1});
+  n.run([] {
+    constexpr int backlog = 100000;
+    const grove::pid me = grove::self();
+    std::atomic<bool> other_ran{false};
+    auto worker = grove::spawn([&, me] {
+      grove::send(me, ready{grove::self()});
+      int seen_at = -1;
+      for (int i = 0; i < backlog; ++i) {
+        grove::receive([](int) {});
+        if (seen_at < 0 && other_ran.load()) seen_at = i;
+      }
+      grove::send(me, seen_at);
+    });
+    for (int i = 0; i < backlog; ++i) grove::send(worker, i);
+    grove::receive([](ready) {});  // only runs once the worker's turn ends
+    grove::spawn([&] { other_ran = true; });
+    const int seen_at = grove::receive([](int v) { return v; });
+    CHECK(seen_at >= 0);
+    CHECK(seen_at < 4 * 1024);
+  });
+}
+
 TEST_CASE("sending to a dead pid is a silent no-op and a stale pid stays dead", "[runtime][pid]") {
   grove::testing::deterministic_node n;
   n.run([] {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -375,8 +376,21 @@ send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
 // Internal deliveries (timers, blocking completions) never throw: a full `fail` mailbox drops.
 void deliver_quiet(const pid& to, std::unique_ptr<envelope> env) { push_to(to, std::move(env)); }
 
+namespace {
+// A process with a backlog would otherwise receive without ever suspending and keep its thread
+// from every other process on it (issue 16 item 7): past its turn, a receive yields first.
+// Never inside a catch block (a fiber must not suspend there), where the turn just goes on.
+void end_turn_if_due(process& p) {
+  const std::int64_t since = p.running_since.load(std::memory_order_relaxed);
+  const bool due = p.turn_receives >= scheduler::turn_receives ||
+                   (since != 0 && timestamp_to_ns(timestamp() - since) >= scheduler::turn_ns);
+  if (due && !std::current_exception()) grove::yield();
+}
+}  // namespace
+
 envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
   process& p = current_or_throw("receive");
+  if (++p.turn_receives % scheduler::turn_check == 0) end_turn_if_due(p);
   timer_service::timeout_key timer;
   struct reset_timer {
     process& p;

@@ -125,6 +125,7 @@ std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
 }
 
 void mark_running(process* p) noexcept {
+  p->turn_receives = 0;
   p->status.store(process_status::running, std::memory_order_relaxed);
   p->running_since.store(timestamp(), std::memory_order_relaxed);
 }

@@ -138,6 +138,12 @@ class scheduler {
   // and clears it, and restores it when it resumes.
   static void set_in_worker(bool on) noexcept;
   static constexpr int activation_budget = 64;
+  // A body process's turn (Erlang bounds it by reductions): after this many receives, or this
+  // long since it last resumed, a receive first yields its thread to the others. Checked every
+  // turn_check receives, so the clock is read rarely.
+  static constexpr unsigned turn_receives = 1024;
+  static constexpr std::int64_t turn_ns = 1'000'000;
+  static constexpr unsigned turn_check = 64;
 
  private:
   void thread_main();
