@@ -11,8 +11,13 @@
 // payload is still reported.
 #include <grove/detail/envelope.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <new>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "spinlock.hpp"
 
@@ -71,6 +76,23 @@ thread_local local_cache cache{};
 
 constexpr std::size_t size_of(std::size_t cls) noexcept { return (cls + 1) * granule; }
 
+// Bytes given back to malloc since the last trim. glibc keeps freed memory in its heap (only
+// the top is returned by itself): after a burst (a mailbox that grew to millions and drained),
+// every 32 MiB handed back also trims the heap, which returns free pages to the OS (madvise).
+std::atomic<std::size_t> freed_since_trim{0};
+constexpr std::size_t trim_every = std::size_t{32} << 20;
+
+void note_freed(std::size_t bytes) noexcept {
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+  if (freed_since_trim.fetch_add(bytes, std::memory_order_relaxed) + bytes >= trim_every) {
+    freed_since_trim.store(0, std::memory_order_relaxed);
+    ::malloc_trim(0);
+  }
+#else
+  (void)bytes;
+#endif
+}
+
 void release_batch(std::size_t cls, block* first) noexcept {
   global_class& g = globals[cls];
   {
@@ -82,12 +104,15 @@ void release_batch(std::size_t cls, block* first) noexcept {
       return;
     }
   }
+  std::size_t freed = 0;
   for (block* b = first; b;) {
     block* n = next_of(b);
     GROVE_UNPOISON(b, size_of(cls));
     ::operator delete(b);
+    freed += size_of(cls);
     b = n;
   }
+  note_freed(freed);
 }
 
 void flush(local_cache& c) noexcept {
@@ -155,6 +180,7 @@ void envelope::operator delete(void* p, std::size_t n) noexcept {
   const std::size_t cls = (n - 1) / granule;
   if (cls >= classes || cache.gone) {
     ::operator delete(p);
+    if (cls >= classes) note_freed(n);
     return;
   }
   if (!cache.registered) arm();

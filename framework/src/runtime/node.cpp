@@ -307,6 +307,10 @@ const std::string& node::name() const noexcept { return impl_->options.name; }
 unsigned node::schedulers() const noexcept { return static_cast<unsigned>(impl_->schedulers.size()); }
 std::size_t node::process_count() const noexcept { return impl_->live.load(std::memory_order_relaxed); }
 
+node::stack_memory node::stack_memory_stats() const {
+  return {impl_->stacks.mapped_bytes(), impl_->stacks.warm_bytes(), impl_->stacks.released_bytes()};
+}
+
 std::vector<pid> node::processes() const {
   std::vector<pid> out;
   for (std::uint32_t s = 0; s < impl_->table.high_water(); ++s) {

@@ -27,9 +27,15 @@ void* stack_pool::allocate(std::size_t rounded) {
   if (c < classes) {
     auto& sc = classes_[c];
     std::lock_guard lk(sc.lock);
-    if (!sc.free.empty()) {
-      void* p = sc.free.back();
-      sc.free.pop_back();
+    if (!sc.warm.empty()) {
+      void* p = sc.warm.back();
+      sc.warm.pop_back();
+      warm_bytes_.fetch_sub(rounded, std::memory_order_relaxed);
+      return p;
+    }
+    if (!sc.released.empty()) {
+      void* p = sc.released.back();
+      sc.released.pop_back();
       return p;
     }
   }
@@ -62,13 +68,30 @@ void stack_pool::deallocate(void* base, std::size_t rounded) noexcept {
   std::size_t c = class_of(rounded);
   if (c >= classes) return;      // stays mapped with its slab until the pool goes
   asan_unpoison(base, rounded);  // no stale poison from the last fiber reaches the next
+  // Above the high-water mark the pages go back to the OS (outside the lock: a system call).
+  const bool warm = warm_bytes_.fetch_add(rounded, std::memory_order_relaxed) + rounded <= warm_limit;
+  if (!warm) {
+    warm_bytes_.fetch_sub(rounded, std::memory_order_relaxed);
+    ::madvise(base, rounded, MADV_DONTNEED);
+  }
   auto& sc = classes_[c];
   std::lock_guard lk(sc.lock);
   try {
-    sc.free.push_back(base);
+    (warm ? sc.warm : sc.released).push_back(base);
   } catch (...) {
     // Out of memory growing the free list: the stack stays mapped, unused, until the pool goes.
+    if (warm) warm_bytes_.fetch_sub(rounded, std::memory_order_relaxed);
   }
+}
+
+std::size_t stack_pool::released_bytes() const noexcept {
+  std::size_t n = 0;
+  for (std::size_t c = 0; c < classes; ++c) {
+    auto& sc = classes_[c];
+    std::lock_guard lk(sc.lock);
+    n += sc.released.size() * (min_size << c);
+  }
+  return n;
 }
 
 std::size_t stack_pool::mapped_bytes() const noexcept {

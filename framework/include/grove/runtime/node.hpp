@@ -72,6 +72,13 @@ class node {
   std::vector<pid> processes() const;
   // Processes waiting to run, per scheduler thread.
   std::vector<std::size_t> run_queue_lengths() const;
+  // Fiber stack memory: address space mapped for stacks; stacks of ended processes kept warm
+  // for reuse (pages resident, up to 64 MiB in all); and kept with their pages returned to the
+  // OS (above that mark).
+  struct stack_memory {
+    std::size_t mapped = 0, warm = 0, released = 0;
+  };
+  stack_memory stack_memory_stats() const;
 
   std::chrono::steady_clock::time_point now() const;
   // Manual clock only: moves time forward by d, firing due timers in deadline order. Callable
