@@ -349,3 +349,68 @@ TEST_CASE("a child spec's stack size, mailbox capacity and id reach the child's 
     grove::stop(top.pid());
   });
 }
+
+TEST_CASE("a process that runs past long_schedule without suspending is reported once, by label",
+          "[events][watchdog]") {
+  // Issue 16 item 4: nothing reported a process that kept its thread.
+  grove::node n({.schedulers = 2, .long_schedule = std::chrono::milliseconds(50)});
+  std::atomic<bool> release{false};
+  n.run([&] {
+    reader sub;
+    auto spinner = grove::spawn(
+        [&] {
+          while (!release.load()) {
+          }  // a busy loop: never suspends until released
+        },
+        {.label = "spinner"});
+    event e = sub.next(kind_is(event_kind::long_schedule));
+    release = true;
+    CHECK(e.old_pid == spinner);
+    CHECK(e.label == "spinner");
+    CHECK(e.ran >= std::chrono::milliseconds(50));
+    CHECK(grove::to_text(e).find("long_schedule label=spinner") != std::string::npos);
+    CHECK(nlohmann::json::parse(grove::to_json(e))["ran_ms"].get<long>() >= 50);
+    CHECK(std::string(grove::level_of(e)) == "warning");
+    await_down(grove::monitor(spinner));
+    // Reported once for that activation, however long it ran.
+    std::size_t reports = 0;
+    for (auto& r : grove::events().recent())
+      if (r.kind == event_kind::long_schedule && r.old_pid == spinner) ++reports;
+    CHECK(reports == 1);
+  });
+}
+
+TEST_CASE("a supervisor keeps its shutdown deadline with a child that does not suspend", "[events][watchdog]") {
+  // Issue 16 item 4: a busy loop in the child kept its supervisor waiting as long as it ran.
+  grove::node n({.schedulers = 2});
+  std::atomic<bool> release{false};
+  std::atomic<bool> spinning{false};
+  n.run([&] {
+    reader sub;
+    grove::child_spec stuck;
+    stuck.id = "stuck";
+    stuck.shutdown = grove::shutdown_spec::after(std::chrono::milliseconds(200));
+    stuck.start = [&] {
+      return grove::start_result::started(grove::spawn_link([&] {
+        grove::trap_exit(true);  // ignores the shutdown; only a kill could end it
+        spinning = true;
+        while (!release.load()) {
+        }
+      }));
+    };
+    auto sup = grove::start_supervisor({}, {stuck}).value();
+    auto child = sub.next(kind_is(event_kind::progress)).new_pid;
+    while (!spinning.load()) grove::yield();
+    CHECK(grove::terminate_child(sup, "stuck"));
+    // It returned while the child still spins: counted killed, not waited on.
+    CHECK(grove::alive(child));
+    event e = sub.next(kind_is(event_kind::shutdown_error));
+    CHECK(e.old_pid == child);
+    CHECK(e.reason.what() == exit_reason::kind::killed);
+    auto r = grove::monitor(child);
+    release = true;
+    await_down(r);  // the queued kill ends it at its next suspension
+    CHECK(grove::which_children(sup).size() == 1);
+    grove::stop(sup);
+  });
+}

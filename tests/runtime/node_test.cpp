@@ -65,7 +65,7 @@ TEST_CASE("a service made by another's constructor is found, and destroyed after
 
 namespace {
 // Resident memory of this process, in bytes.
-std::size_t rss_bytes() {
+[[maybe_unused]] std::size_t rss_bytes() {
   std::ifstream f("/proc/self/status");
   std::string key;
   while (f >> key) {

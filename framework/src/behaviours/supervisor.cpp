@@ -157,16 +157,25 @@ exit_reason detail::stop_child(const pid& p, const shutdown_spec& sd) {
   const monitor_ref m = monitor(p);
   exit_reason how;
   auto is_down = when<down>([m](const down& d) { return d.ref == m; }, [&how](const down& d) { how = d.reason; });
-  if (sd.what == shutdown_spec::kind::brutal_kill) {
+  // A kill takes effect at the child's next suspension point. One that does not suspend (a
+  // busy loop, a blocking system call) cannot be ended by anyone, so its supervisor waits
+  // kill_grace for it, then counts it killed and moves on: the kill stays queued and ends it
+  // when it next suspends; the watchdog reports it meanwhile (long_schedule).
+  auto kill = [&] {
     exit(p, exit_reason::kill());
-    receive(is_down);
+    if (!receive_for(kill_grace, is_down)) {
+      demonitor(m);
+      how = exit_reason::killed();
+    }
+  };
+  if (sd.what == shutdown_spec::kind::brutal_kill) {
+    kill();
   } else {
     exit(p, exit_reason::shutdown());
     if (sd.what == shutdown_spec::kind::infinity) {
       receive(is_down);
     } else if (!receive_for(sd.timeout, is_down)) {
-      exit(p, exit_reason::kill());
-      receive(is_down);
+      kill();
     }
   }
   unlink_flush(p, how);

@@ -28,6 +28,8 @@ const char* to_string(event_kind k) noexcept {
       return "application";
     case event_kind::trace:
       return "trace";
+    case event_kind::long_schedule:
+      return "long_schedule";
     case event_kind::dropped:
       return "dropped";
   }
@@ -41,6 +43,7 @@ const char* level_of(const event& e) noexcept {
     case event_kind::application:
       return e.reason.is_crash() ? "error" : "info";
     case event_kind::dropped:
+    case event_kind::long_schedule:
       return "warning";
     case event_kind::trace:
       return "debug";
@@ -99,6 +102,10 @@ std::string to_text(const event& e) {
   field("label", e.label);
   if (e.old_pid) field("old_pid", e.old_pid.str());
   if (e.new_pid) field("new_pid", e.new_pid.str());
+  if (e.kind == event_kind::long_schedule) {
+    field("ran", std::to_string(e.ran.count()) + "ms");
+    return s;
+  }
   if (e.kind != event_kind::progress) field("reason", e.reason.str());
   if (has_window(e)) {
     field("restarts",
@@ -130,6 +137,7 @@ std::string to_json(const event& e) {
   j["restarts"] = e.restarts;
   j["intensity"] = e.intensity;
   j["period_s"] = e.period_s;
+  if (e.kind == event_kind::long_schedule) j["ran_ms"] = e.ran.count();
   // Invalid UTF-8 in a reason (an exception's what()) is replaced, never thrown on.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
@@ -201,10 +209,27 @@ void on_crash(void* ctx, const pid& who, const std::string& label, const exit_re
 }
 }  // namespace
 
-event_bus::event_bus(node& n) : node_(n), names_(&n.service<name_registry>()) { node_.add_crash_hook(&on_crash, this); }
+namespace {
+void on_long_schedule(void* ctx, const pid& who, const std::string& label, std::chrono::nanoseconds ran) {
+  auto* bus = static_cast<event_bus*>(ctx);
+  event e;
+  e.kind = event_kind::long_schedule;
+  e.old_pid = who;
+  auto name = bus->registry().name_of(who);
+  e.label = name ? *name : label;
+  e.ran = std::chrono::duration_cast<std::chrono::milliseconds>(ran);
+  bus->publish(std::move(e));
+}
+}  // namespace
+
+event_bus::event_bus(node& n) : node_(n), names_(&n.service<name_registry>()) {
+  node_.add_crash_hook(&on_crash, this);
+  node_.add_long_schedule_hook(&on_long_schedule, this);
+}
 
 event_bus::~event_bus() {
   node_.remove_crash_hook(&on_crash, this);
+  node_.remove_long_schedule_hook(&on_long_schedule, this);
   std::unique_lock lk(mu_);
   for (subscription* s : subscribers_) {
     std::unique_lock sl(s->mu_);

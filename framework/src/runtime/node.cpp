@@ -150,6 +150,9 @@ node_impl::node_impl(node* o, node_options opts)
   }
   for (unsigned i = 0; i < options.schedulers; ++i) schedulers.push_back(std::make_unique<scheduler>(this, i));
   for (auto& s : schedulers) s->start();
+  if (options.long_schedule.count() > 0 && !options.manual_clock) {
+    watcher = std::make_unique<watchdog>(*this, options.long_schedule);
+  }
 }
 
 node_impl::~node_impl() {
@@ -162,6 +165,16 @@ node_impl::~node_impl() {
 scheduler& node_impl::round_robin() noexcept {
   if (schedulers.size() == 1) return *schedulers[0];
   return *schedulers[next_placement.fetch_add(1, std::memory_order_relaxed) % schedulers.size()];
+}
+
+scheduler& node_impl::free_scheduler(scheduler* busy) noexcept {
+  scheduler* pick = nullptr;
+  for (auto& s : schedulers) {
+    if (s.get() == busy) continue;
+    if (s->fibers().parked()) return *s;
+    if (!pick && !s->hogged()) pick = s.get();
+  }
+  return pick ? *pick : *busy;
 }
 
 scheduler& node_impl::place() noexcept {
@@ -235,6 +248,7 @@ void node_impl::stop() {
   }
   timers.stop();
   blocking.stop();
+  watcher.reset();  // it reads the schedulers
   for (auto& s : schedulers) s->stop();
   std::lock_guard lk(stop_mutex);
   stopped = true;
@@ -289,6 +303,12 @@ void remove_hook(std::shared_mutex& m, std::vector<std::pair<Fn, void*>>& v, Fn 
 void node::add_exit_hook(exit_hook fn, void* ctx) { add_hook(impl_->hooks_mutex, impl_->exit_hooks, fn, ctx); }
 void node::remove_exit_hook(exit_hook fn, void* ctx) { remove_hook(impl_->hooks_mutex, impl_->exit_hooks, fn, ctx); }
 void node::add_crash_hook(crash_hook fn, void* ctx) { add_hook(impl_->hooks_mutex, impl_->crash_hooks, fn, ctx); }
+void node::add_long_schedule_hook(long_schedule_hook fn, void* ctx) {
+  add_hook(impl_->hooks_mutex, impl_->long_schedule_hooks, fn, ctx);
+}
+void node::remove_long_schedule_hook(long_schedule_hook fn, void* ctx) {
+  remove_hook(impl_->hooks_mutex, impl_->long_schedule_hooks, fn, ctx);
+}
 void node::remove_crash_hook(crash_hook fn, void* ctx) { remove_hook(impl_->hooks_mutex, impl_->crash_hooks, fn, ctx); }
 
 void node::wait_ended(const pid& p) {

@@ -17,6 +17,7 @@
 #include "scheduler.hpp"
 #include "stack_pool.hpp"
 #include "timer_service.hpp"
+#include "watchdog.hpp"
 
 namespace grove::detail {
 
@@ -91,6 +92,8 @@ class node_impl {
   std::shared_mutex hooks_mutex;
   std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
   std::vector<std::pair<node::crash_hook, void*>> crash_hooks;
+  std::vector<std::pair<node::long_schedule_hook, void*>> long_schedule_hooks;
+  std::unique_ptr<watchdog> watcher;  // null when long_schedule is zero
   // Services are found without a lock, so lookups scale with the number of callers: an entry
   // is written once, before `count` publishes it (release), and stays until ~node_impl.
   struct service_list {
@@ -120,6 +123,8 @@ class node_impl {
   // this node's, round-robin otherwise. Idle threads steal from there.
   scheduler& place() noexcept;
   scheduler& round_robin() noexcept;
+  // A thread other than `busy` that is not hogged either (a parked one first), else busy.
+  scheduler& free_scheduler(scheduler* busy) noexcept;
   // Work another thread could take appeared on `from`: wakes a parked thread unless one is
   // already spinning (it will find the work).
   void work_available(scheduler* from) noexcept;

@@ -54,12 +54,14 @@ thread_local boost::fibers::scheduler* tl_fiber_scheduler = nullptr;
     }
     return;
   }
-  // Detached: it moves to the waker's thread, where it runs next.
+  // Detached: it moves to the waker's thread, where it runs next. From outside the schedulers
+  // (timers, the watchdog, blocking work, plain threads) it goes home, unless home is held by a
+  // process that does not suspend: then to another thread.
   scheduler* here = scheduler::on_this_thread();
   if (here && here->node() == home->node()) {
     tl_fiber_scheduler->schedule(ctx);
   } else {
-    home->adopt_remote(ctx);
+    (home->hogged() ? home->node()->free_scheduler(home) : *home).adopt_remote(ctx);
   }
 }
 
@@ -126,6 +128,7 @@ std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
 
 void mark_running(process* p) noexcept {
   p->turn_receives = 0;
+  if (scheduler* s = scheduler::on_this_thread()) s->note_running(p);
   p->status.store(process_status::running, std::memory_order_relaxed);
   p->running_since.store(timestamp(), std::memory_order_relaxed);
 }

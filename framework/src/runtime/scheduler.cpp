@@ -287,6 +287,13 @@ bool scheduler::has_stealable_process(bool victim_stale) const noexcept {
 
 void scheduler::adopt_remote(boost::fibers::context* ctx) noexcept { fiber_scheduler_->schedule_from_remote(ctx); }
 
+bool scheduler::hogged() const noexcept {
+  const process* p = running_.load(std::memory_order_relaxed);
+  if (!p) return false;
+  const std::int64_t since = p->running_since.load(std::memory_order_relaxed);
+  return since != 0 && timestamp_to_ns(timestamp() - since) > hog_limit_ns;
+}
+
 boost::fibers::context* scheduler::wake_one_locked() noexcept {
   if (!parked_.empty()) {
     auto* ctx = parked_.back();

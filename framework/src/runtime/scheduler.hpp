@@ -127,6 +127,15 @@ class scheduler {
   void note_switch() noexcept {
     switches_.store(switches_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  // The process this thread last started or resumed (for the watchdog; it may have suspended
+  // since: its running_since then reads 0).
+  process* running() const noexcept { return running_.load(std::memory_order_relaxed); }
+  void note_running(process* p) noexcept { running_.store(p, std::memory_order_relaxed); }
+  // Whether this thread has run one process for over hog_limit without suspending: a fiber
+  // woken from outside the schedulers then goes to another thread, which would otherwise never
+  // see it (only this thread's dispatcher takes its remote wake-ups).
+  bool hogged() const noexcept;
+  static constexpr std::int64_t hog_limit_ns = 1'000'000;
   bool has_stealable_process(bool victim_stale) const noexcept;
   // Moves one queued process of victim's run queue to this thread's and returns a context to
   // run it (a parked worker or the manager), or null.
@@ -160,6 +169,7 @@ class scheduler {
   ready_queue fibers_{this};
   boost::fibers::scheduler* fiber_scheduler_ = nullptr;
   alignas(64) std::atomic<std::uint64_t> switches_{0};
+  std::atomic<process*> running_{nullptr};
   struct sighting {
     std::uint64_t switches = ~std::uint64_t{0};
     std::int64_t since = 0;

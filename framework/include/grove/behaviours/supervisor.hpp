@@ -136,6 +136,9 @@ std::string root_path();
 // Stops a linked child OTP's way: monitor; exit shutdown (kill for brutal_kill); wait for the down
 // up to the shutdown time, then kill; unlink and drop its exit signal. Returns how it ended.
 exit_reason stop_child(const pid& child, const shutdown_spec& sd);
+// How long stop_child waits for a killed child's down before it counts the child killed and
+// moves on (a child that does not suspend cannot be ended; see stop_child).
+inline constexpr duration kill_grace = std::chrono::seconds(1);
 // Unlinks a stopped child and drops its exit signal; if `how` is noproc (it was dead when
 // monitored), the exit signal's reason replaces it. OTP's unlink_flush.
 void unlink_flush(const pid& child, exit_reason& how);

@@ -33,6 +33,7 @@ enum class event_kind : unsigned char {
   crash,              // any process ended by itself with an abnormal reason (label, reason)
   application,        // an application started or stopped (child = application, reason)
   trace,              // a traced GenServer handled a message (old_pid = it, label = what)
+  long_schedule,      // a process ran past node_options::long_schedule without suspending (old_pid, label, ran)
   dropped             // only in a subscriber's stream: `dropped` events were lost before it
 };
 const char* to_string(event_kind k) noexcept;
@@ -48,11 +49,12 @@ struct event {
   pid old_pid;        // the child that ended
   pid new_pid;        // the child that started
   exit_reason reason;
-  std::string label;          // crash: the process's label or registered name
-  int restarts = 0;           // restarts in the supervisor's current window, this one included
-  int intensity = 0;          // the limit, and
-  std::int64_t period_s = 0;  // the window, in seconds
-  std::uint64_t dropped = 0;  // dropped: how many events were lost
+  std::string label;                 // crash: the process's label or registered name
+  int restarts = 0;                  // restarts in the supervisor's current window, this one included
+  int intensity = 0;                 // the limit, and
+  std::int64_t period_s = 0;         // the window, in seconds
+  std::uint64_t dropped = 0;         // dropped: how many events were lost
+  std::chrono::milliseconds ran{0};  // long_schedule: how long it had run when seen
 };
 
 // "error", "warning" or "info": the level a logger gives this event.

@@ -39,7 +39,10 @@ struct node_options {
   std::size_t handler_stack_size = 256 * 1024;  // the pooled fibers that run handlers
   unsigned blocking_threads = 4;                // threads for blocking()
   bool manual_clock = false;                    // time moves only through advance()
-  std::string name = "grove";                   // shown in events, logs and the console
+  // A process running longer than this without suspending is reported (long-schedule hooks,
+  // the `long_schedule` event), like Erlang's system_monitor long_schedule; zero: not watched.
+  std::chrono::milliseconds long_schedule{100};
+  std::string name = "grove";  // shown in events, logs and the console
 };
 
 class node {
@@ -99,6 +102,14 @@ class node {
   using crash_hook = void (*)(void* ctx, const pid& who, const std::string& label, const exit_reason& reason);
   void add_crash_hook(crash_hook fn, void* ctx);
   void remove_crash_hook(crash_hook fn, void* ctx);
+
+  // Called from the watchdog's thread when a process has run longer than
+  // node_options::long_schedule without suspending (once per such activation; `ran` is how long
+  // it had run when seen). Nothing is preempted: the process runs on.
+  using long_schedule_hook = void (*)(void* ctx, const pid& who, const std::string& label,
+                                      std::chrono::nanoseconds ran);
+  void add_long_schedule_hook(long_schedule_hook fn, void* ctx);
+  void remove_long_schedule_hook(long_schedule_hook fn, void* ctx);
 
   // One instance of T per node (T constructible from node&), created on first use and
   // destroyed with the node after every process has ended. Layers above the runtime keep their
