@@ -497,6 +497,28 @@ TEST_CASE("a process with a long backlog yields its thread to the others on it",
   });
 }
 
+TEST_CASE("two processes waking each other do not starve a timer wake-up on their thread", "[runtime][turn]") {
+  // Found by bench/soak: the ready queue's turn always went to Boost's dispatcher, whose own
+  // pick took the run-next slot again, so a sleeping process never ran again.
+  grove::node n({.schedulers = 1});
+  std::atomic<bool> stop{false};
+  n.run([&] {
+    grove::pid echo = grove::spawn([&] {
+      while (!stop.load()) grove::receive([](grove::pid from) { grove::send(from, 1); });
+    });
+    auto pinger = grove::spawn([&, echo] {
+      while (!stop.load()) {
+        grove::send(echo, grove::self());
+        grove::receive([](int) {});
+      }
+      grove::send(echo, grove::self());  // lets echo see `stop`
+    });
+    grove::sleep(20ms);  // returns only if the pair lets this process run
+    stop = true;
+    await_down(grove::monitor(pinger));
+  });
+}
+
 TEST_CASE("sending to a dead pid is a silent no-op and a stale pid stays dead", "[runtime][pid]") {
   grove::testing::deterministic_node n;
   n.run([] {

@@ -382,8 +382,13 @@ supervisor_status supervisor::handle_call(const detail::sup_status_q&, const fro
 }
 
 void supervisor::note_restart(child& c) {
-  c.restarts.push_front(restarts_.front());
-  while (c.restarts.size() > static_cast<std::size_t>(flags_.intensity) + 1) c.restarts.pop_back();
+  // Only what is still in the window is kept (pruned by time as well as by count): with a high
+  // intensity the history would otherwise grow for the supervisor's whole life.
+  const std::int64_t now_s = restarts_.front();
+  c.restarts.push_front(now_s);
+  while (!c.restarts.empty() && (c.restarts.size() > static_cast<std::size_t>(flags_.intensity) + 1 ||
+                                 c.restarts.back() < now_s - flags_.period.count()))
+    c.restarts.pop_back();
 }
 
 child_counts supervisor::handle_call(const count_q&, const from&) {

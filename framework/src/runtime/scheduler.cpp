@@ -132,16 +132,19 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
 boost::fibers::context* ready_queue::take_local() noexcept {
   spinlock_lock lk(lock_);
   if (run_next_ && (ready_.empty() || run_next_streak_ < run_next_limit)) {
-    ++run_next_streak_;
+    if (run_next_streak_ < run_next_limit) ++run_next_streak_;
     boost::fibers::context* ctx = run_next_;
     run_next_ = nullptr;
     run_next_migratable_.store(false, std::memory_order_relaxed);
     return ctx;
   }
-  run_next_streak_ = 0;
   if (ready_.empty()) return nullptr;
   boost::fibers::context* ctx = &ready_.front();
   ready_.pop_front();
+  // The ready queue's turn goes to a fiber, not only to Boost's dispatcher (always first in
+  // line): the streak stays spent until one runs, or the dispatcher's own pick would take the
+  // run-next slot again and two processes waking each other would starve every other one.
+  if (!ctx->is_context(boost::fibers::type::dispatcher_context)) run_next_streak_ = 0;
   if (migratable(ctx)) stealable_.fetch_sub(1, std::memory_order_relaxed);
   return ctx;
 }

@@ -389,7 +389,8 @@ class gen_server : public gen_server_base {
   template <class... T>
   handled_as dispatch_list(message& m, types<T...>) {
     handled_as h = handled_as::none;
-    (((h = dispatch_one<T>(m)) != handled_as::none) || ...);
+    // (void): with one type the fold is a single comparison, which g++ flags as unused.
+    (void)(((h = dispatch_one<T>(m)) != handled_as::none) || ...);
     return h;
   }
   template <class... T>
