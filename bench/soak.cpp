@@ -6,11 +6,11 @@
 // names), that RSS stays flat and that the bank keeps its invariants. See docs/reliability.md.
 //
 //   soak [--small] [--minutes M] [--kill-rate R] [--processes P] [--schedulers K]
-//        [--clients C] [--supervisor-kill-every N] [--no-yield] [--timeout S]
+//        [--clients C] [--supervisor-kill-every N] [--yield] [--timeout S]
 //
 // --small: 3 s with 1,000 processes (the CI smoke size). --supervisor-kill-every N: every N-th
 // kill takes a whole sub-supervisor instead of a worker (default 1000; 0: workers only).
-// --no-yield: clients call back to back without yielding (see settings::client_yield).
+// --yield: clients yield after each call (by default they call back to back).
 // Output: one JSON line per figure group, the last with "ok"; exit status 1 if a check failed
 // (the failures on stderr).
 #include <bank.hpp>
@@ -58,10 +58,10 @@ struct settings {
   int supervisor_kill_every = 1000;
   grove::duration call_timeout = 1s;
   grove::duration hang_slack = 1s;  // a call longer than timeout + slack hung
-  // Clients yield after each call: without it, a client and the worker it calls hand the
-  // thread to each other forever and a timer's wake-up on that thread never runs (see
-  // docs/reliability.md); --no-yield shows it.
-  bool client_yield = true;
+  // Clients call back to back, as a real client would. Until 2692932 a client and the worker
+  // it called handed the thread to each other and starved timers there (docs/reliability.md);
+  // --yield makes them yield after each call, as the soak first had to.
+  bool client_yield = false;
   grove::pid bank;  // the bank application's top supervisor
   // Per client and round. A round's maps of transfers are what RSS swings by: a small run's
   // rounds are smaller, so the swings stay below its RSS check's floor.
@@ -385,7 +385,7 @@ int main(int argc, char** argv) {
   if (a.n) processes = a.n;
   s.clients = std::atoi(a.opt("--clients", "4").c_str());
   s.supervisor_kill_every = std::atoi(a.opt("--supervisor-kill-every", "1000").c_str());
-  s.client_yield = !a.flag("--no-yield");
+  s.client_yield = a.flag("--yield");
   if (a.small) s.bank_transfers = 1000;
   if (s.seconds <= 0 || s.kill_rate < 0 || processes < 1 || s.clients < 1 || s.supervisor_kill_every < 0) {
     std::cerr << "soak: --minutes, --processes and --clients must be positive, --kill-rate and "
