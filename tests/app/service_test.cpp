@@ -1,6 +1,7 @@
 // Applications from YAML: kinds and their args errors, start order and reverse stop, start
 // types deciding what an application's end does to the node, and the built-in kinds.
 #include <filesystem>
+#include <future>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -128,6 +129,30 @@ applications:
   // The other application was stopped too.
   CHECK(app_events(s.log.str()) ==
         std::vector<std::string>{"started fine", "started fragile", "stopped fragile", "stopped fine"});
+}
+
+TEST_CASE("the application controller's death stops the node with exit code 3, the applications in reverse", "[app]") {
+  running_service s;
+  REQUIRE(s.load(two_apps));
+  std::promise<int> code;
+  auto run = code.get_future();
+  std::thread runner([&] { code.set_value(s.svc.run()); });
+  REQUIRE(s.svc.wait_started(10s));
+  s.svc.running_node()->run([] {
+    for (auto& p : grove::this_node().processes()) {
+      if (auto i = grove::info(p); i && i->label == "application_controller")
+        grove::exit(p, grove::exit_reason::kill());
+    }
+  });
+  const bool stopped = run.wait_for(10s) == std::future_status::ready;
+  if (!stopped) s.svc.stop();  // else the run would only end at the shutdown deadline
+  runner.join();
+  CHECK(stopped);
+  CHECK(run.get() == static_cast<int>(grove::exit_code::application_failed));
+  CHECK(s.messages.str().find("the application controller died with reason killed; the node stops") !=
+        std::string::npos);
+  CHECK(app_events(s.log.str()) ==
+        std::vector<std::string>{"started store", "started web", "stopped web", "stopped store"});
 }
 
 TEST_CASE("a temporary application's death is only reported; a transient one's abnormal death stops the node",

@@ -1,12 +1,16 @@
 // The debug console end to end over real TCP connections: the tree, killing a child and seeing
-// the restart, bad input, timeouts, a stalled client, JSON answers, tokens, the session cap.
+// the restart, bad input, timeouts, a stalled client, JSON answers, tokens, the session cap;
+// bounded input, closed and half-closed connections, idle and auth timeouts, a flooding client.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <future>
 #include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <grove/grove.hpp>
@@ -72,7 +76,9 @@ class client {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
   }
-  ~client() { close(fd_); }
+  ~client() {
+    if (fd_ >= 0) close(fd_);
+  }
 
   void send_line(const std::string& line) {
     std::string s = line + "\n";
@@ -103,6 +109,30 @@ class client {
     return eof_;
   }
   std::string rest() { return std::exchange(buf_, {}); }
+  // Shuts down the sending half: the node sees EOF and should still answer.
+  void shut_write() { ::shutdown(fd_, SHUT_WR); }
+  // Closes the connection (as a client that goes away).
+  void close_now() {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  // Sends `line` without reading, as much as the node takes: until `max` bytes went out, or
+  // it has taken nothing for `stall` (it stopped reading). Returns the bytes sent.
+  std::size_t flood(const std::string& line, std::size_t max, std::chrono::milliseconds stall) {
+    std::size_t sent = 0, at = 0;
+    while (sent < max) {
+      const ssize_t w = ::send(fd_, line.data() + at, line.size() - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        sent += static_cast<std::size_t>(w);
+        at = (at + static_cast<std::size_t>(w)) % line.size();
+        continue;
+      }
+      if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
+      pollfd p{fd_, POLLOUT, 0};
+      if (poll(&p, 1, static_cast<int>(stall.count())) <= 0) break;
+    }
+    return sent;
+  }
 
  private:
   bool read_some(std::chrono::steady_clock::time_point deadline) {
@@ -123,6 +153,47 @@ class client {
   std::string buf_;
   bool eof_ = false;
 };
+
+// The console session processes of a node.
+std::vector<grove::pid> session_pids(grove::node& n) {
+  std::vector<grove::pid> out;
+  for (auto& p : n.processes()) {
+    if (auto i = grove::info(p); i && i->label == "console_session") out.push_back(p);
+  }
+  return out;
+}
+
+std::size_t mailbox_of(const grove::pid& p) {
+  auto i = grove::info(p);
+  return i ? i->mailbox_length : 0;
+}
+
+// Waits for cond (no sleeping: it yields), up to `limit`.
+template <class F>
+bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// A future that is ready once p has ended (watched by a monitor).
+std::future<void> ended(grove::node& n, const grove::pid& p) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  auto ready = std::make_shared<std::promise<void>>();
+  auto monitoring = ready->get_future();
+  n.spawn([p, done, ready] {
+    grove::monitor(p);
+    ready->set_value();
+    grove::receive([](const grove::down&) {});
+    done->set_value();
+  });
+  monitoring.wait();
+  return fut;
+}
 
 std::string pid_in_row(const std::string& tree, const std::string& id) {
   auto at = tree.find("  " + id + " ");
@@ -295,6 +366,7 @@ TEST_CASE("console: a token is required off loopback and checked before any comm
   }
   auto o = f.options();
   o.token = "s3cret";
+  o.auth_delay = 10ms;
   grove::console con(f.n, o);
   std::string err;
   REQUIRE(con.start(err));
@@ -330,4 +402,190 @@ TEST_CASE("console: sessions beyond the cap are refused; quit ends one session o
   CHECK(a.until("bye\n") == "bye\n");
   CHECK(a.closed());
   CHECK(b.ask("apps").find("app") != std::string::npos);
+}
+
+TEST_CASE("console: a client that sends without end while its session is busy stops being read from", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.command_timeout = 30s;  // the session waits on w1 until the test lets it go
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  c.send_line("json on");
+  c.until("json on\n");
+  const auto sessions = session_pids(f.n);
+  REQUIRE(sessions.size() == 1);
+  f.n.run([] { grove::cast(grove::server_ref("w1"), block{}); });
+  c.send_line("state w1");  // busy until w1 is unblocked
+  // Blank lines get no answer in a JSON session: only the input limit can stop them.
+  const std::string blank(200, ' ');
+  const std::size_t offered = 64u << 20;
+  const std::size_t sent = c.flood(blank + "\n", offered, 500ms);
+  INFO("sent " << sent << " bytes");
+  CHECK(sent < offered);  // the node stopped reading...
+  // ...with at most 64 KiB of lines (each counted 64 bytes over its length) held for the session.
+  const std::size_t queued = mailbox_of(sessions[0]);
+  INFO("queued " << queued);
+  CHECK(queued <= o.input_limit / (blank.size() + 64) + 2);
+  // Once the session is free it catches up, and reading resumes: a later line is answered.
+  f.n.run([] { grove::send(*grove::whereis("w1"), unblock{}); });
+  CHECK(c.until("\"command\":\"state\"").find("\"ok\":true") != std::string::npos);
+  c.send_line("apps");
+  CHECK_FALSE(c.until("\"command\":\"apps\"", 20s).empty());
+}
+
+TEST_CASE("console: a session that floods and does not read delays no other session", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.output_limit = 16 * 1024;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client flooder(con.port(), 4096);  // reads nothing, not even the greeting
+  client other(con.port());
+  other.until("grove> ");
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {
+    while (!stop.load()) flooder.flood("help\nps\n", 1 << 20, 20ms);
+  });
+  std::chrono::nanoseconds worst{0};
+  for (int i = 0; i < 30; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(other.ask("apps").find("permanent") != std::string::npos);
+    worst = std::max(worst, std::chrono::steady_clock::now() - t0);
+  }
+  stop = true;
+  flood.join();
+  INFO("slowest answer " << std::chrono::duration_cast<std::chrono::microseconds>(worst).count() << " us");
+  CHECK(worst < 500ms);  // typically well under a millisecond; the I/O thread serves everyone in turn
+  // What the flooder's session holds stays bounded by the input limit.
+  for (auto& p : session_pids(f.n)) CHECK(mailbox_of(p) <= o.input_limit / 64 + 2);
+}
+
+TEST_CASE("console: a closed connection ends its session at once; the lines it left do not run", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.command_timeout = 30s;
+  o.max_sessions = 1;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  const grove::pid w2 = f.n.run([] { return *grove::whereis("w2"); });
+  client c(con.port());
+  c.until("grove> ");  // everything read: closing sends FIN, not a reset
+  const auto sessions = session_pids(f.n);
+  REQUIRE(sessions.size() == 1);
+  auto over = ended(f.n, sessions[0]);
+  const grove::pid w1 = f.n.run([] {
+    grove::cast(grove::server_ref("w1"), block{});
+    return *grove::whereis("w1");
+  });
+  c.send_line("state w1");
+  REQUIRE(eventually([&] { return mailbox_of(w1) == 1; }));  // the session waits on w1
+  std::string backlog;
+  for (int i = 0; i < 20; ++i) backlog += "kill w2\n";
+  c.flood(backlog, backlog.size(), 10s);
+  c.close_now();
+  // Every line and the end of the input reached the session (still waiting on w1)...
+  REQUIRE(eventually([&] { return mailbox_of(sessions[0]) == 21; }));
+  // While its command runs, the session still holds its place.
+  client refused(con.port());
+  CHECK(refused.closed());
+  CHECK(refused.rest() == "error: too many console sessions\n");
+  // Then w1 answers; the answer bounces off the closed socket and the kills are dropped.
+  f.n.run([] { grove::send(*grove::whereis("w1"), unblock{}); });
+  REQUIRE(over.wait_for(10s) == std::future_status::ready);
+  CHECK(f.n.run([] { return *grove::whereis("w2"); }) == w2);
+  CHECK(eventually([&] { return con.session_count() == 0; }));  // the I/O thread forgets it next
+  client next(con.port());
+  CHECK(next.until("grove> ").find("grove console on node") != std::string::npos);
+}
+
+TEST_CASE("console: a half-closed client gets the greeting and every answer", "[console]") {
+  fixture f;
+  grove::console con(f.n, f.options());
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.send_line("apps");
+  c.send_line("help kill");
+  c.shut_write();
+  CHECK(c.closed());  // the node closes once it answered
+  const std::string all = c.rest();
+  INFO(all);
+  CHECK(all.find("grove console on node console-test") != std::string::npos);
+  CHECK(all.find("app          permanent") != std::string::npos);
+  CHECK(all.find("kill TARGET [REASON]") != std::string::npos);
+}
+
+TEST_CASE("console: an unauthenticated session times out and counts against the cap until then", "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.token = "s3cret";
+  o.auth_timeout = 300ms;
+  o.max_sessions = 1;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client idle(con.port());
+  idle.until("grove> ");
+  client refused(con.port());
+  CHECK(refused.closed());
+  CHECK(refused.rest() == "error: too many console sessions\n");
+  CHECK(idle.closed());
+  CHECK(idle.rest() == "error: not authenticated within 300 ms; closing the connection\n");
+  // Its place is free once its connection is closed.
+  client next(con.port());
+  CHECK(next.until("grove> ").find("grove console on node") != std::string::npos);
+  CHECK(next.ask("auth s3cret").find("authenticated") != std::string::npos);
+}
+
+TEST_CASE("console: a session with no traffic either way for the idle timeout is closed; a follower waits",
+          "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.idle_timeout = 400ms;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client follower(con.port());
+  follower.until("grove> ");
+  CHECK(follower.ask("events --follow --last 0").find("following") != std::string::npos);
+  client c(con.port());
+  c.until("grove> ");
+  // Busy for longer than the timeout in all (each stats samples 250 ms), never idle that long.
+  for (int i = 0; i < 3; ++i) CHECK(c.ask("stats").find("processes") != std::string::npos);
+  CHECK(c.closed());
+  CHECK(c.rest() == "error: idle for 400 ms; closing the connection\n");
+  // The follower, silent for longer, waits for events: it is not idle.
+  CHECK(follower.ask("events off").find("events off\ngrove> ") != std::string::npos);
+  CHECK(follower.closed());  // and once it stops following, it is
+  CHECK(follower.rest() == "error: idle for 400 ms; closing the connection\n");
+  CHECK(eventually([&] { return con.session_count() == 0; }));
+}
+
+TEST_CASE("console: a wrong token is answered only after a delay that doubles; the session reads nothing meanwhile",
+          "[console]") {
+  fixture f;
+  auto o = f.options();
+  o.token = "s3cret";
+  o.auth_delay = 200ms;
+  grove::console con(f.n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  auto t0 = std::chrono::steady_clock::now();
+  c.send_line("auth s3cre");  // a prefix is not the token
+  c.send_line("help quit");   // waits behind the delay
+  CHECK(c.until("grove> ") == "error: wrong token\ngrove> ");
+  CHECK(std::chrono::steady_clock::now() - t0 >= 200ms);
+  CHECK(c.until("grove> ").find("end the session") != std::string::npos);
+  t0 = std::chrono::steady_clock::now();
+  CHECK(c.ask("auth s3cret0") == "error: wrong token\ngrove> ");  // nor is a longer word
+  CHECK(std::chrono::steady_clock::now() - t0 >= 400ms);
+  CHECK(c.ask("auth s3cret") == "authenticated\ngrove> ");
+  CHECK(c.ask("apps").find("permanent") != std::string::npos);
 }

@@ -39,7 +39,8 @@ const char* help_text =
     "               reach the node (docs/console.md)\n"
     "\n"
     "exit codes: 0 stopped cleanly, 1 invalid configuration, 2 bad command line,\n"
-    "            3 a permanent (or abnormally ended transient) application stopped the node,\n"
+    "            3 a permanent (or abnormally ended transient) application, or the\n"
+    "              application controller, died and stopped the node,\n"
     "            4 an application failed to start, 5 stopping exceeded the deadline\n"
     "\n";
 

@@ -64,6 +64,7 @@ struct service::impl {
   bool started = false;   // every application started
   bool finished = false;  // the controller ended
   bool stop_asked = false;
+  bool waited = false;  // run() no longer waits for the controller
   outcome result;
   std::vector<std::pair<std::string, pid>> apps;  // running applications, in start order
 
@@ -106,8 +107,10 @@ struct service::impl {
     cv.notify_all();
   }
 
-  // Stops the running applications in reverse start order.
-  void stop_all() {
+  // Stops the running applications in reverse start order. `parent_died`: the controller
+  // died with that reason, which its applications (linked to it) took; one already gone when
+  // asked to stop (noproc) is reported with it.
+  void stop_all(const std::optional<exit_reason>& parent_died = std::nullopt) {
     std::vector<std::pair<std::string, pid>> list;
     {
       std::unique_lock lk(mu);
@@ -115,6 +118,7 @@ struct service::impl {
     }
     for (auto it = list.rbegin(); it != list.rend(); ++it) {
       exit_reason how = detail::stop_child(it->second, shutdown_spec::infinity());
+      if (parent_died && how == exit_reason::noproc()) how = *parent_died;
       publish_application(it->first, "stopped", it->second, how);
       std::unique_lock lk(mu);
       std::erase_if(apps, [&](const auto& a) { return a.second == it->second; });
@@ -122,8 +126,39 @@ struct service::impl {
   }
 
   // The application controller: a process that starts the applications, watches their top
-  // supervisors through links, and stops them.
+  // supervisors through links, and stops them. It ends by itself only once it has finished the
+  // run. If it dies before (killed from the console, a bug), its applications die with it (their
+  // top supervisors are linked to it) and nothing would be left to end the run: as OTP's node
+  // goes down with its application_controller, the run then ends with exit code 3 once the
+  // applications are stopped.
   void control() {
+    try {
+      control_applications();
+    } catch (...) {
+      controller_died(detail::reason_of_current_exception());
+      throw;
+    }
+  }
+
+  // In the dying controller: hands the stop to a process of its own (this one cannot wait).
+  void controller_died(const exit_reason& why) {
+    {
+      std::unique_lock lk(mu);
+      if (finished || waited) return;  // the run is over: the node is stopping
+    }
+    try {
+      spawn(
+          [this, why] {
+            stop_all(why);  // they are ending already: wait for each, newest first
+            finish({exit_code::application_failed,
+                    "the application controller died with reason " + why.str() + "; the node stops"});
+          },
+          {.label = "application_controller_exit"});
+    } catch (const std::exception&) {  // the node is stopping
+    }
+  }
+
+  void control_applications() {
     trap_exit(true);
     for (auto& app : plan) {
       start_options so;
@@ -235,12 +270,16 @@ struct service::impl {
         {
           std::unique_lock lk(mu);
           running = &n;
-          started = finished = false;
+          started = finished = waited = false;
           result = {};
           controller = n.spawn([this] { control(); }, {.label = "application_controller"});
           if (stop_asked) send(controller, stop_request{});
         }
         code = wait_until_finished(sigs);
+        {
+          std::unique_lock lk(mu);
+          waited = true;
+        }
         con.reset();  // no session outlives the applications' stop
         logger.flush();
         std::unique_lock lk(mu);

@@ -103,6 +103,17 @@ std::string nearest_command(const std::string& w) {
   return best;
 }
 
+// Whether a guess is the token, in a time that depends on the guess's length only: no early
+// exit at the first differing byte to time.
+bool same_token(const std::string& guess, const std::string& token) {
+  if (token.empty()) return guess.empty();
+  unsigned diff = guess.size() == token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < guess.size(); ++i) {
+    diff |= static_cast<unsigned char>(guess[i]) ^ static_cast<unsigned char>(token[i % token.size()]);
+  }
+  return diff == 0;
+}
+
 std::string pid_text(const pid& p) { return p ? p.str() : "-"; }
 json pid_json(const pid& p) { return p ? json(p.str()) : json(nullptr); }
 
@@ -163,15 +174,23 @@ struct path_target {
 
 class session {
  public:
-  session(std::shared_ptr<console_output> out, std::shared_ptr<const console_session_config> cfg)
-      : out_(std::move(out)), cfg_(std::move(cfg)), authed_(cfg_->authed), color_(cfg_->color) {}
+  session(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
+          std::shared_ptr<const console_session_config> cfg)
+      : out_(std::move(out)),
+        link_(std::move(link)),
+        cfg_(std::move(cfg)),
+        authed_(link_->authed()),
+        color_(cfg_->color) {}
 
   void run() {
     out_->answer(std::string("grove console on node ") + this_node().name() + " — `help` lists the commands\n" +
                  prompt());
     for (;;) {
       bool more = true;
-      receive([&](console_line l) { more = on_line(l.text); }, [&](console_closed) { more = false; },
+      // One line per receive: the runtime's turn budget lets others on this thread run
+      // between them, however long the backlog.
+      receive([&](console_line l) { more = take(l); }, [&](console_eof) { more = false; },
+              [&](console_closed) { more = false; }, [&](console_acked) {},
               [&](subscription::ready) { pump_events(); });
       if (!more) break;
     }
@@ -197,6 +216,28 @@ class session {
   }
 
   // False: the session ends.
+  bool take(const console_line& l) {
+    // The connection is gone: the lines it left are dropped, not run.
+    if (link_->gone()) return false;
+    // After EOF: a client that closed rather than half-closed is only seen when an answer
+    // bounces, so each line waits until the answers before it were acknowledged.
+    if (link_->input_ended() && !confirmed()) return false;
+    const bool more = l.too_long ? too_long() : on_line(l.text);
+    link_->ran(console_link::cost(l.text));
+    return more;
+  }
+
+  // True once the client acknowledged everything sent; false when the connection is gone.
+  bool confirmed() {
+    link_->ask_confirm();
+    return receive([](console_acked) { return true; }, [](console_closed) { return false; });
+  }
+
+  bool too_long() {
+    out_->answer("error: line too long (the limit is " + std::to_string(cfg_->opts.max_line) + " bytes)\n" + prompt());
+    return true;
+  }
+
   bool on_line(const std::string& line) {
     auto words = split(line);
     bool as_json = json_;
@@ -312,14 +353,19 @@ class session {
 
   answer auth(const std::vector<std::string>& args) {
     if (args.size() != 1) return usage("auth");
-    if (cfg_->opts.token.empty() || args[0] == cfg_->opts.token) {
+    if (cfg_->opts.token.empty() || same_token(args[0], cfg_->opts.token)) {
       authed_ = true;
+      link_->set_authed();
       answer a;
       a.text = "authenticated\n";
       a.data = "authenticated";
       return a;
     }
+    // The answer waits, and the session reads nothing meanwhile: guessing costs time. The
+    // delay doubles with each wrong token; the third ends the session.
+    const auto delay = cfg_->opts.auth_delay * (1 << std::min(failed_auth_, 8));
     if (++failed_auth_ >= 3) close_after_answer_ = true;
+    if (receive_for(delay, [](console_closed) {})) close_after_answer_ = true;  // gone meanwhile
     return answer::error("wrong token");
   }
 
@@ -764,11 +810,16 @@ class session {
     return line + "\n";
   }
 
+  // While subscribed the session waits for events: not idle (see console_link::set_streaming).
   void ensure_subscribed() {
     if (!sub_) sub_ = events().subscribe(1024, self());
+    link_->set_streaming(true);
   }
   void maybe_unsubscribe() {
-    if (!follow_ && traced_.empty()) sub_.reset();
+    if (!follow_ && traced_.empty()) {
+      sub_.reset();
+      link_->set_streaming(false);
+    }
   }
 
   void pump_events() {
@@ -897,6 +948,7 @@ class session {
   }
 
   std::shared_ptr<console_output> out_;
+  std::shared_ptr<console_link> link_;
   std::shared_ptr<const console_session_config> cfg_;
   bool authed_;
   bool color_;
@@ -911,12 +963,13 @@ class session {
 
 }  // namespace
 
-void run_console_session(std::shared_ptr<console_output> out, std::shared_ptr<const console_session_config> cfg) {
+void run_console_session(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
+                         std::shared_ptr<const console_session_config> cfg) {
   struct closer {
     console_output& o;
     ~closer() { o.close(); }
   } guard{*out};
-  session(out, std::move(cfg)).run();
+  session(out, std::move(link), std::move(cfg)).run();
 }
 
 }  // namespace grove::detail

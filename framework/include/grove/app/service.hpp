@@ -11,8 +11,9 @@
 // Applications start in dependency order and stop in reverse; each one's start type decides
 // what the death of its top supervisor does to the node (OTP's rules, docs/config.md):
 // permanent — the node stops; transient — the node stops unless it ended `normal`;
-// temporary — reported, nothing else. SIGINT and SIGTERM stop the node in reverse order within
-// the shutdown deadline. See docs/cli.md and docs/guides/embedding.md.
+// temporary — reported, nothing else. If the application controller process itself dies, the
+// node stops as for a permanent application. SIGINT and SIGTERM stop the node in reverse order
+// within the shutdown deadline. See docs/cli.md and docs/guides/embedding.md.
 #pragma once
 
 #include <chrono>
@@ -34,7 +35,8 @@ enum class exit_code : int {
   ok = 0,                  // stopped on request (signal or stop()); every application stopped cleanly
   config_error = 1,        // the configuration is invalid (nothing started)
   usage = 2,               // bad command line
-  application_failed = 3,  // a permanent (or abnormally ended transient) application stopped the node
+  application_failed = 3,  // a permanent (or abnormally ended transient) application, or the death of
+                           // the application controller, stopped the node
   start_failed = 4,        // an application failed to start
   shutdown_timeout = 5     // stopping took longer than the deadline
 };

@@ -3,9 +3,11 @@
 // terminal. docs/console.md lists the commands and their text and JSON answers.
 //
 // One I/O thread serves every session with non-blocking sockets; each session's commands run
-// in a process of its own. A session's output is bounded: a client that stops reading loses
-// streamed events (and is told how many), never slows the node. Commands that talk to a
-// process time out instead of hanging. Loopback by default; any other address needs a token.
+// in a process of its own. A session's output and input are bounded: a client that stops
+// reading loses streamed events (and is told how many) and is no longer read from; it never
+// slows the node or another session. A closed connection ends its session at once, dropping
+// the lines it had not run; idle and unauthenticated sessions time out. Commands that talk to
+// a process time out instead of hanging. Loopback by default; any other address needs a token.
 #pragma once
 
 #include <chrono>
@@ -51,6 +53,12 @@ struct console_options {
   std::size_t max_line = 4096;                      // longer lines are refused
   std::size_t output_limit = 256 * 1024;            // bytes a session may lag behind before events are dropped
   std::chrono::milliseconds command_timeout{2000};  // for commands that talk to a process
+  // Lines received and not yet run (each counts 64 bytes more than its length) a session may
+  // hold; past it the node stops reading the connection until the session catches up.
+  std::size_t input_limit = 64 * 1024;
+  std::chrono::milliseconds idle_timeout{10 * 60 * 1000};  // TCP: nothing either way this long ends it; 0: never
+  std::chrono::milliseconds auth_timeout{10 * 1000};       // with a token: no `auth` that long ends it
+  std::chrono::milliseconds auth_delay{1000};              // before answering a wrong token; doubles with each one
   // The applications (called from session processes); default: none.
   std::function<std::vector<console_app>()> applications;
 };
@@ -67,6 +75,8 @@ class console {
   bool start(std::string& error);
   // The TCP port it listens on (after start; 0 for stdio).
   int port() const noexcept;
+  // Sessions counted against max_sessions: from accept until the connection is closed, which
+  // waits for the session's process to end.
   std::size_t session_count() const;
 
  private:
