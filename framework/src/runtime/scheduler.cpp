@@ -142,9 +142,10 @@ boost::fibers::context* ready_queue::take_local() noexcept {
   boost::fibers::context* ctx = &ready_.front();
   ready_.pop_front();
   // The ready queue's turn goes to a fiber, not only to Boost's dispatcher (always first in
-  // line): the streak stays spent until one runs, or the dispatcher's own pick would take the
-  // run-next slot again and two processes waking each other would starve every other one.
-  if (!ctx->is_context(boost::fibers::type::dispatcher_context)) run_next_streak_ = 0;
+  // line): while others wait behind it, the streak stays spent, so the dispatcher's own pick
+  // takes the next of them rather than the run-next slot (else two processes waking each other
+  // starve every other one). With nobody behind it, the turn is served.
+  if (!ctx->is_context(boost::fibers::type::dispatcher_context) || ready_.empty()) run_next_streak_ = 0;
   if (migratable(ctx)) stealable_.fetch_sub(1, std::memory_order_relaxed);
   return ctx;
 }
