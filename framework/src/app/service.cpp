@@ -77,12 +77,7 @@ struct service::impl {
     if (!cfg) return false;
     plan = detail::build_plan(*cfg, kinds, errors);
     if (opts.console) {  // --console, over node.console.address: checked as the YAML's would be
-      std::string token = cfg->console.token;
-      if (token.empty()) {
-        const char* t = opts.load.getenv ? opts.load.getenv("GROVE_CONSOLE_TOKEN") : std::getenv("GROVE_CONSOLE_TOKEN");
-        if (t) token = t;
-      }
-      if (std::string problem = console_address_problem(*opts.console, token); !problem.empty()) {
+      if (std::string problem = console_address_problem(*opts.console, console_token()); !problem.empty()) {
         errors.add({"--console", 0, 0}, "", problem);
       }
     }
@@ -304,16 +299,20 @@ struct service::impl {
     return out;
   }
 
+  // The console's token: node.console.token, else GROVE_CONSOLE_TOKEN (the loader's rule).
+  std::string console_token() const {
+    if (!cfg->console.token.empty()) return cfg->console.token;
+    const char* t = opts.load.getenv ? opts.load.getenv("GROVE_CONSOLE_TOKEN") : std::getenv("GROVE_CONSOLE_TOKEN");
+    return t ? t : "";
+  }
+
   // Starts the console the configuration (or --console) asks for. False on failure.
   bool start_console(grove::node& n, std::unique_ptr<console>& con, std::string& error) {
     const std::string address = opts.console.value_or(cfg->console.address);
     if (address.empty() || address == "off") return true;
     console_options co;
     co.address = address;
-    co.token = cfg->console.token;
-    if (co.token.empty()) {
-      if (const char* t = std::getenv("GROVE_CONSOLE_TOKEN")) co.token = t;
-    }
+    co.token = console_token();
     co.max_sessions = cfg->console.max_sessions;
     co.applications = [this] { return console_apps(); };
     con = std::make_unique<console>(n, co);

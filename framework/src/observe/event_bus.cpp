@@ -197,26 +197,26 @@ subscription::~subscription() { close(); }
 // ---- bus ------------------------------------------------------------------------------------
 
 namespace {
+// An event about a process, named by its registered name, else its label.
+event about(const event_bus& bus, event_kind kind, const pid& who, const std::string& label) {
+  event e;
+  e.kind = kind;
+  e.old_pid = who;
+  auto name = bus.registry().name_of(who);
+  e.label = name ? *name : label;
+  return e;
+}
+
 void on_crash(void* ctx, const pid& who, const std::string& label, const exit_reason& reason) {
   auto* bus = static_cast<event_bus*>(ctx);
-  event e;
-  e.kind = event_kind::crash;
-  e.old_pid = who;
-  auto name = bus->registry().name_of(who);
-  e.label = name ? *name : label;
+  event e = about(*bus, event_kind::crash, who, label);
   e.reason = reason;
   bus->publish(std::move(e));
 }
-}  // namespace
 
-namespace {
 void on_long_schedule(void* ctx, const pid& who, const std::string& label, std::chrono::nanoseconds ran) {
   auto* bus = static_cast<event_bus*>(ctx);
-  event e;
-  e.kind = event_kind::long_schedule;
-  e.old_pid = who;
-  auto name = bus->registry().name_of(who);
-  e.label = name ? *name : label;
+  event e = about(*bus, event_kind::long_schedule, who, label);
   e.ran = std::chrono::duration_cast<std::chrono::milliseconds>(ran);
   bus->publish(std::move(e));
 }
