@@ -9,10 +9,18 @@
 #include <cstddef>
 #include <cstdint>
 
+// GCC defines __SANITIZE_ADDRESS__ under -fsanitize=address; clang 14 only answers
+// __has_feature(address_sanitizer).
 #if defined(__SANITIZE_ADDRESS__)
+#define GROVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GROVE_ASAN 1
+#endif
+#endif
+#ifdef GROVE_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#define GROVE_ASAN 1
 #endif
 
 namespace grove::detail {

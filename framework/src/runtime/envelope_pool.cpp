@@ -19,10 +19,10 @@
 #include <malloc.h>
 #endif
 
+#include "asan_fiber.hpp"
 #include "spinlock.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
+#ifdef GROVE_ASAN
 #define GROVE_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define GROVE_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
 #else
@@ -79,11 +79,14 @@ constexpr std::size_t size_of(std::size_t cls) noexcept { return (cls + 1) * gra
 // Bytes given back to malloc since the last trim. glibc keeps freed memory in its heap (only
 // the top is returned by itself): after a burst (a mailbox that grew to millions and drained),
 // every 32 MiB handed back also trims the heap, which returns free pages to the OS (madvise).
+// (Not under ASan, whose allocator keeps its own quarantine.)
+#if defined(__GLIBC__) && !defined(GROVE_ASAN)
 std::atomic<std::size_t> freed_since_trim{0};
 constexpr std::size_t trim_every = std::size_t{32} << 20;
+#endif
 
 void note_freed(std::size_t bytes) noexcept {
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__GLIBC__) && !defined(GROVE_ASAN)
   if (freed_since_trim.fetch_add(bytes, std::memory_order_relaxed) + bytes >= trim_every) {
     freed_since_trim.store(0, std::memory_order_relaxed);
     ::malloc_trim(0);

@@ -337,15 +337,14 @@ void wait_for_mail(process* p) {
   p->status.store(process_status::waiting, std::memory_order_relaxed);
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
-  auto blk = to_boost(lk);
   if (worker || p->pinned) {
-    self->suspend(blk);
+    suspend_unlocking(self, lk);
   } else {
     // A body process waits detached from its thread: whoever wakes it runs it (scheduler.hpp).
     // The lock is released only once the switch is done, so no waker sees it half-suspended.
     boost::fibers::scheduler* fs = self->get_scheduler();
     fs->detach_worker_context(self);
-    fs->suspend(blk);
+    suspend_unlocking(fs, lk);
   }
   on_resume(mine);
   scheduler::set_in_worker(worker);

@@ -46,7 +46,9 @@ thread_local boost::fibers::scheduler* tl_fiber_scheduler = nullptr;
 [[gnu::noinline]] void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept { tl_fiber_scheduler = s; }
 
 [[gnu::noinline]] void wake(boost::fibers::context* ctx, scheduler* home) noexcept {
-  if (auto* s = ctx->get_scheduler()) {
+  auto* s = ctx->get_scheduler();
+  announce_handoff(ctx);  // after the last read of ctx here
+  if (s) {
     if (s == tl_fiber_scheduler) {
       s->schedule(ctx);
     } else {

@@ -83,6 +83,7 @@ ready_queue::wake_in_order::~wake_in_order() { --tl_in_order; }
 void ready_queue::spawning() noexcept { tl_spawning = true; }
 
 void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
+  accept_handoff(ctx);
   // Run next: a fiber woken by the running one, which usually blocks soon after. Not the
   // dispatcher, nor wake-ups brought in from other threads (the dispatcher is then the active
   // context), nor those of a wake_in_order scope.
@@ -292,7 +293,7 @@ bool scheduler::has_stealable_process(bool victim_stale) const noexcept {
 void scheduler::adopt_remote(boost::fibers::context* ctx) noexcept { fiber_scheduler_->schedule_from_remote(ctx); }
 
 bool scheduler::hogged() const noexcept {
-  const process* p = running_.load(std::memory_order_relaxed);
+  const process* p = running();
   if (!p) return false;
   const std::int64_t since = p->running_since.load(std::memory_order_relaxed);
   return since != 0 && timestamp_to_ns(timestamp() - since) > hog_limit_ns;
@@ -383,8 +384,7 @@ void scheduler::thread_main() {
   for (;;) {
     while (!need_worker_ && !stop_) {
       manager_ = self;
-      auto blk = to_boost(lk);
-      self->suspend(blk);
+      suspend_unlocking(self, lk);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }
@@ -408,8 +408,7 @@ void scheduler::thread_main() {
     lk.lock();
     if (workers_ == 0) break;
     if (manager_ == self) {
-      auto blk = to_boost(lk);
-      self->suspend(blk);
+      suspend_unlocking(self, lk);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }
@@ -439,8 +438,7 @@ void scheduler::worker_main() {
         return;
       }
       parked_.push_back(self);
-      auto blk = to_boost(lk);
-      self->suspend(blk);
+      suspend_unlocking(self, lk);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }

@@ -129,8 +129,8 @@ class scheduler {
   }
   // The process this thread last started or resumed (for the watchdog; it may have suspended
   // since: its running_since then reads 0).
-  process* running() const noexcept { return running_.load(std::memory_order_relaxed); }
-  void note_running(process* p) noexcept { running_.store(p, std::memory_order_relaxed); }
+  process* running() const noexcept { return running_.load(std::memory_order_acquire); }
+  void note_running(process* p) noexcept { running_.store(p, std::memory_order_release); }
   // Whether this thread has run one process for over hog_limit without suspending: a fiber
   // woken from outside the schedulers then goes to another thread, which would otherwise never
   // see it (only this thread's dispatcher takes its remote wake-ups).
