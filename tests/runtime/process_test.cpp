@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -480,6 +482,7 @@ TEST_CASE("a process with a long backlog yields its thread to the others on it",
     const grove::pid me = grove::self();
     std::atomic<bool> other_ran{false};
     auto worker = grove::spawn([&, me] {
+      grove::receive([](go) {});  // the backlog is queued behind it
       grove::send(me, ready{grove::self()});
       int seen_at = -1;
       for (int i = 0; i < backlog; ++i) {
@@ -488,12 +491,64 @@ TEST_CASE("a process with a long backlog yields its thread to the others on it",
       }
       grove::send(me, seen_at);
     });
-    for (int i = 0; i < backlog; ++i) grove::send(worker, i);
+    // Sent from outside the node, where a send never waits for room (a process sending them
+    // would wait for the worker at every 1,024: back-pressure), so the backlog is whole.
+    std::thread([worker] {
+      grove::send(worker, go{});
+      for (int i = 0; i < backlog; ++i) grove::send(worker, i);
+    }).join();
     grove::receive([](ready) {});  // only runs once the worker's turn ends
     grove::spawn([&] { other_ran = true; });
     const int seen_at = grove::receive([](int v) { return v; });
     CHECK(seen_at >= 0);
     CHECK(seen_at < 4 * 1024);
+  });
+}
+
+TEST_CASE("a process flooding another waits for it: the backlog stays near the mark", "[runtime][send][turn]") {
+  // Fan-in: a sender never suspended by a send could queue without bound on one thread (its
+  // receiver runs only when it stops). As Erlang charges a sender for a long receiver queue, a
+  // send that joins a backlog of 1,024 waits until the receiver has had its turn.
+  grove::node n({.schedulers = 1});
+  n.run([] {
+    constexpr int total = 200000;
+    const grove::pid me = grove::self();
+    auto receiver = grove::spawn([me] {
+      std::size_t most = 0;
+      for (int i = 0; i < total; ++i) {
+        grove::receive([](int) {});
+        most = std::max(most, grove::info(grove::self())->mailbox_length);
+      }
+      grove::send(me, most);
+    });
+    for (int s = 0; s < 4; ++s) {
+      grove::spawn([receiver] {
+        for (int i = 0; i < total / 4; ++i) grove::send(receiver, i);
+      });
+    }
+    const auto most = grove::receive([](std::size_t m) { return m; });
+    CHECK(most >= 1024);      // the mark was reached
+    CHECK(most < 8 * 1024);  // each sender stops at it: without back-pressure, 50,000 and more
+  });
+}
+
+TEST_CASE("a sender waiting for room still dies of an exit signal at once", "[runtime][send][signals]") {
+  grove::node n({.schedulers = 1});
+  n.run([] {
+    // A receiver that never receives: its backlog never shrinks.
+    auto sink = grove::spawn([] { grove::receive([](go) {}); });
+    auto flooder = grove::spawn([sink] {
+      for (;;) grove::send(sink, 1);
+    });
+    const auto m = grove::monitor(flooder);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (grove::info(sink)->mailbox_length < 2048 && std::chrono::steady_clock::now() < deadline) grove::yield();
+    REQUIRE(grove::info(sink)->mailbox_length >= 2048);  // the flooder lets others run
+    grove::exit(flooder, grove::exit_reason::other("stop"));
+    const auto d = grove::receive([](const grove::down& d) { return d; });
+    CHECK(d.ref == m);
+    CHECK(d.reason == grove::exit_reason::other("stop"));
+    grove::send(sink, go{});
   });
 }
 

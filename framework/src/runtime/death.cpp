@@ -38,6 +38,7 @@ exit_reason reason_of_current_exception() noexcept {
 
 void die(process* p, const exit_reason& reason) {
   p->status.store(process_status::exiting, std::memory_order_relaxed);
+  release_room_if_wanted(*p);
   envelope_list in;
   std::vector<pid> links;
   std::vector<monitor_entry> monitors, monitored_by;
@@ -127,6 +128,7 @@ void run_activation(process* p) {
       drain_impl(p);
       while (p->mail.queue.head) {
         if (budget-- <= 0) {  // fairness: let the others on this thread run
+          release_room_if_wanted(*p);
           p->status.store(process_status::runnable, std::memory_order_relaxed);
           p->running_since.store(0, std::memory_order_relaxed);
           scheduler::on_this_thread()->enqueue(p);
@@ -134,7 +136,9 @@ void run_activation(process* p) {
         }
         envelope* e = p->mail.queue.head;
         p->mail.queue.unlink(nullptr, e);
-        p->mail.length.fetch_sub(1, std::memory_order_relaxed);
+        if (p->mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1 < mailbox::backlog / 2) {
+          release_room_if_wanted(*p);
+        }
         if (!e->is_message()) {  // a reply whose call is over
           delete e;
           continue;
@@ -148,6 +152,7 @@ void run_activation(process* p) {
       // try_idle succeeds, so the status is set before.
       p->status.store(process_status::waiting, std::memory_order_relaxed);
       p->running_since.store(0, std::memory_order_relaxed);
+      release_room_if_wanted(*p);
       if (p->mail.try_idle()) return;
       mark_running(p);
     }

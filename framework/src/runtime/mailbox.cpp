@@ -29,8 +29,9 @@ namespace grove::detail {
 
 mailbox::pushed mailbox::push(envelope* e) noexcept {
   const bool mail = e->is_mail();
+  std::size_t before = 0;
   if (mail) {
-    const std::size_t before = length.fetch_add(1, std::memory_order_relaxed);
+    before = length.fetch_add(1, std::memory_order_relaxed);
     if (capacity && e->is_message() && before >= capacity + drop_oldest_pending.load(std::memory_order_relaxed)) {
       switch (overflow) {
         case overflow_policy::drop_newest:
@@ -57,7 +58,7 @@ mailbox::pushed mailbox::push(envelope* e) noexcept {
   if (mail) messages_in.fetch_add(1, std::memory_order_relaxed);
   if (h == waiting_tag) return pushed::woke_waiter;
   if (h == idle_tag) return pushed::woke_idle;
-  return pushed::queued;
+  return before >= backlog && e->is_message() ? pushed::backlogged : pushed::queued;
 }
 
 envelope_list mailbox::reversed(std::uintptr_t h) noexcept {
@@ -110,13 +111,18 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
   switch (p->mail.push(e)) {
     case mailbox::pushed::queued:
       return push_result::ok;
+    case mailbox::pushed::backlogged:
+      return push_result::backlogged;
     case mailbox::pushed::woke_waiter: {
       boost::fibers::context* w = p->waiter;
       if (p->wait_thread != scheduler::on_this_thread()) {
         spinlock_lock lk(p->lock);  // held by the owner until its switch away is done
       }
       wake(w, p->home.load(std::memory_order_relaxed));
-      return push_result::ok;
+      // A receiver waiting in a selective receive may keep a backlog it skips.
+      return p->mail.length.load(std::memory_order_relaxed) > mailbox::backlog && e->is_message()
+                 ? push_result::backlogged
+                 : push_result::ok;
     }
     case mailbox::pushed::woke_idle:
       p->status.store(process_status::runnable, std::memory_order_relaxed);
@@ -330,6 +336,7 @@ void wait_for_mail(process* p) {
   if (worker) scheduler::on_this_thread()->before_worker_suspends();
   // Held until the switch away is done, so a waker on another thread never sees this fiber
   // half-suspended (push_impl).
+  release_room_if_wanted(*p);  // it has had its turn
   spinlock_lock lk(p->lock);
   p->waiter = self;
   p->wait_thread = scheduler::on_this_thread();
@@ -357,10 +364,63 @@ void drain(process* p) { drain_impl(p); }
 
 // ---- messages ---------------------------------------------------------------------------------
 
+namespace {
+constexpr std::uint64_t room_token = ~std::uint64_t{0};  // a timeout signal no receive waits for
+
+// Back-pressure, as Erlang charges a sender for a long receiver queue: a process whose message
+// joined a backlog waits until the receiver has had its turn (its backlog fell to half the
+// mark, it suspended, ended its turn or ended) or anything arrives for the sender itself, so
+// a flood cannot outrun its receiver. The message is already sent: the wait is a suspension
+// point of the sender (exit signals act there), never a deadlock. A handler process yields
+// instead. Never inside a catch block or while unwinding (a fiber must not suspend there);
+// from outside the node a send never waits.
+void wait_for_room(process& me, const pid& to) {
+  if (scheduler::in_worker()) return yield_turn(true);
+  process* r = lookup(to);
+  if (!r || r == &me) return;
+  {
+    spinlock_lock lk(r->node->room_lock);
+    if (r->generation.load(std::memory_order_acquire) != to.generation()) return;
+    r->node->room_waiters.emplace_back(r, me.self());
+    r->room_wanted.store(true, std::memory_order_seq_cst);
+  }
+  // Dekker with the receiver's release_room_if_wanted: it uncounts mail, then reads
+  // room_wanted; this sets room_wanted, then reads the count. One of the two sees the other.
+  if (r->mail.length.load(std::memory_order_seq_cst) < mailbox::backlog / 2) release_room(*r);
+  wait_for_mail(&me);
+  drain_impl(&me);
+}
+}  // namespace
+
+void release_room(process& p) {
+  std::vector<pid> go;
+  {
+    spinlock_lock lk(p.node->room_lock);
+    p.room_wanted.store(false, std::memory_order_relaxed);
+    auto& w = p.node->room_waiters;
+    for (std::size_t i = 0; i < w.size();) {
+      if (w[i].first == &p) {
+        go.push_back(w[i].second);
+        w[i] = w.back();
+        w.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (const pid& s : go) {
+    deliver_quiet(s, std::make_unique<signal_envelope>(envelope_kind::timeout, pid{}, exit_reason{}, room_token));
+  }
+}
+
 send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
-  if (process* me = current()) me->messages_out.fetch_add(1, std::memory_order_relaxed);
+  process* me = current();
+  if (me) me->messages_out.fetch_add(1, std::memory_order_relaxed);
   switch (push_to(to, std::move(env))) {
     case push_result::ok:
+      return send_result::ok;
+    case push_result::backlogged:
+      if (me && std::uncaught_exceptions() == 0 && !std::current_exception()) wait_for_room(*me, to);
       return send_result::ok;
     case push_result::dead:
       return send_result::dead;
@@ -407,8 +467,9 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     for (envelope* e = scanned ? scanned->next : p.mail.queue.head; e; e = e->next) {
       if (match(*e, ctx)) {
         p.mail.queue.unlink(before, e);
-        p.mail.length.fetch_sub(1, std::memory_order_relaxed);
+        const std::size_t left = p.mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1;
         if (e->is_message()) p.mail.queued.fetch_sub(1, std::memory_order_relaxed);
+        if (left < mailbox::backlog / 2) release_room_if_wanted(p);
         return e;
       }
       before = e;
@@ -504,14 +565,17 @@ void sleep(duration d) {
   detail::receive_match(none, nullptr, detail::to_ns(d));
 }
 
-void yield() {
+void yield() { detail::yield_turn(true); }
+
+void detail::yield_turn(bool may_migrate) {
   detail::process& p = current_or_throw("yield");
+  detail::release_room_if_wanted(p);
   const bool worker = detail::scheduler::in_worker();
   if (worker) detail::scheduler::on_this_thread()->before_worker_suspends();
   p.status.store(process_status::runnable, std::memory_order_relaxed);
   detail::scheduler::set_in_worker(false);
   detail::fiber_slot* mine = detail::this_fiber_slot();
-  detail::ready_queue::yielding(mine->ctx, !worker && !p.pinned);
+  detail::ready_queue::yielding(mine->ctx, may_migrate && !worker && !p.pinned);
   boost::this_fiber::yield();
   detail::on_resume(mine);
   detail::scheduler::set_in_worker(worker);

@@ -75,12 +75,16 @@ class mailbox {
  public:
   enum class pushed : std::uint8_t {
     queued,       // appended; the owner runs or is already scheduled
+    backlogged,   // a message appended, as queued, behind a backlog (at least `backlog` mail)
     woke_waiter,  // appended, ending the owner's wait: the pusher must wake it
     woke_idle,    // appended to an idle handler process: the pusher must schedule it
     closed,       // the process is gone; not appended
     dropped,      // a full mailbox (drop_newest) refused it
     full,         // a full mailbox (fail) refused it
   };
+
+  // Mail already waiting at which a send pushes back on its sender (mailbox.cpp, deliver).
+  static constexpr std::size_t backlog = 1024;
 
   // ---- any thread ----
 

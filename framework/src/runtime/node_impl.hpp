@@ -89,6 +89,10 @@ class node_impl {
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   std::atomic<int> end_waiters{0};
+  // Senders waiting for a receiver's backlog to shrink (back-pressure, mailbox.cpp): the
+  // receiver, and the sender to tell. Few at a time; the receiver's room_wanted says to look.
+  spinlock room_lock;
+  std::vector<std::pair<process*, pid>> room_waiters;
   std::shared_mutex hooks_mutex;
   std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
   std::vector<std::pair<node::crash_hook, void*>> crash_hooks;

@@ -48,6 +48,7 @@ class process {
   bool handler_form = false;
   bool pinned = false;              // body form: never migrates from the thread it started on
   std::uint16_t turn_receives = 0;  // receives since it last resumed (the turn budget, scheduler.hpp)
+  std::atomic<bool> room_wanted{false};  // senders wait for its backlog to shrink (node_impl::room_waiters)
   std::size_t stack_size = 0;
   std::string label;
   unique_function body;
@@ -133,7 +134,15 @@ void run_body(process* p);
 // The control block of p's slot on p's node, or null; its generation may not be p's.
 process* lookup(const pid& p) noexcept;
 // What became of an envelope pushed to a process.
-enum class push_result { ok, dead, dropped, full };
+// grove::yield(); a body process that may not migrate stays on its thread.
+void yield_turn(bool may_migrate);
+// Lets the senders waiting for p's backlog go on (p has had its turn, or is ending).
+void release_room(process& p);
+inline void release_room_if_wanted(process& p) {
+  if (p.room_wanted.load(std::memory_order_seq_cst)) release_room(p);
+}
+
+enum class push_result { ok, backlogged, dead, dropped, full };  // backlogged: ok, behind a backlog
 // Appends env to the mailbox of `to` unless it is gone, and wakes it (see process::push).
 push_result push_to(const pid& to, std::unique_ptr<envelope> env);
 // Pushes a signal (exit, down: token is the monitor's ref) from `from` to `to`.
