@@ -527,7 +527,7 @@ TEST_CASE("a process flooding another waits for it: the backlog stays near the m
       });
     }
     const auto most = grove::receive([](std::size_t m) { return m; });
-    CHECK(most >= 1024);      // the mark was reached
+    CHECK(most >= 1024);     // the mark was reached
     CHECK(most < 8 * 1024);  // each sender stops at it: without back-pressure, 50,000 and more
   });
 }

@@ -46,8 +46,8 @@ class process {
   const std::uint32_t slot;
   std::atomic<std::uint32_t> generation{0};  // changes only under lock, when the slot is reused
   bool handler_form = false;
-  bool pinned = false;              // body form: never migrates from the thread it started on
-  std::uint16_t turn_receives = 0;  // receives since it last resumed (the turn budget, scheduler.hpp)
+  bool pinned = false;                   // body form: never migrates from the thread it started on
+  std::uint16_t turn_receives = 0;       // receives since it last resumed (the turn budget, scheduler.hpp)
   std::atomic<bool> room_wanted{false};  // senders wait for its backlog to shrink (node_impl::room_waiters)
   std::size_t stack_size = 0;
   std::string label;

@@ -118,10 +118,12 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
     } else {
       if (boost::fibers::context* old = run_next_) {
         old->ready_link(ready_);
-        // Stealable, but nobody is woken for it: a displaced partner usually runs here soon,
-        // and waking a parked thread costs the waker a system call (only a thread already
-        // spinning, or one rechecking, takes it).
-        if (run_next_migratable_.load(std::memory_order_relaxed)) stealable_.fetch_add(1, std::memory_order_relaxed);
+        // A displaced partner usually runs here soon: another thread takes it only from a
+        // stale owner, as the run-next fiber (moving it costs more than it waits).
+        if (run_next_migratable_.load(std::memory_order_relaxed)) {
+          held_.push_back(old);
+          held_count_.store(held_.size(), std::memory_order_relaxed);
+        }
       }
       run_next_ = ctx;
       run_next_migratable_.store(mig, std::memory_order_relaxed);
@@ -147,8 +149,19 @@ boost::fibers::context* ready_queue::take_local() noexcept {
   // takes the next of them rather than the run-next slot (else two processes waking each other
   // starve every other one). With nobody behind it, the turn is served.
   if (!ctx->is_context(boost::fibers::type::dispatcher_context) || ready_.empty()) run_next_streak_ = 0;
-  if (migratable(ctx)) stealable_.fetch_sub(1, std::memory_order_relaxed);
+  if (migratable(ctx)) uncount_locked(ctx);
   return ctx;
+}
+
+void ready_queue::uncount_locked(boost::fibers::context* ctx) noexcept {
+  auto it = std::find(held_.begin(), held_.end(), ctx);
+  if (it == held_.end()) {
+    stealable_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  *it = held_.back();
+  held_.pop_back();
+  held_count_.store(held_.size(), std::memory_order_relaxed);
 }
 
 boost::fibers::context* ready_queue::pick_next() noexcept {
@@ -172,11 +185,11 @@ bool ready_queue::has_ready() const noexcept {
 boost::fibers::context* ready_queue::steal(bool stale) noexcept {
   if (!has_stealable(stale)) return nullptr;
   spinlock_lock lk(lock_);
-  if (stealable_.load(std::memory_order_relaxed) > 0) {
+  if (stealable_.load(std::memory_order_relaxed) > 0 || (stale && !held_.empty())) {
     for (auto& c : ready_) {
-      if (migratable(&c)) {
+      if (migratable(&c) && (stale || std::find(held_.begin(), held_.end(), &c) == held_.end())) {
         c.ready_unlink();
-        stealable_.fetch_sub(1, std::memory_order_relaxed);
+        uncount_locked(&c);
         return &c;
       }
     }

@@ -58,7 +58,8 @@ class ready_queue {
   boost::fibers::context* steal(bool stale) noexcept;
   bool has_stealable(bool stale) const noexcept {
     return stealable_.load(std::memory_order_relaxed) > 0 ||
-           (stale && run_next_migratable_.load(std::memory_order_relaxed));
+           (stale &&
+            (run_next_migratable_.load(std::memory_order_relaxed) || held_count_.load(std::memory_order_relaxed) > 0));
   }
   bool parked() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
 
@@ -81,6 +82,7 @@ class ready_queue {
 
  private:
   boost::fibers::context* take_local() noexcept;
+  void uncount_locked(boost::fibers::context* ctx) noexcept;  // a migratable fiber leaves ready_
   boost::fibers::context* steal_elsewhere() noexcept;
 
   scheduler* const owner_;
@@ -90,6 +92,10 @@ class ready_queue {
   int run_next_streak_ = 0;                           // owner only: run_next picks in a row
   std::atomic<std::size_t> stealable_{0};             // detached fibers in ready_
   std::atomic<bool> run_next_migratable_{false};
+  // Detached fibers displaced from "run next" by a later wake-up: partners of the running
+  // process, stolen only from a stale owner, like the run-next fiber itself (under lock_).
+  std::vector<boost::fibers::context*> held_;
+  std::atomic<std::size_t> held_count_{0};
   // parking
   alignas(64) std::atomic<bool> woken_{false};
   std::atomic<bool> sleeping_{false};
