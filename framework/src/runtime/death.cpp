@@ -143,7 +143,7 @@ void run_activation(process* p) {
           delete e;
           continue;
         }
-        p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
+        p->mail.sub_queued(1);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
         if (p->ending) return end_now(p);

@@ -55,7 +55,6 @@ mailbox::pushed mailbox::push(envelope* e) noexcept {
     e->next = h > closed_tag ? reinterpret_cast<envelope*>(h) : nullptr;
   } while (!head_.compare_exchange_weak(h, reinterpret_cast<std::uintptr_t>(e), std::memory_order_acq_rel,
                                         std::memory_order_relaxed));
-  if (mail) messages_in.fetch_add(1, std::memory_order_relaxed);
   if (h == waiting_tag) return pushed::woke_waiter;
   if (h == idle_tag) return pushed::woke_idle;
   return before >= backlog && e->is_message() ? pushed::backlogged : pushed::queued;
@@ -157,7 +156,7 @@ template <class T>
 void queue_message(process* p, T&& v) {
   p->mail.queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
   p->mail.length.fetch_add(1, std::memory_order_relaxed);
-  p->mail.queued.fetch_add(1, std::memory_order_relaxed);
+  p->mail.add_queued(1);
 }
 
 // Drops up to n of the oldest messages (counted in `dropped`). Returns true if it removed
@@ -171,7 +170,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& drop
       p->mail.queue.unlink(prev, e);
       delete e;
       p->mail.length.fetch_sub(1, std::memory_order_relaxed);
-      p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.sub_queued(1);
       from_queue = true;
       --n;
       ++dropped;
@@ -187,7 +186,7 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& drop
       in.unlink(prev, e);
       delete e;
       p->mail.length.fetch_sub(1, std::memory_order_relaxed);
-      p->mail.queued.fetch_sub(1, std::memory_order_relaxed);
+      p->mail.sub_queued(1);
       --n;
       ++dropped;
     } else {
@@ -239,7 +238,7 @@ bool drain_impl(process* p) {
   // process must not see, count the messages and note whether any signal came. A long
   // mailbox is cache-cold, so every pass over it counts.
   envelope_list in;
-  std::size_t messages = 0;
+  std::size_t messages = 0, mail = 0;
   bool signals = false;
   for (envelope* e = newest; e;) {
     envelope* next = e->next;
@@ -255,10 +254,14 @@ bool drain_impl(process* p) {
       } else if (!e->is_mail()) {
         signals = true;
       }
+      if (e->is_mail()) ++mail;
     }
     e = next;
   }
-  if (messages) p->mail.queued.fetch_add(messages, std::memory_order_relaxed);
+  if (messages) p->mail.add_queued(messages);
+  if (mail) {
+    p->mail.messages_in.store(p->mail.messages_in.load(std::memory_order_relaxed) + mail, std::memory_order_relaxed);
+  }
   bool moved = false;
   if (drop) {
     std::size_t dropped = 0;
@@ -415,7 +418,7 @@ void release_room(process& p) {
 
 send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
   process* me = current();
-  if (me) me->messages_out.fetch_add(1, std::memory_order_relaxed);
+  if (me) me->messages_out.store(me->messages_out.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   switch (push_to(to, std::move(env))) {
     case push_result::ok:
       return send_result::ok;
@@ -468,7 +471,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
       if (match(*e, ctx)) {
         p.mail.queue.unlink(before, e);
         const std::size_t left = p.mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1;
-        if (e->is_message()) p.mail.queued.fetch_sub(1, std::memory_order_relaxed);
+        if (e->is_message()) p.mail.sub_queued(1);
         if (left < mailbox::backlog / 2) release_room_if_wanted(p);
         return e;
       }

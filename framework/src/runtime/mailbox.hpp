@@ -130,6 +130,13 @@ class mailbox {
   void open(std::size_t cap, overflow_policy policy) noexcept;
   // At death: closed (pushes fail from now on); returns what had arrived.
   envelope_list close() noexcept;
+  // The owner's counters: a plain load and store, no locked instruction (nobody else writes).
+  void add_queued(std::size_t n) noexcept {
+    queued.store(queued.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub_queued(std::size_t n) noexcept {
+    queued.store(queued.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   // Frees l's envelopes, uncounting its mail.
   void discard(envelope_list& l) noexcept { length.fetch_sub(l.clear(), std::memory_order_relaxed); }
 
@@ -140,7 +147,9 @@ class mailbox {
   // what it drops or frees, so the count stays balanced across a slot's generations (a sender
   // racing a death may append to the slot's next process, which drops it: mailbox.cpp).
   std::atomic<std::size_t> length{0};
-  std::atomic<std::size_t> queued{0};  // messages in queue (owner)
+  std::atomic<std::size_t> queued{0};  // messages in queue (written by the owner only)
+  // Mail the owner took from incoming (written by the owner only; process_info adds what is
+  // still incoming), so a push pays for no counter but length.
   std::atomic<std::uint64_t> messages_in{0};
   std::atomic<std::size_t> drop_oldest_pending{0};  // oldest messages the owner must drop
   std::size_t capacity = 0;                         // 0: unbounded

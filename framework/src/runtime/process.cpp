@@ -201,7 +201,10 @@ std::optional<process_info> info(const pid& p) {
   }
   i.status = t->status.load(std::memory_order_relaxed);
   i.mailbox_length = t->mail.size();
-  i.messages_in = t->mail.messages_in.load(std::memory_order_relaxed);
+  // Taken by the process, plus what is still incoming (mail counted in length, not yet queued).
+  const std::size_t length = t->mail.length.load(std::memory_order_relaxed);
+  const std::size_t queued = t->mail.queued.load(std::memory_order_relaxed);
+  i.messages_in = t->mail.messages_in.load(std::memory_order_relaxed) + (length > queued ? length - queued : 0);
   i.messages_out = t->messages_out.load(std::memory_order_relaxed);
   i.trap_exit = t->trapping.load(std::memory_order_relaxed);
   auto since = t->running_since.load(std::memory_order_relaxed);

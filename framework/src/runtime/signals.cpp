@@ -112,7 +112,7 @@ bool demonitor_impl(detail::process& me, const monitor_ref& r, bool flush, bool 
         me.mail.queue.unlink(prev, e);
         delete e;
         me.mail.length.fetch_sub(1, std::memory_order_relaxed);
-        me.mail.queued.fetch_sub(1, std::memory_order_relaxed);
+        me.mail.sub_queued(1);
       } else {
         prev = e;
       }

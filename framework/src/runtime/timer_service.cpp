@@ -2,6 +2,8 @@
 
 #include "scheduler.hpp"
 
+#include <time.h>
+
 #include <stdexcept>
 #include <vector>
 
@@ -10,6 +12,22 @@
 namespace grove::detail {
 
 namespace {
+// A deadline a second or more away is taken from the coarse clock (a read of the kernel's
+// tick, not of the TSC through the hypervisor's clock), plus its resolution, so it is never
+// early and at most one tick late: a call's 5 s default timeout reads no precise clock.
+timer_service::clock::time_point coarse_now() noexcept {
+  static const std::int64_t tick = [] {
+    timespec r{};
+    return clock_getres(CLOCK_MONOTONIC_COARSE, &r) == 0 ? r.tv_sec * 1'000'000'000LL + r.tv_nsec : -1;
+  }();
+  timespec t{};
+  if (tick < 0 || tick > 10'000'000 || clock_gettime(CLOCK_MONOTONIC_COARSE, &t) != 0) {
+    return timer_service::clock::now();
+  }
+  return timer_service::clock::time_point(std::chrono::nanoseconds(t.tv_sec * 1'000'000'000LL + t.tv_nsec + tick));
+}
+constexpr std::int64_t coarse_from_ns = 1'000'000'000;
+
 // The shard (1 .. shards-1) of this thread's receive timeouts.
 std::size_t thread_shard(std::size_t shards) noexcept {
   static std::atomic<std::size_t> next{0};
@@ -27,7 +45,7 @@ timer_service::timer_service(bool manual) : manual_(manual) {
 timer_service::~timer_service() { stop(); }
 
 void timer_service::stop() {
-  std::vector<std::map<key, entry>> dropped(shards);
+  std::vector<timer_map> dropped(shards);
   {
     std::lock_guard lk(mutex_);
     stopping_.store(true);
@@ -89,7 +107,8 @@ timer_service::timeout_key timer_service::add_timeout(std::int64_t delay_ns, con
   const std::size_t i = manual_ ? 0 : thread_shard(shards);
   shard& s = shards_[i];
   std::unique_lock lk(s.mutex);
-  timeout_key k{after(manual_ ? manual_now_ : clock::now(), delay_ns), (s.next_id++ << shard_bits) | i};
+  const clock::time_point base = manual_ ? manual_now_ : delay_ns >= coarse_from_ns ? coarse_now() : clock::now();
+  timeout_key k{after(base, delay_ns), (s.next_id++ << shard_bits) | i};
   if (stopping_.load(std::memory_order_relaxed)) return k;
   s.by_time.emplace(key{k.at, k.id}, entry{to, nullptr, token});
   lk.unlock();

@@ -18,7 +18,30 @@
 #include <grove/detail/envelope.hpp>
 #include <grove/runtime/pid.hpp>
 
+#include "spinlock.hpp"
+
 namespace grove::detail {
+
+// Map nodes from the envelope pool's per-thread caches, not malloc: a call with a timeout
+// inserts and erases one.
+template <class T>
+struct pooled_allocator {
+  using value_type = T;
+  pooled_allocator() = default;
+  template <class U>
+  pooled_allocator(const pooled_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    return n == 1 ? static_cast<T*>(envelope::operator new(sizeof(T))) : std::allocator<T>{}.allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n == 1) {
+      envelope::operator delete(p, sizeof(T));
+    } else {
+      std::allocator<T>{}.deallocate(p, n);
+    }
+  }
+  friend bool operator==(const pooled_allocator&, const pooled_allocator&) noexcept { return true; }
+};
 
 class timer_service {
  public:
@@ -68,9 +91,10 @@ class timer_service {
   // of the thread that sets it, so callers on different threads do not share a lock.
   static constexpr std::size_t shards = 8;
   static constexpr std::uint64_t shard_bits = 3;
+  using timer_map = std::map<key, entry, std::less<key>, pooled_allocator<std::pair<const key, entry>>>;
   struct alignas(64) shard {
-    mutable std::mutex mutex;
-    std::map<key, entry> by_time;
+    mutable spinlock mutex;  // held for a map operation, never across a call out
+    timer_map by_time;
     std::uint64_t next_id = 1;
   };
   shard shards_[shards];
