@@ -142,3 +142,28 @@ TEST_CASE("timers on the real clock fire under load", "[runtime][timer][stress]"
     CHECK(on_time == count);  // no timeout fires early
   });
 }
+
+TEST_CASE("a timeout of a second or more, read from the coarse clock, never fires early", "[runtime][timer]") {
+  // Deadlines from 1 s up take the kernel's coarse clock plus its resolution (a call's 5 s
+  // default reads no precise clock): never before the delay, at most a tick after.
+  grove::node n({.schedulers = 2});
+  n.run([] {
+    const grove::pid me = grove::self();
+    constexpr int count = 8;
+    for (int i = 0; i < count; ++i) {
+      grove::spawn([me, i] {
+        const auto delay = 1s + std::chrono::milliseconds(7 * i);
+        const auto start = std::chrono::steady_clock::now();
+        const bool got = grove::receive_for(delay, [](go) {});
+        const auto took = std::chrono::steady_clock::now() - start;
+        grove::send(me, std::pair<bool, bool>(!got && took >= delay, took < delay + 500ms));
+      });
+    }
+    for (int i = 0; i < count; ++i) {
+      auto r = grove::receive_for(30s, [](std::pair<bool, bool> r) { return r; });
+      REQUIRE(r);
+      CHECK(r->first);   // timed out, not early
+      CHECK(r->second);  // and not far late either
+    }
+  });
+}
