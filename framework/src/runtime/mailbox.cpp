@@ -442,11 +442,20 @@ namespace {
 // A process with a backlog would otherwise receive without ever suspending and keep its thread
 // from every other process on it (issue 16 item 7): past its turn, a receive yields first.
 // Never inside a catch block (a fiber must not suspend there), where the turn just goes on.
+// Whether anything else is ready on this thread: a turn ends only for someone. Yielding with
+// nobody waiting here would only offer the process to an idle thread, away from its partners
+// (a receiver flooded by senders that wait for its room would move at every turn).
+bool others_wait_here() noexcept {
+  scheduler* s = scheduler::on_this_thread();
+  return !s || s->fibers().has_ready() || s->run_queue_length() > 0;
+}
+
 void end_turn_if_due(process& p) {
   const std::int64_t since = p.running_since.load(std::memory_order_relaxed);
   const bool due = p.turn_receives >= scheduler::turn_receives ||
                    (since != 0 && timestamp_to_ns(timestamp() - since) >= scheduler::turn_ns);
-  if (due && !std::current_exception()) grove::yield();
+  // It stays on this thread (not offered to an idle one): those it yields to are here.
+  if (due && !std::current_exception() && others_wait_here()) yield_turn(false);
 }
 }  // namespace
 
