@@ -450,12 +450,15 @@ bool others_wait_here() noexcept {
   return !s || s->fibers().has_ready() || s->run_queue_length() > 0;
 }
 
+// Either way the process stays on this thread (not offered to an idle one): those it yields to
+// are here.
 void end_turn_if_due(process& p) {
+  if (std::current_exception()) return;
+  // Past its time slice it yields even with nobody ready in sight: wake-ups from other threads
+  // and timers wait in Boost's remote queue, which the thread looks at only between fibers.
   const std::int64_t since = p.running_since.load(std::memory_order_relaxed);
-  const bool due = p.turn_receives >= scheduler::turn_receives ||
-                   (since != 0 && timestamp_to_ns(timestamp() - since) >= scheduler::turn_ns);
-  // It stays on this thread (not offered to an idle one): those it yields to are here.
-  if (due && !std::current_exception() && others_wait_here()) yield_turn(false);
+  if (since != 0 && timestamp_to_ns(timestamp() - since) >= scheduler::turn_ns) return yield_turn(false);
+  if (p.turn_receives >= scheduler::turn_receives && others_wait_here()) yield_turn(false);
 }
 }  // namespace
 
