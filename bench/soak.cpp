@@ -6,15 +6,24 @@
 // names), that RSS stays flat and that the bank keeps its invariants. See docs/reliability.md.
 //
 //   soak [--small] [--minutes M] [--kill-rate R] [--processes P] [--schedulers K]
-//        [--clients C] [--supervisor-kill-every N] [--yield] [--timeout S]
+//        [--clients C] [--supervisor-kill-every N] [--yield] [--bank-transfers T] [--timeout S]
+//        [--malloc-arenas N] [--memory-csv FILE]
 //
 // --small: 3 s with 1,000 processes (the CI smoke size). --supervisor-kill-every N: every N-th
 // kill takes a whole sub-supervisor instead of a worker (default 1000; 0: workers only).
 // --yield: clients yield after each call (by default they call back to back).
+// --bank-transfers T: per bank client and round (default 5000, 1000 with --small; 0: no bank load).
+// --malloc-arenas N: glibc's M_ARENA_MAX (default 1; 0: glibc's default, 8 per core).
+// --memory-csv FILE: writes the memory breakdown sampled each second (RSS by mapping, malloc's
+// statistics, the stack pool) to FILE.
 // Output: one JSON line per figure group, the last with "ok"; exit status 1 if a check failed
 // (the failures on stderr).
 #include <bank.hpp>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <grove/app/service.hpp>
 #include <grove/behaviours/supervisor.hpp>
 #include <grove/grove.hpp>
@@ -24,6 +33,10 @@
 #include <thread>
 
 #include "bench_common.hpp"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace {
 
@@ -66,6 +79,7 @@ struct settings {
   // Per client and round. A round's maps of transfers are what RSS swings by: a small run's
   // rounds are smaller, so the swings stay below its RSS check's floor.
   int bank_transfers = 5000;
+  int malloc_arenas = 1;  // M_ARENA_MAX; 0: glibc's default (main below says why 1)
 };
 
 // Reports the helper processes send back when told to stop.
@@ -83,8 +97,28 @@ struct sample {
   double t = 0;
   std::size_t processes = 0, names = 0, rss = 0;
 };
+// Where the memory is, once a second: RSS split by mapping (from /proc/self/smaps), glibc's
+// malloc statistics and the node's stack pool.
+struct mem_sample {
+  double t = 0;
+  std::size_t processes = 0;
+  std::size_t rss = 0;
+  // Resident bytes by mapping: the stack pool's slabs (anonymous, 256 MiB and more: glibc's
+  // arena heaps are at most 64 MiB, thread stacks 8 MiB), the main arena ([heap]), other
+  // anonymous mappings (the other arenas, large malloc blocks, thread stacks), files. With
+  // several arenas the kernel may merge an arena's heap into an adjacent slab's mapping, whose
+  // figure then counts both.
+  std::size_t rss_slabs = 0, rss_heap = 0, rss_anon = 0, rss_file = 0;
+  std::size_t stacks_mapped = 0, stacks_warm = 0, stacks_released = 0;
+  // mallinfo2: bytes the arenas got from the system (arena), in large mmapped blocks (hblkhd),
+  // in use (uordblks), free inside the arenas (fordblks), trimmable at the main heap's top.
+  std::size_t arena = 0, mmapped = 0, in_use = 0, free = 0, keepcost = 0;
+  std::size_t arenas = 0;  // glibc arenas (malloc_info's heaps)
+  std::string per_arena;   // "system KiB:free KiB:free chunks" per arena, space-separated
+};
 struct sampler_report {
   std::vector<sample> samples;
+  std::vector<mem_sample> mem;
   double max_gap_ms = 0;  // beyond sample_every between two samples: how long its wake-up waited
 };
 struct bank_report {
@@ -205,12 +239,94 @@ grove::pid start_killer(const grove::pid& me, std::shared_ptr<const std::vector<
   });
 }
 
+// Resident bytes per kind of mapping, from /proc/self/smaps.
+void smaps_rss(mem_sample& m) {
+  constexpr std::size_t slab_min = std::size_t{256} << 20;
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  std::size_t* into = nullptr;
+  while (std::getline(f, line)) {
+    // A mapping's header: "lo-hi perms offset dev inode [path]"; its fields follow, one a line.
+    const auto sp = line.find(' ');
+    if (sp != std::string::npos && line.find_first_not_of("0123456789abcdef-") == sp) {
+      unsigned long lo = 0, hi = 0, inode = 0;
+      int path_at = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx %*s %*s %*s %lu %n", &lo, &hi, &inode, &path_at) < 3) {
+        into = nullptr;
+        continue;
+      }
+      const std::string path = path_at > 0 ? line.substr(static_cast<std::size_t>(path_at)) : "";
+      if (path == "[heap]") {
+        into = &m.rss_heap;
+      } else if (inode != 0) {
+        into = &m.rss_file;
+      } else if (path.empty() && hi - lo >= slab_min) {
+        into = &m.rss_slabs;
+      } else {
+        into = &m.rss_anon;
+      }
+    } else if (into && line.compare(0, 4, "Rss:") == 0) {
+      *into += std::strtoull(line.c_str() + 4, nullptr, 10) * 1024;
+    }
+  }
+}
+
+mem_sample take_mem_sample(double t) {
+  mem_sample m;
+  m.t = t;
+  m.processes = grove::this_node().process_count();
+  m.rss = bench::rss_bytes();
+  smaps_rss(m);
+  const auto st = grove::this_node().stack_memory_stats();
+  m.stacks_mapped = st.mapped;
+  m.stacks_warm = st.warm;
+  m.stacks_released = st.released;
+#if defined(__GLIBC__)
+  const struct mallinfo2 mi = ::mallinfo2();
+  m.arena = mi.arena;
+  m.mmapped = mi.hblkhd;
+  m.in_use = mi.uordblks;
+  m.free = mi.fordblks;
+  m.keepcost = mi.keepcost;
+  char* buf = nullptr;
+  std::size_t len = 0;
+  if (FILE* f = ::open_memstream(&buf, &len)) {
+    ::malloc_info(0, f);
+    std::fclose(f);
+    // Per arena: its size from the system, and its free chunks (bytes, count).
+    auto field = [](const char* from, const char* end, const char* tag, const char* attr) -> std::size_t {
+      const char* p = std::strstr(from, tag);
+      if (!p || p > end) return 0;
+      p = std::strstr(p, attr);
+      return p && p < end ? std::strtoull(p + std::strlen(attr), nullptr, 10) : 0;
+    };
+    for (const char* p = buf; (p = std::strstr(p, "<heap nr=")) != nullptr; ++p) {
+      ++m.arenas;
+      const char* end = std::strstr(p, "</heap>");
+      if (!end) break;
+      const std::size_t cur = field(p, end, "<system type=\"current\"", "size=\"");
+      const std::size_t fast = field(p, end, "<total type=\"fast\"", "size=\"");
+      const std::size_t rest = field(p, end, "<total type=\"rest\"", "size=\"");
+      const std::size_t chunks =
+          field(p, end, "<total type=\"fast\"", "count=\"") + field(p, end, "<total type=\"rest\"", "count=\"");
+      m.per_arena += (m.per_arena.empty() ? "" : " ") + std::to_string(cur >> 10) + ":" +
+                     std::to_string((fast + rest) >> 10) + ":" + std::to_string(chunks);
+    }
+    std::free(buf);
+  }
+#endif
+  return m;
+}
+
 grove::pid start_sampler(const grove::pid& me) {
   return grove::spawn([me] {
     sampler_report r;
     const auto t0 = clock::now();
     auto last = t0;
     do {
+      if (r.samples.size() % 10 == 0) {
+        r.mem.push_back(take_mem_sample(std::chrono::duration<double>(clock::now() - t0).count()));
+      }
       const auto now = clock::now();
       const double due_ms = r.samples.empty() ? 0.0 : std::chrono::duration<double, std::milli>(sample_every).count();
       r.max_gap_ms = std::max(r.max_gap_ms, ms_between(last, now) - due_ms);
@@ -229,7 +345,8 @@ grove::pid start_sampler(const grove::pid& me) {
 grove::pid start_bank_load(const grove::pid& me, const grove::pid& bank_sup, int transfers) {
   return grove::spawn([me, bank_sup, transfers] {
     bank_report r;
-    while (!grove::receive_for(grove::duration::zero(), [](stop_msg) {})) {
+    if (transfers == 0) grove::receive([](stop_msg) {});  // --bank-transfers 0: no bank load
+    while (transfers > 0 && !grove::receive_for(grove::duration::zero(), [](stop_msg) {})) {
       for (const char* id : {"ledger", "vault"}) grove::terminate_child(bank_sup, id);
       for (const char* id : {"vault", "ledger"}) {
         if (auto c = grove::restart_child(bank_sup, id); !c && r.failure.empty()) {
@@ -387,11 +504,27 @@ int main(int argc, char** argv) {
   s.supervisor_kill_every = std::atoi(a.opt("--supervisor-kill-every", "1000").c_str());
   s.client_yield = a.flag("--yield");
   if (a.small) s.bank_transfers = 1000;
-  if (s.seconds <= 0 || s.kill_rate < 0 || processes < 1 || s.clients < 1 || s.supervisor_kill_every < 0) {
-    std::cerr << "soak: --minutes, --processes and --clients must be positive, --kill-rate and "
-                 "--supervisor-kill-every not negative\n";
+  if (a.flag("--bank-transfers")) s.bank_transfers = std::atoi(a.opt("--bank-transfers").c_str());
+  s.malloc_arenas = std::atoi(a.opt("--malloc-arenas", "1").c_str());
+  if (s.seconds <= 0 || s.kill_rate < 0 || processes < 1 || s.clients < 1 || s.supervisor_kill_every < 0 ||
+      s.bank_transfers < 0 || s.malloc_arenas < 0) {
+    std::cerr << "soak: --minutes, --processes and --clients must be positive; --kill-rate, "
+                 "--supervisor-kill-every, --bank-transfers and --malloc-arenas not negative\n";
     return 2;
   }
+  // glibc gives each thread that allocates its own malloc arena (up to 8 per core), and a
+  // process's memory comes from the arena of the scheduler thread it runs on at that moment. The
+  // tree is built on one scheduler, so that arena holds all of it; restarts then allocate in
+  // whichever scheduler's arena runs them, while the first arena keeps the pages its freed
+  // processes leave among its live ones. RSS climbs for minutes with the live heap flat (see
+  // docs/reliability.md). One arena, set here before any thread exists, makes RSS follow the
+  // live heap, which is what the RSS check is for; --malloc-arenas 0 keeps glibc's default.
+#if defined(__GLIBC__)
+  if (s.malloc_arenas > 0 && ::mallopt(M_ARENA_MAX, s.malloc_arenas) != 1) {
+    std::cerr << "soak: mallopt(M_ARENA_MAX) failed\n";
+    return 2;
+  }
+#endif
   // A square tree: sqrt(P) supervisors of sqrt(P) workers (100 x 100 for 10,000).
   s.subs = std::max(1, static_cast<int>(std::lround(std::sqrt(static_cast<double>(processes)))));
   s.per_sub = static_cast<int>((processes + s.subs - 1) / s.subs);
@@ -499,6 +632,7 @@ applications:
       .num("clients", s.clients)
       .num("supervisor_kill_every", s.supervisor_kill_every)
       .boolean("client_yield", s.client_yield)
+      .num("malloc_arenas", s.malloc_arenas)
       .print();
   bench::json()
       .str("bench", "soak")
@@ -535,8 +669,8 @@ applications:
       .num("tree_shutdown_ms", o.shutdown_ms)
       .boolean("ok", steady_ok && alive_ok)
       .print();
-  bench::json()
-      .str("bench", "soak")
+  bench::json mj;
+  mj.str("bench", "soak")
       .str("group", "memory")
       .num("rss_start_mb", mb(o.rss_start))
       .num("warm_s", o.warm_s)
@@ -546,9 +680,38 @@ applications:
       .num("rss_floor_mb", mb(rss_floor))
       .num("rss_max_mb", mb(rss_max))
       .num("rss_after_mb", mb(o.rss_after))
-      .nums("rss_mb", rss_series)
-      .boolean("ok", rss_ok)
-      .print();
+      .nums("rss_mb", rss_series);
+  {
+    // The breakdown (once a second), at the start and after every tenth of the run, as rss_mb.
+    std::vector<const mem_sample*> tenths;
+    for (auto& m : o.samples.mem) {
+      if (m.t >= s.seconds / 10 * static_cast<double>(tenths.size())) tenths.push_back(&m);
+    }
+    auto series = [&](const char* key, std::size_t mem_sample::*field) {
+      std::vector<double> v;
+      for (auto* m : tenths) v.push_back(mb(m->*field));
+      mj.nums(key, v);
+    };
+    series("rss_stack_slabs_mb", &mem_sample::rss_slabs);
+    series("rss_main_heap_mb", &mem_sample::rss_heap);
+    series("rss_other_anon_mb", &mem_sample::rss_anon);
+    series("rss_file_mb", &mem_sample::rss_file);
+    series("malloc_arena_mb", &mem_sample::arena);
+    series("malloc_mmapped_mb", &mem_sample::mmapped);
+    series("malloc_in_use_mb", &mem_sample::in_use);
+    series("malloc_free_mb", &mem_sample::free);
+    series("malloc_keepcost_mb", &mem_sample::keepcost);
+    series("stacks_mapped_mb", &mem_sample::stacks_mapped);
+    series("stacks_warm_mb", &mem_sample::stacks_warm);
+    series("stacks_released_mb", &mem_sample::stacks_released);
+    std::vector<double> arenas, procs;
+    for (auto* m : tenths) {
+      arenas.push_back(static_cast<double>(m->arenas));
+      procs.push_back(static_cast<double>(m->processes));
+    }
+    mj.nums("malloc_arena_count", arenas).nums("processes", procs);
+  }
+  mj.boolean("ok", rss_ok).print();
   bench::json()
       .str("bench", "soak")
       .str("group", "bank")
@@ -573,6 +736,19 @@ applications:
       .boolean("node_ok", node_ok)
       .boolean("ok", ok)
       .print();
+  if (a.flag("--memory-csv")) {
+    // Every breakdown sample (once a second), for a closer look than the tenths above.
+    std::ofstream csv(a.opt("--memory-csv"));
+    csv << "t,processes,rss,rss_stack_slabs,rss_main_heap,rss_other_anon,rss_file,stacks_mapped,stacks_warm,"
+           "stacks_released,malloc_arena,malloc_mmapped,malloc_in_use,malloc_free,malloc_keepcost,malloc_arenas,"
+           "per_arena\n";
+    for (auto& m : o.samples.mem) {
+      csv << m.t << ',' << m.processes << ',' << m.rss << ',' << m.rss_slabs << ',' << m.rss_heap << ',' << m.rss_anon
+          << ',' << m.rss_file << ',' << m.stacks_mapped << ',' << m.stacks_warm << ',' << m.stacks_released << ','
+          << m.arena << ',' << m.mmapped << ',' << m.in_use << ',' << m.free << ',' << m.keepcost << ',' << m.arenas
+          << ',' << m.per_arena << '\n';
+    }
+  }
   for (auto& f : failures) std::cerr << "soak: " << f << "\n";
   return ok ? 0 : 1;
 }
