@@ -136,14 +136,11 @@ void run_activation(process* p) {
         }
         envelope* e = p->mail.queue.head;
         p->mail.queue.unlink(nullptr, e);
-        if (p->mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1 < mailbox::backlog / 2) {
-          release_room_if_wanted(*p);
-        }
+        took_from_queue(*p, *e);
         if (!e->is_message()) {  // a reply whose call is over
           delete e;
           continue;
         }
-        p->mail.sub_queued(1);
         message m{std::unique_ptr<envelope>(e)};
         p->handler->on_message(m);
         if (p->ending) return end_now(p);

@@ -337,9 +337,9 @@ void wait_for_mail(process* p) {
   auto* self = mine->ctx;
   const bool worker = scheduler::in_worker();
   if (worker) scheduler::on_this_thread()->before_worker_suspends();
+  release_room_if_wanted(*p);  // it has had its turn
   // Held until the switch away is done, so a waker on another thread never sees this fiber
   // half-suspended (push_impl).
-  release_room_if_wanted(*p);  // it has had its turn
   spinlock_lock lk(p->lock);
   p->waiter = self;
   p->wait_thread = scheduler::on_this_thread();
@@ -439,9 +439,6 @@ send_result deliver(const pid& to, std::unique_ptr<envelope> env) {
 void deliver_quiet(const pid& to, std::unique_ptr<envelope> env) { push_to(to, std::move(env)); }
 
 namespace {
-// A process with a backlog would otherwise receive without ever suspending and keep its thread
-// from every other process on it (issue 16 item 7): past its turn, a receive yields first.
-// Never inside a catch block (a fiber must not suspend there), where the turn just goes on.
 // Whether anything else is ready on this thread: a turn ends only for someone. Yielding with
 // nobody waiting here would only offer the process to an idle thread, away from its partners
 // (a receiver flooded by senders that wait for its room would move at every turn).
@@ -450,6 +447,9 @@ bool others_wait_here() noexcept {
   return !s || s->fibers().has_ready() || s->run_queue_length() > 0;
 }
 
+// A process with a backlog would otherwise receive without ever suspending and keep its thread
+// from every other process on it (issue 16 item 7): past its turn, a receive yields first.
+// Never inside a catch block (a fiber must not suspend there), where the turn just goes on.
 // Either way the process stays on this thread (not offered to an idle one): those it yields to
 // are here.
 void end_turn_if_due(process& p) {
@@ -482,9 +482,7 @@ envelope* receive_match(match_fn match, void* ctx, std::int64_t timeout_ns) {
     for (envelope* e = scanned ? scanned->next : p.mail.queue.head; e; e = e->next) {
       if (match(*e, ctx)) {
         p.mail.queue.unlink(before, e);
-        const std::size_t left = p.mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1;
-        if (e->is_message()) p.mail.sub_queued(1);
-        if (left < mailbox::backlog / 2) release_room_if_wanted(p);
+        took_from_queue(p, *e);
         return e;
       }
       before = e;

@@ -141,6 +141,13 @@ void release_room(process& p);
 inline void release_room_if_wanted(process& p) {
   if (p.room_wanted.load(std::memory_order_seq_cst)) release_room(p);
 }
+// The owner took e out of its queue to handle it: uncounts it, and once the backlog is under
+// half the mark lets the senders waiting for room go on (body receives and handler activations).
+inline void took_from_queue(process& p, const envelope& e) {
+  const std::size_t left = p.mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1;
+  if (e.is_message()) p.mail.sub_queued(1);
+  if (left < mailbox::backlog / 2) release_room_if_wanted(p);
+}
 
 enum class push_result { ok, backlogged, dead, dropped, full };  // backlogged: ok, behind a backlog
 // Appends env to the mailbox of `to` unless it is gone, and wakes it (see process::push).
