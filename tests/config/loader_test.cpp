@@ -387,6 +387,11 @@ TEST_CASE("invalid combinations: significant, auto_shutdown, overflow", "[config
   CHECK(errors(with_child("        - { id: w, kind: counter, overflow: fail }\n")) ==
         "test.yaml:5:45: error: applications[0].supervisor.children[0].overflow: overflow without mailbox_capacity\n"
         "  hint: an unbounded mailbox never overflows: set mailbox_capacity\n");
+  // The head word of a mailbox counts up to 524,287 messages: a larger capacity is refused here.
+  CHECK(errors(with_child("        - { id: w, kind: counter, mailbox_capacity: 524288 }\n")) ==
+        "test.yaml:5:53: error: applications[0].supervisor.children[0].mailbox_capacity: got 524288 (expected an "
+        "integer from 1 to 524287)\n");
+  CHECK(errors(with_child("        - { id: w, kind: counter, mailbox_capacity: 524287 }\n")).empty());
 }
 
 TEST_CASE("out-of-range numbers: intensity, period, backoff, schedulers", "[config]") {

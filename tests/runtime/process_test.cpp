@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -529,6 +530,44 @@ TEST_CASE("a process flooding another waits for it: the backlog stays near the m
     const auto most = grove::receive([](std::size_t m) { return m; });
     CHECK(most >= 1024);     // the mark was reached
     CHECK(most < 8 * 1024);  // each sender stops at it: without back-pressure, 50,000 and more
+  });
+}
+
+TEST_CASE("a sender flooding a receiver that waits for something else is not held up", "[runtime][send][receive]") {
+  // The receiver waits in a selective receive while the flood piles up unmatched behind it: it
+  // has had its turn, so the flooder goes on and its last message, the one awaited, arrives. A
+  // sender that asked for room just before the receiver waited used to wait for a turn that
+  // would not come (the room request is now in the mailbox's head word, seen before a wait).
+  for (unsigned schedulers : {1u, 2u}) {
+    grove::node n({.schedulers = schedulers});
+    n.run([] {
+      constexpr int flood = 20000;
+      const grove::pid me = grove::self();
+      auto receiver = grove::spawn([me] {
+        grove::receive([](go) {});
+        grove::send(me, grove::info(grove::self())->mailbox_length);
+      });
+      auto flooder = grove::spawn([receiver] {
+        for (int i = 0; i < flood; ++i) grove::send(receiver, i);
+        grove::send(receiver, go{});
+      });
+      const auto m = grove::monitor(receiver);
+      const auto left = grove::receive_for(10s, [](std::size_t l) { return l; });
+      REQUIRE(left.has_value());
+      CHECK(*left == std::size_t{flood});  // every message of the flood, still there
+      CHECK(grove_test::await_down(m).reason.is_normal());
+      grove::exit(flooder, grove::exit_reason::kill());
+    });
+  }
+}
+
+TEST_CASE("a mailbox capacity above what a mailbox counts is refused at spawn", "[runtime][mailbox]") {
+  grove::node n({.schedulers = 1});
+  n.run([] {
+    auto body = [] { grove::receive([](go) {}); };
+    CHECK_THROWS_AS(grove::spawn(body, {.mailbox_capacity = grove::max_mailbox_capacity + 1}), std::invalid_argument);
+    auto p = grove::spawn(body, {.mailbox_capacity = grove::max_mailbox_capacity});
+    CHECK(grove::send(p, go{}) == grove::send_result::ok);
   });
 }
 

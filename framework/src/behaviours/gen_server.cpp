@@ -1,6 +1,7 @@
 #include <grove/behaviours/gen_server.hpp>
 #include <grove/observe/events.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -103,10 +104,15 @@ void gen_server_base::handle(message& m) {
     if (tick->token != idle_token_) return;  // a message came since: this timeout is void
   }
   ++idle_token_;
+  // From the later of the turn's start and the last callback's end (no clock read of its own
+  // before the callback) to its end.
   struct account {
     gen_server_base& s;
-    std::int64_t t0 = detail::timestamp();
-    ~account() { s.callback_ticks_ += detail::timestamp() - t0; }
+    std::int64_t t0 = std::max(detail::turn_started(), s.last_callback_end_);
+    ~account() {
+      s.last_callback_end_ = detail::timestamp();
+      s.callback_ticks_ += s.last_callback_end_ - t0;
+    }
   } accounting{*this};
   try {
     if (m.is<detail::idle_tick>()) {
@@ -303,10 +309,11 @@ std::vector<std::string> gen_server_base::last_events() const {
 
 void gen_server_base::unexpected(const message& m) {
   const std::type_info* t = &m.type();
-  for (auto* seen : warned_) {
+  if (!warned_) warned_ = std::make_unique<std::vector<const std::type_info*>>();
+  for (auto* seen : *warned_) {
     if (*seen == *t) return;
   }
-  warned_.push_back(t);
+  warned_->push_back(t);
   std::ostringstream line;
   line << "grove: " << detail::demangle(server_type()) << " " << self() << " dropped an unexpected message of type "
        << m.type_name() << " (logged once per type)\n";

@@ -588,8 +588,8 @@ class loader {
     }
     const tree_node* capacity = field(n, "mailbox_capacity");
     std::size_t cap = 0;
-    if (read_int_field(n, path, "mailbox_capacity", cap, 1, std::numeric_limits<std::int64_t>::max(),
-                       "an integer >= 1"))
+    if (read_int_field(n, path, "mailbox_capacity", cap, 1, static_cast<std::int64_t>(max_mailbox_capacity),
+                       "an integer from 1 to 524287"))
       out.mailbox_capacity = cap;
     if (auto v = field(n, "overflow")) {
       std::string p = detail::join_path(path, "overflow");

@@ -70,8 +70,10 @@ void die(process* p, const exit_reason& reason) {
     monitors.swap(p->monitors);
     monitored_by.swap(p->monitored_by);
   }
-  p->mail.discard(in);
-  p->mail.discard(p->mail.queue);
+  in.clear();
+  p->mail.queue.clear();
+  p->mail.queued.store(0, std::memory_order_relaxed);
+  release_room_if_wanted(*p);  // a sender that asked after the first look
   if (owner) run_exit_hooks();
   for (auto& m : monitors) {
     if (process* t = lookup(m.other)) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -28,42 +30,42 @@ namespace grove::detail {
 // ---- mailbox ----------------------------------------------------------------------------------
 
 mailbox::pushed mailbox::push(envelope* e) noexcept {
-  const bool mail = e->is_mail();
-  std::size_t before = 0;
-  if (mail) {
-    before = length.fetch_add(1, std::memory_order_relaxed);
-    if (capacity && e->is_message() && before >= capacity + drop_oldest_pending.load(std::memory_order_relaxed)) {
-      switch (overflow) {
-        case overflow_policy::drop_newest:
-          length.fetch_sub(1, std::memory_order_relaxed);
-          return pushed::dropped;
-        case overflow_policy::fail:
-          length.fetch_sub(1, std::memory_order_relaxed);
-          return pushed::full;
-        case overflow_policy::drop_oldest:
-          drop_oldest_pending.fetch_add(1, std::memory_order_relaxed);  // the owner drops it
-          break;
-      }
-    }
+  const auto address = reinterpret_cast<std::uintptr_t>(e);
+  if ((address >> (44 + address_shift)) != 0 || (address & ((1u << address_shift) - 1)) != 0) [[unlikely]] {
+    std::fputs("grove: an envelope's address does not fit a mailbox head word\n", stderr);
+    std::abort();
   }
+  const bool message = e->is_message();
+  const bool bounded = message && capacity != 0 && overflow != overflow_policy::drop_oldest;
   std::uintptr_t h = head_.load(std::memory_order_relaxed);
+  std::size_t before = 0;
+  std::uintptr_t n = 0;
   do {
-    if (h == closed_tag) {
-      if (mail) length.fetch_sub(1, std::memory_order_relaxed);
-      return pushed::closed;
-    }
-    e->next = h > closed_tag ? reinterpret_cast<envelope*>(h) : nullptr;
-  } while (!head_.compare_exchange_weak(h, reinterpret_cast<std::uintptr_t>(e), std::memory_order_acq_rel,
-                                        std::memory_order_relaxed));
+    if (h == closed_tag) return pushed::closed;
+    const std::size_t count = count_of(h);
+    // What a sender sees of the owner's queue may be a moment old: at worst it refuses a
+    // message the owner was just making room for, as if sent a moment earlier.
+    before = count + queued.load(std::memory_order_relaxed);
+    if (bounded && before >= capacity) return overflow == overflow_policy::fail ? pushed::full : pushed::dropped;
+    e->next = top(h);
+    n = (address >> address_shift) | (h & room_bit) |
+        (static_cast<std::uintptr_t>(count + (message && count < count_max ? 1 : 0)) << count_shift);
+  } while (!head_.compare_exchange_weak(h, n, std::memory_order_acq_rel, std::memory_order_relaxed));
   if (h == waiting_tag) return pushed::woke_waiter;
   if (h == idle_tag) return pushed::woke_idle;
-  return before >= backlog && e->is_message() ? pushed::backlogged : pushed::queued;
+  return before >= backlog && message ? pushed::backlogged : pushed::queued;
 }
 
-envelope_list mailbox::reversed(std::uintptr_t h) noexcept {
+bool mailbox::want_room() noexcept {
+  std::uintptr_t h = head_.load(std::memory_order_relaxed);
+  do {
+    if (h == waiting_tag || h == idle_tag || h == closed_tag) return false;
+  } while (!head_.compare_exchange_weak(h, h | room_bit, std::memory_order_acq_rel, std::memory_order_relaxed));
+  return true;
+}
+
+envelope_list mailbox::reversed(envelope* e) noexcept {
   envelope_list l;
-  if (h <= closed_tag) return l;
-  auto* e = reinterpret_cast<envelope*>(h);
   l.tail = e;
   envelope* prev = nullptr;
   while (e) {
@@ -76,26 +78,30 @@ envelope_list mailbox::reversed(std::uintptr_t h) noexcept {
   return l;
 }
 
-envelope* mailbox::take_newest_first() noexcept {
+envelope* mailbox::take_newest_first(std::size_t& messages) noexcept {
+  messages = 0;
   if (head_.load(std::memory_order_relaxed) <= closed_tag) return nullptr;
   const std::uintptr_t h = head_.exchange(running_tag, std::memory_order_seq_cst);
   after_taking();
-  return h > closed_tag ? reinterpret_cast<envelope*>(h) : nullptr;
+  if (h & room_bit) room_seen_ = true;
+  messages = count_of(h);
+  return top(h);
 }
 
 void mailbox::open(std::size_t cap, overflow_policy policy) noexcept {
   capacity = cap;
   overflow = policy;
+  room_seen_ = false;
   queued.store(0, std::memory_order_relaxed);
   messages_in.store(0, std::memory_order_relaxed);
-  drop_oldest_pending.store(0, std::memory_order_relaxed);
   head_.store(running_tag, std::memory_order_release);
 }
 
 envelope_list mailbox::close() noexcept {
   const std::uintptr_t h = head_.exchange(closed_tag, std::memory_order_seq_cst);
   after_taking();
-  return reversed(h);
+  if (h & room_bit) room_seen_ = true;
+  return reversed(top(h));
 }
 
 // ---- pushing ------------------------------------------------------------------------------------
@@ -119,9 +125,7 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
       }
       wake(w, p->home.load(std::memory_order_relaxed));
       // A receiver waiting in a selective receive may keep a backlog it skips.
-      return p->mail.length.load(std::memory_order_relaxed) > mailbox::backlog && e->is_message()
-                 ? push_result::backlogged
-                 : push_result::ok;
+      return p->mail.size() > mailbox::backlog && e->is_message() ? push_result::backlogged : push_result::ok;
     }
     case mailbox::pushed::woke_idle:
       p->status.store(process_status::runnable, std::memory_order_relaxed);
@@ -155,13 +159,13 @@ namespace {
 template <class T>
 void queue_message(process* p, T&& v) {
   p->mail.queue.push_back(new message_envelope<std::remove_cvref_t<T>>(std::forward<T>(v)));
-  p->mail.length.fetch_add(1, std::memory_order_relaxed);
   p->mail.add_queued(1);
 }
 
-// Drops up to n of the oldest messages (counted in `dropped`). Returns true if it removed
-// anything from the queue (a scan position may be gone).
-bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& dropped) {
+// Drops the n oldest messages of the queue and then of `in` (what just arrived, its messages
+// already counted in queued). Returns true if it removed anything from the queue (a scan
+// position may be gone).
+bool drop_oldest(process* p, std::size_t n, envelope_list& in) {
   bool from_queue = false;
   envelope* prev = nullptr;
   for (envelope* e = p->mail.queue.head; n > 0 && e;) {
@@ -169,11 +173,9 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& drop
     if (e->is_message()) {
       p->mail.queue.unlink(prev, e);
       delete e;
-      p->mail.length.fetch_sub(1, std::memory_order_relaxed);
       p->mail.sub_queued(1);
       from_queue = true;
       --n;
-      ++dropped;
     } else {
       prev = e;
     }
@@ -185,10 +187,8 @@ bool drop_oldest(process* p, std::size_t n, envelope_list& in, std::size_t& drop
     if (e->is_message()) {
       in.unlink(prev, e);
       delete e;
-      p->mail.length.fetch_sub(1, std::memory_order_relaxed);
       p->mail.sub_queued(1);
       --n;
-      ++dropped;
     } else {
       prev = e;
     }
@@ -220,12 +220,12 @@ void on_exit_signal(process* p, signal_envelope& s, bool via_link) {
 }  // namespace
 
 bool drain_impl(process* p) {
-  envelope* newest = p->mail.take_newest_first();
-  // Owed drops are settled after they are made, so size() (length less what is owed) never
-  // shows more than the capacity, even while a long backlog is being dropped; a drop owed for a
-  // message still in flight (counted, not yet pushed) stays owed until the next drain.
-  const std::size_t drop = p->mail.drop_oldest_pending.load(std::memory_order_relaxed);
-  if (!newest && !drop) return false;
+  std::size_t counted = 0;
+  envelope* newest = p->mail.take_newest_first(counted);
+  if (!newest) return false;
+  // Counted as queued at once, so a sender to a bounded mailbox does not see the messages
+  // leave the head's count before they join the owner's; corrected after the walk below.
+  p->mail.add_queued(counted);
   // Dropped unseen: anything sent to an earlier holder of its slot (a sender that raced that
   // one's death) and replies to an alias no longer active (a caller that gave up: a late reply
   // never reaches the mailbox).
@@ -243,7 +243,6 @@ bool drain_impl(process* p) {
   for (envelope* e = newest; e;) {
     envelope* next = e->next;
     if (unseen(e)) {
-      if (e->is_mail()) p->mail.length.fetch_sub(1, std::memory_order_relaxed);
       delete e;
     } else {
       e->next = in.head;
@@ -258,15 +257,17 @@ bool drain_impl(process* p) {
     }
     e = next;
   }
-  if (messages) p->mail.add_queued(messages);
+  if (messages > counted) p->mail.add_queued(messages - counted);
+  if (messages < counted) p->mail.sub_queued(counted - messages);
   if (mail) {
     p->mail.messages_in.store(p->mail.messages_in.load(std::memory_order_relaxed) + mail, std::memory_order_relaxed);
   }
+  // A drop_oldest mailbox lets every message in and drops the oldest beyond its capacity here.
   bool moved = false;
-  if (drop) {
-    std::size_t dropped = 0;
-    moved = drop_oldest(p, drop, in, dropped);
-    p->mail.drop_oldest_pending.fetch_sub(dropped, std::memory_order_relaxed);
+  const std::size_t cap = p->mail.capacity;
+  const std::size_t held = p->mail.queued.load(std::memory_order_relaxed);
+  if (cap && p->mail.overflow == overflow_policy::drop_oldest && held > cap) {
+    moved = drop_oldest(p, held - cap, in);
   }
   if (!signals) {
     p->mail.queue.append(std::move(in));
@@ -385,11 +386,11 @@ void wait_for_room(process& me, const pid& to) {
     spinlock_lock lk(r->node->room_lock);
     if (r->generation.load(std::memory_order_acquire) != to.generation()) return;
     r->node->room_waiters.emplace_back(r, me.self());
-    r->room_wanted.store(true, std::memory_order_seq_cst);
   }
-  // Dekker with the receiver's release_room_if_wanted: it uncounts mail, then reads
-  // room_wanted; this sets room_wanted, then reads the count. One of the two sees the other.
-  if (r->mail.length.load(std::memory_order_seq_cst) < mailbox::backlog / 2) release_room(*r);
+  // Registered first, then the bit in the receiver's head: the receiver lets go of every
+  // registered sender once it sees the bit, and it cannot miss it (it takes its head before
+  // it waits, idles or dies). A receiver already waiting or idle has had its turn.
+  if (!r->mail.want_room() || r->mail.size() < mailbox::backlog / 2) release_room(*r);
   wait_for_mail(&me);
   drain_impl(&me);
 }
@@ -399,7 +400,6 @@ void release_room(process& p) {
   std::vector<pid> go;
   {
     spinlock_lock lk(p.node->room_lock);
-    p.room_wanted.store(false, std::memory_order_relaxed);
     auto& w = p.node->room_waiters;
     for (std::size_t i = 0; i < w.size();) {
       if (w[i].first == &p) {

@@ -15,8 +15,8 @@ process_table::~process_table() {
     for (std::uint32_t i = 0; i < chunk_size; ++i) {
       if (process* p = chunk[i]) {
         envelope_list in = p->mail.close();
-        p->mail.discard(in);
-        p->mail.discard(p->mail.queue);
+        in.clear();
+        p->mail.queue.clear();
         delete p;
       }
     }

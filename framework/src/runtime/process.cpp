@@ -92,7 +92,7 @@ process& current_or_throw(const char* what) {
 }
 
 // The TSC is read at every resume; clock_gettime costs several times more on these VMs.
-// Ticks become nanoseconds with a rate measured between the first use and now.
+// Ticks become nanoseconds with a rate measured between program start and now.
 namespace {
 struct tsc_anchor {
   std::int64_t ticks;
@@ -109,12 +109,21 @@ const tsc_anchor& anchor() noexcept {
   static const tsc_anchor a{raw_ticks(), steady_ns()};
   return a;
 }
+
+// The rate is measured from program start: conversions made early are as good as late ones.
+[[maybe_unused]] const tsc_anchor& anchored_at_start = anchor();
 }  // namespace
 
+#if !defined(__x86_64__) && !defined(__i386__)
 std::int64_t timestamp() noexcept {
-  (void)anchor();
   std::int64_t t = raw_ticks();
   return t == 0 ? 1 : t;  // 0 means "not running"
+}
+#endif
+
+std::int64_t turn_started() noexcept {
+  process* p = current();
+  return p ? p->running_since.load(std::memory_order_relaxed) : 0;
 }
 
 std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
@@ -201,10 +210,8 @@ std::optional<process_info> info(const pid& p) {
   }
   i.status = t->status.load(std::memory_order_relaxed);
   i.mailbox_length = t->mail.size();
-  // Taken by the process, plus what is still incoming (mail counted in length, not yet queued).
-  const std::size_t length = t->mail.length.load(std::memory_order_relaxed);
-  const std::size_t queued = t->mail.queued.load(std::memory_order_relaxed);
-  i.messages_in = t->mail.messages_in.load(std::memory_order_relaxed) + (length > queued ? length - queued : 0);
+  // Taken by the process, plus the messages still incoming.
+  i.messages_in = t->mail.messages_in.load(std::memory_order_relaxed) + t->mail.incoming();
   i.messages_out = t->messages_out.load(std::memory_order_relaxed);
   i.trap_exit = t->trapping.load(std::memory_order_relaxed);
   auto since = t->running_since.load(std::memory_order_relaxed);

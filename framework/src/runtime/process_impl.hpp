@@ -46,9 +46,8 @@ class process {
   const std::uint32_t slot;
   std::atomic<std::uint32_t> generation{0};  // changes only under lock, when the slot is reused
   bool handler_form = false;
-  bool pinned = false;                   // body form: never migrates from the thread it started on
-  std::uint16_t turn_receives = 0;       // receives since it last resumed (the turn budget, scheduler.hpp)
-  std::atomic<bool> room_wanted{false};  // senders wait for its backlog to shrink (node_impl::room_waiters)
+  bool pinned = false;              // body form: never migrates from the thread it started on
+  std::uint16_t turn_receives = 0;  // receives since it last resumed (the turn budget, scheduler.hpp)
   std::size_t stack_size = 0;
   std::string label;
   unique_function body;
@@ -138,15 +137,22 @@ process* lookup(const pid& p) noexcept;
 void yield_turn(bool may_migrate);
 // Lets the senders waiting for p's backlog go on (p has had its turn, or is ending).
 void release_room(process& p);
+// The owner, at the end of a turn: lets them go if any asked.
 inline void release_room_if_wanted(process& p) {
-  if (p.room_wanted.load(std::memory_order_seq_cst)) release_room(p);
+  if (p.mail.room_wanted()) {
+    p.mail.forget_room();
+    release_room(p);
+  }
 }
 // The owner took e out of its queue to handle it: uncounts it, and once the backlog is under
-// half the mark lets the senders waiting for room go on (body receives and handler activations).
+// half the mark lets the senders it saw asking for room go on (body receives and handler
+// activations). No locked instruction: the counter is the owner's.
 inline void took_from_queue(process& p, const envelope& e) {
-  const std::size_t left = p.mail.length.fetch_sub(1, std::memory_order_seq_cst) - 1;
   if (e.is_message()) p.mail.sub_queued(1);
-  if (left < mailbox::backlog / 2) release_room_if_wanted(p);
+  if (p.mail.room_seen() && p.mail.size() < mailbox::backlog / 2) {
+    p.mail.forget_room();
+    release_room(p);
+  }
 }
 
 enum class push_result { ok, backlogged, dead, dropped, full };  // backlogged: ok, behind a backlog

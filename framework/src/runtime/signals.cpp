@@ -111,7 +111,6 @@ bool demonitor_impl(detail::process& me, const monitor_ref& r, bool flush, bool 
           static_cast<detail::message_envelope<down>*>(e)->value.ref == r) {
         me.mail.queue.unlink(prev, e);
         delete e;
-        me.mail.length.fetch_sub(1, std::memory_order_relaxed);
         me.mail.sub_queued(1);
       } else {
         prev = e;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <grove/runtime/errors.hpp>
@@ -30,6 +31,15 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (!n) throw not_in_process("spawn");
   if (mode != spawn_link_mode::none && (!parent || parent->node != n)) throw not_in_process("spawn_link/spawn_monitor");
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
+  {
+    const std::size_t cap = parent && parent->next_spawn && parent->next_spawn->mailbox_capacity
+                                ? parent->next_spawn->mailbox_capacity
+                                : opts.mailbox_capacity;
+    if (cap > max_mailbox_capacity) {
+      throw std::invalid_argument("grove: mailbox_capacity " + std::to_string(cap) +
+                                  " is above the most a mailbox counts (" + std::to_string(max_mailbox_capacity) + ")");
+    }
+  }
   process* p = n->table.acquire();
   p->handler_form = handler_form;
   std::size_t stack = opts.stack_size;
@@ -77,7 +87,7 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   n->live.fetch_add(1, std::memory_order_relaxed);
   {
     spinlock_lock lk(p->lock);
-    p->mail.open(capacity, overflow);  // the length is not reset: it stays balanced (mailbox.hpp)
+    p->mail.open(capacity, overflow);
     p->state = life::alive;
   }
   p->pinned = !handler_form && opts.placement == placement::pinned;

@@ -321,9 +321,11 @@ class gen_server_base : public process_handler {
   // Ordinary messages that came while suspended; allocated only then (an empty std::deque
   // allocates ~600 bytes, more than the rest of an idle server).
   std::unique_ptr<std::deque<message>> held_;
-  std::vector<const std::type_info*> warned_;  // unexpected message types already logged
+  // Unexpected message types already logged; allocated at the first.
+  std::unique_ptr<std::vector<const std::type_info*>> warned_;
   server_statistics stats_;
   std::int64_t callback_ticks_ = 0;
+  std::int64_t last_callback_end_ = 0;  // detail::timestamp()
   struct event {
     std::int64_t at;  // detail::timestamp()
     const char* what;

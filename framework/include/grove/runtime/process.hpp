@@ -57,10 +57,13 @@ enum class placement : std::uint8_t {
   pinned        // stays on the thread it first runs on for its whole life (thread-affine code)
 };
 
+// The largest mailbox_capacity (what a mailbox's head word counts); spawn rejects more.
+inline constexpr std::size_t max_mailbox_capacity = (std::size_t{1} << 19) - 1;  // 524,287
+
 struct spawn_options {
   std::size_t stack_size = 0;        // bytes, body processes only; 0 = the node's default
   std::string label;                 // shown in introspection
-  std::size_t mailbox_capacity = 0;  // messages; 0 = unbounded (signals never count)
+  std::size_t mailbox_capacity = 0;  // messages; 0 = unbounded (signals never count); <= max_mailbox_capacity
   overflow_policy overflow = overflow_policy::drop_newest;
   grove::placement placement = grove::placement::spread;  // body processes
 };
@@ -111,9 +114,19 @@ monitor_ref monitor_with_alias(const pid& p);
 void demonitor_with_alias(const monitor_ref& r);
 send_result deliver_reply(const pid& to, std::uint64_t alias, std::unique_ptr<envelope> env);
 std::uint64_t make_ref();
-// A cheap monotonic timestamp (TSC ticks where available) and its conversion to nanoseconds.
+// A cheap monotonic timestamp (TSC ticks where available; never 0) and its conversion to
+// nanoseconds.
+#if defined(__x86_64__) || defined(__i386__)
+inline std::int64_t timestamp() noexcept {
+  const auto t = static_cast<std::int64_t>(__builtin_ia32_rdtsc());
+  return t == 0 ? 1 : t;
+}
+#else
 std::int64_t timestamp() noexcept;
+#endif
 std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept;
+// When the calling process's turn began (a timestamp), or 0 outside a process.
+std::int64_t turn_started() noexcept;
 // The exit reason an exception in flight stands for (call inside a catch block).
 exit_reason reason_of_current_exception() noexcept;
 
