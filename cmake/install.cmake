@@ -1,5 +1,6 @@
-# Installation: the headers, the static library, a CMake package (find_package(grove CONFIG),
-# target grove::grove) and a pkg-config file (grove.pc). Included from the top CMakeLists.txt
+# Installation: the headers, the static libraries, a CMake package (find_package(grove CONFIG),
+# targets grove::core, grove::observe, grove::app and grove::grove) and a pkg-config file
+# (grove.pc, everything). Included from the top CMakeLists.txt
 # after the targets exist; the `grove` binary is installed where it is defined (apps/).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -7,7 +8,7 @@ include(CMakePackageConfigHelpers)
 set(GROVE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/grove CACHE STRING
     "Where the CMake package files are installed, relative to the prefix")
 
-install(TARGETS grove EXPORT grove_targets
+install(TARGETS grove_core grove_observe grove_app grove EXPORT grove_targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -15,7 +16,7 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/framework/include/grove
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 
-# grove is static: its private dependencies (spdlog, yaml-cpp, ...) are part of its link
+# The libraries are static: their private dependencies (spdlog, yaml-cpp, ...) are part of its link
 # interface, so groveConfig.cmake finds them before it includes the targets.
 install(EXPORT grove_targets
   FILE groveTargets.cmake

@@ -99,6 +99,33 @@ TEST_CASE("a supervisor reports each child start as progress, with its path and 
   });
 }
 
+TEST_CASE("a nested supervisor keeps its path when its start suspends while another supervisor starts a child",
+          "[events][supervisor]") {
+  // Issue 11 item 6: the path went through a thread_local, so a start function that suspended
+  // let another supervisor on the thread overwrite it. It is now the starting process's state.
+  grove::node n({.schedulers = 1});
+  n.run([] {
+    reader sub;
+    const grove::pid me = grove::self();
+    grove::child_spec slow = grove::supervisor_child("nested", {}, {worker_child("leaf")});
+    auto start_nested = slow.start;
+    slow.start = [me, start_nested] {
+      grove::send(me, ready{grove::self()});
+      grove::receive([](go) {});  // suspended while "other" starts its child
+      return start_nested();
+    };
+    auto first = grove::spawn([slow] { grove::start_supervisor({}, {slow}, {.name = "first"}).value(); });
+    const grove::pid waiting = grove::receive([](ready r) { return r.who; });
+    auto other = grove::start_supervisor({}, {worker_child("x")}, {.name = "other"});
+    REQUIRE(other);
+    grove::send(waiting, go{});
+    auto leaf = sub.next([](const event& e) { return e.kind == event_kind::progress && e.child == "leaf"; });
+    CHECK(leaf.supervisor == "first/nested");
+    grove::stop(other.pid());
+    (void)first;
+  });
+}
+
 TEST_CASE("a crashed child is reported with its reason and the restart window, then its restart", "[events]") {
   grove::node n({.schedulers = 1});
   n.run([] {

@@ -20,6 +20,7 @@
 #include <grove/observe/logger.hpp>
 #include <grove/runtime/blocking.hpp>
 #include <grove/runtime/errors.hpp>
+#include <grove/runtime/events.hpp>
 #include <grove/runtime/exit_reason.hpp>
 #include <grove/runtime/message.hpp>
 #include <grove/runtime/node.hpp>

@@ -1,5 +1,5 @@
 #include <grove/behaviours/gen_server.hpp>
-#include <grove/observe/events.hpp>
+#include <grove/runtime/events.hpp>
 
 #include <algorithm>
 #include <iostream>

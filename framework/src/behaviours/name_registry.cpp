@@ -247,6 +247,7 @@ using detail::name_view;
 name_registry::name_registry(node& n)
     : node_(n), index_(std::make_unique<name_index>(0)), current_(new name_view(*index_, 0)) {
   node_.add_exit_hook(&name_registry::on_exit, this);
+  node_.set_namer([](void* self, const pid& who) { return static_cast<name_registry*>(self)->name_of(who); }, this);
 }
 
 name_registry::dropped::dropped(std::uint64_t v) : version(v) {}
@@ -256,6 +257,7 @@ name_registry::dropped& name_registry::dropped::operator=(dropped&&) noexcept = 
 
 // The node is stopping: no process is left to die, and no lookup is left running.
 name_registry::~name_registry() {
+  node_.set_namer(nullptr, nullptr);
   index_->for_each([](const name_entry* e) { delete e; });
   delete current_.load(std::memory_order_relaxed);
   for (const name_view* v : retired_) delete v;

@@ -33,11 +33,7 @@ supervisor::supervisor(supervisor_flags flags, std::vector<child_spec> children,
   for (auto& c : children) children_.push_back(child{std::move(c), {}, false});
 }
 
-namespace {
-thread_local std::string child_path;  // set just before a child's start function runs
-}
-
-std::string detail::take_child_path() { return std::exchange(child_path, std::string()); }
+std::string detail::take_child_path() { return take_next_spawn_path(); }
 
 std::string detail::root_path() {
   if (auto name = names().name_of(self())) return *name;
@@ -106,16 +102,16 @@ std::optional<exit_reason> detail::start_child_process(const child_spec& spec, p
                                                        const std::string& sup_path) {
   start_result r = start_result::ignored();
   try {
-    set_next_spawn(spawn_overrides{spec.stack_size, spec.mailbox_capacity, spec.overflow, spec.id});
-    child_path = sup_path + "/" + spec.id;
+    // The path travels with the overrides, in this process's state: the start function may
+    // suspend and resume on another thread before it reads it.
+    set_next_spawn(
+        spawn_overrides{spec.stack_size, spec.mailbox_capacity, spec.overflow, spec.id, sup_path + "/" + spec.id});
     r = spec.start();
     set_next_spawn(std::nullopt);
-    child_path.clear();
   } catch (const process_exit&) {
     throw;
   } catch (...) {
     set_next_spawn(std::nullopt);
-    child_path.clear();
     return detail::reason_of_current_exception();
   }
   switch (r.what()) {

@@ -311,6 +311,17 @@ void node::remove_long_schedule_hook(long_schedule_hook fn, void* ctx) {
 }
 void node::remove_crash_hook(crash_hook fn, void* ctx) { remove_hook(impl_->hooks_mutex, impl_->crash_hooks, fn, ctx); }
 
+void node::set_namer(namer fn, void* ctx) {
+  std::unique_lock lk(impl_->hooks_mutex);
+  impl_->namer = {fn, ctx};
+}
+
+std::optional<std::string> node::registered_name(const pid& who) const {
+  std::shared_lock lk(impl_->hooks_mutex);
+  if (!impl_->namer.first) return std::nullopt;
+  return impl_->namer.first(impl_->namer.second, who);
+}
+
 void node::wait_ended(const pid& p) {
   impl_->end_waiters.fetch_add(1);
   {

@@ -97,7 +97,8 @@ class node_impl {
   std::vector<std::pair<node::exit_hook, void*>> exit_hooks;
   std::vector<std::pair<node::crash_hook, void*>> crash_hooks;
   std::vector<std::pair<node::long_schedule_hook, void*>> long_schedule_hooks;
-  std::unique_ptr<watchdog> watcher;  // null when long_schedule is zero
+  std::pair<node::namer, void*> namer{nullptr, nullptr};  // under hooks_mutex
+  std::unique_ptr<watchdog> watcher;                      // null when long_schedule is zero
   // Services are found without a lock, so lookups scale with the number of callers: an entry
   // is written once, before `count` publishes it (release), and stays until ~node_impl.
   struct service_list {

@@ -17,6 +17,12 @@
 
 namespace grove::detail {
 
+std::string take_next_spawn_path() {
+  process* p = current();
+  if (!p || !p->next_spawn) return {};
+  return std::exchange(p->next_spawn->path, std::string());
+}
+
 void set_next_spawn(std::optional<spawn_overrides> o) {
   process* p = current();
   if (!p) throw not_in_process("set_next_spawn");

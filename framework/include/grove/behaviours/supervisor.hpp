@@ -14,7 +14,7 @@
 #include <vector>
 
 #include <grove/behaviours/gen_server.hpp>
-#include <grove/observe/events.hpp>
+#include <grove/runtime/events.hpp>
 
 namespace grove {
 

@@ -1,63 +1,16 @@
-// events: the node-wide bus of structured reports — what OTP's logger receives as progress,
-// supervisor and crash reports. Supervisors publish each child start, termination, start error,
-// shutdown error and the intensity being reached; the runtime publishes every crash of any
-// process. Subscribers each get a bounded queue: publishing never waits for a subscriber, and
-// one that falls behind gets a `dropped` event saying how many it missed.
-// The fields are stable; docs/events.md describes each one.
+// Events for people and for machines: the level a logger gives an event, one line of text, one
+// JSON object, and the time format both use. The events themselves and their bus are the
+// runtime's (grove/runtime/events.hpp, included here); the fields are in docs/events.md.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <cstddef>
-#include <cstdint>
-#include <deque>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
-#include <grove/runtime/exit_reason.hpp>
-#include <grove/runtime/node.hpp>
-#include <grove/runtime/pid.hpp>
+#include <grove/runtime/events.hpp>
 
 namespace grove {
 
-class name_registry;
-
-enum class event_kind : unsigned char {
-  progress,           // a supervisor started a child (new_pid)
-  child_terminated,   // a child ended in a way its supervisor reports (old_pid, reason)
-  start_error,        // a child failed to start or restart (reason)
-  shutdown_error,     // a child stopped by its supervisor ended with another reason than asked
-  intensity_reached,  // too many restarts: the supervisor gives up (child = the offender)
-  crash,              // any process ended by itself with an abnormal reason (label, reason)
-  application,        // an application started or stopped (child = application, reason)
-  trace,              // a traced GenServer handled a message (old_pid = it, label = what)
-  long_schedule,      // a process ran past node_options::long_schedule without suspending (old_pid, label, ran)
-  dropped             // only in a subscriber's stream: `dropped` events were lost before it
-};
-const char* to_string(event_kind k) noexcept;
-
-struct event {
-  event_kind kind = event_kind::progress;
-  std::uint64_t seq = 0;                       // per node, from 1, in publish order
-  std::chrono::system_clock::time_point time;  // when it was published
-  std::string node;                            // node name
-  std::string supervisor;                      // path of the reporting supervisor, e.g. "bank/accounts"
-  pid supervisor_pid;
-  std::string child;  // child id (application name for `application` events)
-  pid old_pid;        // the child that ended
-  pid new_pid;        // the child that started
-  exit_reason reason;
-  std::string label;                 // crash: the process's label or registered name
-  int restarts = 0;                  // restarts in the supervisor's current window, this one included
-  int intensity = 0;                 // the limit, and
-  std::int64_t period_s = 0;         // the window, in seconds
-  std::uint64_t dropped = 0;         // dropped: how many events were lost
-  std::chrono::milliseconds ran{0};  // long_schedule: how long it had run when seen
-};
-
-// "error", "warning" or "info": the level a logger gives this event.
+// "error", "warning", "info" or "debug": the level a logger gives this event.
 const char* level_of(const event& e) noexcept;
 // One line for people: `child_terminated supervisor=bank child=ledger old_pid=<1.7.2> reason=...`.
 std::string to_text(const event& e);
@@ -65,81 +18,5 @@ std::string to_text(const event& e);
 std::string to_json(const event& e);
 // UTC with milliseconds: 2026-11-25T11:40:00.123Z
 std::string iso_time(std::chrono::system_clock::time_point t);
-
-class event_bus;
-
-// A subscriber's bounded queue. Taken events come in publish order; when some were lost
-// because the queue was full, a `dropped` event follows the events published before them.
-class subscription {
- public:
-  // Takes up to `max` queued events without waiting.
-  std::vector<event> take(std::size_t max = SIZE_MAX);
-  // For OS threads (not processes): waits up to `timeout` for an event (true) or a drop.
-  bool wait(std::chrono::milliseconds timeout);
-  std::size_t capacity() const noexcept { return capacity_; }
-  // Stops the flow; wakes a waiting wait_take. Also done by the destructor.
-  void close();
-  ~subscription();
-
-  // A process subscriber is sent one of these when its empty queue gets an event; it is sent
-  // again only after a take.
-  struct ready {};
-
- private:
-  friend class event_bus;
-  subscription(event_bus* bus, std::size_t capacity, pid notify) : bus_(bus), capacity_(capacity), notify_(notify) {}
-  // Under mu_: queues e or counts it as dropped. True if notify_ should be told.
-  bool offer(const event& e);
-
-  event_bus* bus_;
-  const std::size_t capacity_;
-  const pid notify_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<event> queue_;
-  std::uint64_t dropped_ = 0;
-  bool notified_ = false;
-  bool closed_ = false;
-};
-
-class event_bus {
- public:
-  explicit event_bus(node& n);
-  ~event_bus();
-
-  // Completes e (seq, time, node) and offers it to every subscriber and to the history.
-  // Never waits for a subscriber. Callable from a process or any thread.
-  void publish(event e);
-  // A new subscriber with room for `capacity` events. If `notify` is a process it is sent
-  // subscription::ready when events arrive (once until it takes them).
-  std::shared_ptr<subscription> subscribe(std::size_t capacity = 1024, pid notify = {});
-  // The last `n` events published (the bus keeps the last 256), oldest first.
-  std::vector<event> recent(std::size_t n = 256) const;
-  // The seq of the last event published (0: none yet).
-  std::uint64_t last_seq() const;
-  // Events of kind k published so far, and within the last `window`.
-  std::uint64_t count(event_kind k) const;
-  std::size_t count_within(event_kind k, std::chrono::seconds window) const;
-
-  static constexpr std::size_t history_size = 256;
-  name_registry& registry() const noexcept { return *names_; }
-
- private:
-  friend class subscription;
-  void unsubscribe(subscription* s);
-  node& node_;
-  name_registry* names_;  // crash reports name the process by its registered name
-  mutable std::mutex mu_;
-  std::uint64_t seq_ = 0;
-  std::deque<event> history_;
-  std::uint64_t counts_[16] = {};
-  std::deque<std::pair<event_kind, std::chrono::system_clock::time_point>> times_;  // the last 4,096
-  std::vector<subscription*> subscribers_;
-};
-
-// The node's bus (a node service; created on first use, crash reports start flowing then).
-event_bus& events(node& n);
-// The bus of the calling process's node.
-event_bus& events();
 
 }  // namespace grove

@@ -111,6 +111,12 @@ class node {
   void add_long_schedule_hook(long_schedule_hook fn, void* ctx);
   void remove_long_schedule_hook(long_schedule_hook fn, void* ctx);
 
+  // How reports name a process: the name registry (a layer above) installs itself here when
+  // it is created, and removes itself (fn null) when destroyed. registered_name asks it.
+  using namer = std::optional<std::string> (*)(void* ctx, const pid& who);
+  void set_namer(namer fn, void* ctx);
+  std::optional<std::string> registered_name(const pid& who) const;
+
   // One instance of T per node (T constructible from node&), created on first use and
   // destroyed with the node after every process has ended. Layers above the runtime keep their
   // per-node state here (the name registry, for instance).

@@ -92,9 +92,12 @@ struct spawn_overrides {
   std::size_t mailbox_capacity = 0;
   std::optional<overflow_policy> overflow;
   std::string label;  // used when the child gives none
+  std::string path;   // the child's path in its tree ("app/sup/id"): a nested supervisor's own
 };
 // Sets (or with nullopt clears) the overrides for the calling process's next spawn.
 void set_next_spawn(std::optional<spawn_overrides> o);
+// Takes the path of the overrides set for the calling process's next spawn ("" if none).
+std::string take_next_spawn_path();
 spawn_result spawn_body(node* on, unique_function body, const spawn_options& opts, spawn_link_mode mode);
 spawn_result spawn_handler(node* on, std::unique_ptr<process_handler> h, const spawn_options& opts,
                            spawn_link_mode mode);
