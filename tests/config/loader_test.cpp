@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -644,10 +645,15 @@ TEST_CASE("a console beyond loopback needs a token, from the file or GROVE_CONSO
 }
 
 TEST_CASE("enum names and durations print as in YAML", "[config]") {
-  CHECK(cfg::to_string(cfg::strategy::rest_for_one) == "rest_for_one");
-  CHECK(cfg::to_string(cfg::auto_shutdown::all_significant) == "all_significant");
+  // The enums config shares with the layers below are theirs, named once (grove::to_string).
+  STATIC_REQUIRE(std::is_same_v<cfg::strategy, grove::strategy>);
+  STATIC_REQUIRE(std::is_same_v<cfg::overflow_policy, grove::overflow_policy>);
+  CHECK(std::string_view(to_string(cfg::strategy::rest_for_one)) == "rest_for_one");
+  CHECK(std::string_view(to_string(cfg::auto_shutdown::all_significant)) == "all_significant");
+  CHECK(std::string_view(to_string(cfg::restart_type::temporary)) == "temporary");
   CHECK(cfg::to_string(cfg::start_type::transient) == "transient");
-  CHECK(cfg::to_string(cfg::overflow_policy::drop_oldest) == "drop_oldest");
+  CHECK(std::string_view(to_string(cfg::overflow_policy::drop_oldest)) == "drop_oldest");
+  CHECK(std::string_view(to_string(cfg::log_format::json)) == "json");
   CHECK(cfg::to_string(cfg::log_level::warning) == "warning");
   CHECK(cfg::format_duration(5s) == "5s");
   CHECK(cfg::format_duration(1500ms) == "1500ms");

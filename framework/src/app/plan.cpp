@@ -7,54 +7,6 @@ namespace grove::detail {
 
 namespace {
 
-restart_type to_runtime(config::restart_type r) {
-  switch (r) {
-    case config::restart_type::permanent:
-      return restart_type::permanent;
-    case config::restart_type::transient:
-      return restart_type::transient;
-    case config::restart_type::temporary:
-      return restart_type::temporary;
-  }
-  return restart_type::permanent;
-}
-
-strategy to_runtime(config::strategy s) {
-  switch (s) {
-    case config::strategy::one_for_one:
-      return strategy::one_for_one;
-    case config::strategy::one_for_all:
-      return strategy::one_for_all;
-    case config::strategy::rest_for_one:
-      return strategy::rest_for_one;
-  }
-  return strategy::one_for_one;
-}
-
-auto_shutdown to_runtime(config::auto_shutdown a) {
-  switch (a) {
-    case config::auto_shutdown::never:
-      return auto_shutdown::never;
-    case config::auto_shutdown::any_significant:
-      return auto_shutdown::any_significant;
-    case config::auto_shutdown::all_significant:
-      return auto_shutdown::all_significant;
-  }
-  return auto_shutdown::never;
-}
-
-overflow_policy to_runtime(config::overflow_policy o) {
-  switch (o) {
-    case config::overflow_policy::drop_newest:
-      return overflow_policy::drop_newest;
-    case config::overflow_policy::drop_oldest:
-      return overflow_policy::drop_oldest;
-    case config::overflow_policy::fail:
-      return overflow_policy::fail;
-  }
-  return overflow_policy::drop_newest;
-}
-
 backoff_spec to_runtime(const config::backoff_config& b) {
   return backoff_spec{b.min, b.max, b.multiplier, b.jitter, b.reset_after};
 }
@@ -98,10 +50,10 @@ struct builder {
 
   supervisor_flags flags(const config::supervisor_config& s, const std::string& path) {
     supervisor_flags f;
-    f.strategy = to_runtime(s.strategy);
+    f.strategy = s.strategy;
     f.intensity = s.intensity;
     f.period = whole_seconds(s.period, s.pos, path, errors);
-    f.auto_shutdown = to_runtime(s.auto_shutdown);
+    f.auto_shutdown = s.auto_shutdown;
     if (s.backoff) f.backoff = to_runtime(*s.backoff);
     return f;
   }
@@ -131,14 +83,14 @@ struct builder {
         break;
     }
     spec.id = c.id;
-    spec.restart = to_runtime(c.restart);
+    spec.restart = c.restart;
     if (c.shutdown) spec.shutdown = to_runtime(*c.shutdown);
     spec.significant = c.significant;
     if (c.backoff) spec.backoff = to_runtime(*c.backoff);
     if (c.stack_size) spec.stack_size = *c.stack_size;
     if (c.mailbox_capacity) {
       spec.mailbox_capacity = *c.mailbox_capacity;
-      spec.overflow = to_runtime(c.overflow);
+      spec.overflow = c.overflow;
     }
     return spec;
   }

@@ -237,8 +237,7 @@ struct service::impl {
     {
       grove::node n(no);
       logger_options lo;
-      lo.format = opts.log_format.value_or(cfg->logging.format) == config::log_format::json ? log_format::json
-                                                                                            : log_format::text;
+      lo.format = opts.log_format.value_or(cfg->logging.format);
       switch (cfg->logging.level) {
         case config::log_level::trace:
         case config::log_level::debug:
@@ -422,10 +421,10 @@ namespace {
 void describe_children(std::ostringstream& os, const std::vector<config::child_config>& children, int depth);
 
 std::string sup_line(const config::supervisor_config& s) {
-  std::string line = "supervisor " + std::string(config::to_string(s.strategy)) + ", intensity " +
-                     std::to_string(s.intensity) + " in " + config::format_duration(s.period);
+  std::string line = "supervisor " + std::string(to_string(s.strategy)) + ", intensity " + std::to_string(s.intensity) +
+                     " in " + config::format_duration(s.period);
   if (s.auto_shutdown != config::auto_shutdown::never) {
-    line += ", auto_shutdown " + std::string(config::to_string(s.auto_shutdown));
+    line += ", auto_shutdown " + std::string(to_string(s.auto_shutdown));
   }
   if (s.backoff)
     line += ", backoff " + config::format_duration(s.backoff->min) + ".." + config::format_duration(s.backoff->max);
@@ -450,7 +449,7 @@ void describe_children(std::ostringstream& os, const std::vector<config::child_c
         break;
     }
     if (c.name) os << ", name " << *c.name;
-    os << ", " << config::to_string(c.restart);
+    os << ", " << to_string(c.restart);
     if (c.significant) os << ", significant";
     if (c.shutdown) {
       switch (c.shutdown->what) {
@@ -468,7 +467,7 @@ void describe_children(std::ostringstream& os, const std::vector<config::child_c
     if (c.backoff)
       os << ", backoff " << config::format_duration(c.backoff->min) << ".." << config::format_duration(c.backoff->max);
     if (c.stack_size) os << ", stack " << *c.stack_size << " B";
-    if (c.mailbox_capacity) os << ", mailbox " << *c.mailbox_capacity << " (" << config::to_string(c.overflow) << ")";
+    if (c.mailbox_capacity) os << ", mailbox " << *c.mailbox_capacity << " (" << to_string(c.overflow) << ")";
     os << "\n";
     if (c.type == config::child_type::supervisor) describe_children(os, c.supervisor->children, depth + 1);
   }
@@ -486,7 +485,7 @@ std::string service::describe() const {
   } else {
     os << "one scheduler per core";
   }
-  os << ", log " << config::to_string(c.logging.level) << " " << config::to_string(c.logging.format) << ", console "
+  os << ", log " << config::to_string(c.logging.level) << " " << to_string(c.logging.format) << ", console "
      << c.console.address << "\n";
   for (const std::string& name : c.start_order) {
     for (const auto& a : c.applications) {

@@ -232,6 +232,32 @@ int detail::restarts_in_window(const std::deque<std::int64_t>& restarts, std::ch
   return n;
 }
 
+const char* to_string(restart_type v) noexcept {
+  switch (v) {
+    case restart_type::permanent:
+      return "permanent";
+    case restart_type::transient:
+      return "transient";
+    case restart_type::temporary:
+      return "temporary";
+  }
+  return "?";
+}
+
+const char* to_string(child_type v) noexcept { return v == child_type::worker ? "worker" : "supervisor"; }
+
+const char* to_string(auto_shutdown v) noexcept {
+  switch (v) {
+    case auto_shutdown::never:
+      return "never";
+    case auto_shutdown::any_significant:
+      return "any_significant";
+    case auto_shutdown::all_significant:
+      return "all_significant";
+  }
+  return "?";
+}
+
 const char* to_string(grove::strategy s) noexcept {
   switch (s) {
     case strategy::one_for_one:

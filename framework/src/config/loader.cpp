@@ -260,16 +260,12 @@ class loader {
         check_keys(*v, p, {"level", "format"});
         if (auto l = field(*v, "level"))
           detail::read_enum(*l, detail::join_path(p, "level"), errors_,
-                            {{"trace", log_level::trace},
-                             {"debug", log_level::debug},
-                             {"info", log_level::info},
-                             {"warning", log_level::warning},
-                             {"error", log_level::error},
-                             {"off", log_level::off}},
+                            {log_level::trace, log_level::debug, log_level::info, log_level::warning, log_level::error,
+                             log_level::off},
                             out.logging.level);
         if (auto f = field(*v, "format"))
-          detail::read_enum(*f, detail::join_path(p, "format"), errors_,
-                            {{"text", log_format::text}, {"json", log_format::json}}, out.logging.format);
+          detail::read_enum(*f, detail::join_path(p, "format"), errors_, {log_format::text, log_format::json},
+                            out.logging.format);
       }
     }
     if (auto v = field(n, "console")) read_console(*v, detail::join_path(path, "console"), out.console);
@@ -338,10 +334,7 @@ class loader {
       }
       if (auto v = field(a, "start"))
         detail::read_enum(*v, detail::join_path(p, "start"), errors_,
-                          {{"permanent", start_type::permanent},
-                           {"transient", start_type::transient},
-                           {"temporary", start_type::temporary}},
-                          app.start);
+                          {start_type::permanent, start_type::transient, start_type::temporary}, app.start);
       dependency_positions_.emplace_back();
       if (auto v = field(a, "depends_on")) {
         std::string dp = detail::join_path(p, "depends_on");
@@ -379,18 +372,13 @@ class loader {
     check_keys(n, path, {"strategy", "intensity", "period", "auto_shutdown", "backoff", "children"});
     if (auto v = field(n, "strategy"))
       detail::read_enum(*v, detail::join_path(path, "strategy"), errors_,
-                        {{"one_for_one", strategy::one_for_one},
-                         {"one_for_all", strategy::one_for_all},
-                         {"rest_for_one", strategy::rest_for_one}},
-                        out.strategy);
+                        {strategy::one_for_one, strategy::one_for_all, strategy::rest_for_one}, out.strategy);
     read_int_field(n, path, "intensity", out.intensity, 0, std::numeric_limits<int>::max(), "an integer >= 0");
     read_duration_field(n, path, "period", out.period, duration(1), positive_duration_expected);
     const tree_node* shutdown_node = field(n, "auto_shutdown");
     if (shutdown_node)
       detail::read_enum(*shutdown_node, detail::join_path(path, "auto_shutdown"), errors_,
-                        {{"never", auto_shutdown::never},
-                         {"any_significant", auto_shutdown::any_significant},
-                         {"all_significant", auto_shutdown::all_significant}},
+                        {auto_shutdown::never, auto_shutdown::any_significant, auto_shutdown::all_significant},
                         out.auto_shutdown);
     if (auto v = field(n, "backoff")) out.backoff = read_backoff(*v, detail::join_path(path, "backoff"));
     if (auto v = field(n, "children")) {
@@ -548,10 +536,7 @@ class loader {
     const tree_node* restart = field(n, "restart");
     if (restart)
       detail::read_enum(*restart, detail::join_path(path, "restart"), errors_,
-                        {{"permanent", restart_type::permanent},
-                         {"transient", restart_type::transient},
-                         {"temporary", restart_type::temporary}},
-                        out.restart);
+                        {restart_type::permanent, restart_type::transient, restart_type::temporary}, out.restart);
     if (auto v = field(n, "shutdown")) {
       shutdown_config s;
       if (read_shutdown(*v, detail::join_path(path, "shutdown"), s)) out.shutdown = s;
@@ -594,9 +579,7 @@ class loader {
     if (auto v = field(n, "overflow")) {
       std::string p = detail::join_path(path, "overflow");
       if (detail::read_enum(*v, p, errors_,
-                            {{"drop_newest", overflow_policy::drop_newest},
-                             {"drop_oldest", overflow_policy::drop_oldest},
-                             {"fail", overflow_policy::fail}},
+                            {overflow_policy::drop_newest, overflow_policy::drop_oldest, overflow_policy::fail},
                             out.overflow) &&
           !capacity)
         errors_.add(v->pos, p, "overflow without mailbox_capacity", {},

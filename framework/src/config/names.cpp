@@ -15,54 +15,6 @@ std::string_view to_string(start_type v) {
   return "?";
 }
 
-std::string_view to_string(restart_type v) {
-  switch (v) {
-    case restart_type::permanent:
-      return "permanent";
-    case restart_type::transient:
-      return "transient";
-    case restart_type::temporary:
-      return "temporary";
-  }
-  return "?";
-}
-
-std::string_view to_string(strategy v) {
-  switch (v) {
-    case strategy::one_for_one:
-      return "one_for_one";
-    case strategy::one_for_all:
-      return "one_for_all";
-    case strategy::rest_for_one:
-      return "rest_for_one";
-  }
-  return "?";
-}
-
-std::string_view to_string(auto_shutdown v) {
-  switch (v) {
-    case auto_shutdown::never:
-      return "never";
-    case auto_shutdown::any_significant:
-      return "any_significant";
-    case auto_shutdown::all_significant:
-      return "all_significant";
-  }
-  return "?";
-}
-
-std::string_view to_string(overflow_policy v) {
-  switch (v) {
-    case overflow_policy::drop_newest:
-      return "drop_newest";
-    case overflow_policy::drop_oldest:
-      return "drop_oldest";
-    case overflow_policy::fail:
-      return "fail";
-  }
-  return "?";
-}
-
 std::string_view to_string(log_level v) {
   switch (v) {
     case log_level::trace:
@@ -77,16 +29,6 @@ std::string_view to_string(log_level v) {
       return "error";
     case log_level::off:
       return "off";
-  }
-  return "?";
-}
-
-std::string_view to_string(log_format v) {
-  switch (v) {
-    case log_format::text:
-      return "text";
-    case log_format::json:
-      return "json";
   }
   return "?";
 }

@@ -54,7 +54,7 @@ std::optional<duration> parse_duration(std::string_view s);
 
 template <class E>
 bool read_enum(const tree_node& n, const std::string& path, diagnostics& errors,
-               std::initializer_list<std::pair<std::string_view, E>> values, E& out) {
+               const std::vector<std::pair<std::string_view, E>>& values, E& out) {
   std::vector<std::string> names;
   for (auto& [name, v] : values) names.emplace_back(name);
   if (n.is_scalar() && classify(n) == scalar_class::string) {
@@ -66,6 +66,16 @@ bool read_enum(const tree_node& n, const std::string& path, diagnostics& errors,
   }
   report_got(n, path, errors, one_of(names), n.is_scalar() ? did_you_mean(n.text, names) : std::string{});
   return false;
+}
+
+// The same over values named by their to_string (found by ADL): each name is written once,
+// beside its enum.
+template <class E>
+bool read_enum(const tree_node& n, const std::string& path, diagnostics& errors, std::initializer_list<E> values,
+               E& out) {
+  std::vector<std::pair<std::string_view, E>> named;
+  for (E v : values) named.emplace_back(to_string(v), v);
+  return read_enum(n, path, errors, named, out);
 }
 
 }  // namespace grove::config::detail

@@ -89,6 +89,8 @@ bool event_logger::flush(std::chrono::milliseconds timeout) {
   return impl_->cv.wait_for(lk, timeout, [&] { return impl_->written >= target; });
 }
 
+const char* to_string(log_format f) noexcept { return f == log_format::json ? "json" : "text"; }
+
 std::string event_logger::format(const event& e, log_format f) {
   if (f == log_format::json) return to_json(e);
   return iso_time(e.time) + ' ' + level_of(e) + ' ' + e.node + ' ' + to_text(e);

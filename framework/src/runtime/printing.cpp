@@ -15,6 +15,18 @@
 
 namespace grove {
 
+const char* to_string(overflow_policy p) noexcept {
+  switch (p) {
+    case overflow_policy::drop_newest:
+      return "drop_newest";
+    case overflow_policy::drop_oldest:
+      return "drop_oldest";
+    case overflow_policy::fail:
+      return "fail";
+  }
+  return "?";
+}
+
 std::string pid::str() const {
   return "<" + std::to_string(node_) + "." + std::to_string(slot_) + "." + std::to_string(generation_) + ">";
 }

@@ -14,13 +14,10 @@
 #include <vector>
 
 #include <grove/behaviours/gen_server.hpp>
+#include <grove/behaviours/restart.hpp>
 #include <grove/runtime/events.hpp>
 
 namespace grove {
-
-enum class restart_type : unsigned char { permanent, transient, temporary };
-enum class child_type : unsigned char { worker, supervisor };
-enum class strategy : unsigned char { one_for_one, one_for_all, rest_for_one };
 
 // How a child is stopped: brutal_kill (exit kill at once), a timeout (exit shutdown, then kill
 // after the timeout) or infinity (exit shutdown, wait as long as it takes).
@@ -64,12 +61,6 @@ struct child_spec {
   std::optional<overflow_policy> overflow;
 };
 
-enum class auto_shutdown : unsigned char {
-  never,            // significant children are not allowed
-  any_significant,  // the supervisor stops when any significant child ends for good
-  all_significant   // ... when the last running significant child does
-};
-
 struct supervisor_flags {
   grove::strategy strategy = grove::strategy::one_for_one;
   int intensity = 1;               // OTP's default: 1 restart ...
@@ -97,7 +88,6 @@ struct supervisor_status {
   int restarts = 0;  // in the current window
   std::vector<child_info> children;
 };
-const char* to_string(grove::strategy s) noexcept;
 
 struct child_counts {
   std::size_t specs = 0, active = 0, supervisors = 0, workers = 0;

@@ -2,8 +2,9 @@
 // applications, each with a supervision tree nested to any depth — loaded into plain structs.
 // The loader validates the whole file (and the files it includes) before anything starts and
 // reports every error at once, each with file:line:column, the key path, what was expected and
-// a hint; it returns a config only when there is no error. It starts nothing and depends on no
-// other layer: the app layer turns these structs into runtime specs. The format is described in
+// a hint; it returns a config only when there is no error. It starts nothing: the app layer
+// turns these structs into runtime specs. The enums it shares with the layers below (restart
+// types, strategies, overflow policies, log formats) are theirs, names included. The format is described in
 // docs/config.md and, as a JSON Schema, in docs/schema/grove.schema.json.
 #pragma once
 
@@ -16,30 +17,28 @@
 #include <string_view>
 #include <vector>
 
+#include <grove/behaviours/restart.hpp>
 #include <grove/config/args.hpp>
 #include <grove/config/diagnostics.hpp>
+#include <grove/observe/logger.hpp>
+#include <grove/runtime/process.hpp>
 
 namespace grove::config {
 
 using duration = std::chrono::nanoseconds;
 
+using grove::auto_shutdown;
+using grove::log_format;
+using grove::overflow_policy;
+using grove::restart_type;
+using grove::strategy;
 enum class start_type : unsigned char { permanent, transient, temporary };
-enum class restart_type : unsigned char { permanent, transient, temporary };
-enum class strategy : unsigned char { one_for_one, one_for_all, rest_for_one };
-enum class auto_shutdown : unsigned char { never, any_significant, all_significant };
-enum class overflow_policy : unsigned char { drop_newest, drop_oldest, fail };
 enum class log_level : unsigned char { trace, debug, info, warning, error, off };
-enum class log_format : unsigned char { text, json };
 enum class console_mode : unsigned char { off, stdio, tcp };
 
-// The names used in YAML, e.g. "one_for_all".
+// The names used in YAML, e.g. "temporary" (the shared enums' are grove::to_string's).
 std::string_view to_string(start_type v);
-std::string_view to_string(restart_type v);
-std::string_view to_string(strategy v);
-std::string_view to_string(auto_shutdown v);
-std::string_view to_string(overflow_policy v);
 std::string_view to_string(log_level v);
-std::string_view to_string(log_format v);
 // "500ms", "5s", "90s": in the largest unit that represents `d` exactly.
 std::string format_duration(duration d);
 

@@ -15,6 +15,7 @@
 namespace grove {
 
 enum class log_format : unsigned char { text, json };
+const char* to_string(log_format f) noexcept;  // "text", "json"
 
 struct logger_options {
   log_format format = log_format::text;

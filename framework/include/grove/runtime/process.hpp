@@ -45,6 +45,8 @@ enum class overflow_policy : std::uint8_t {
   fail,         // send throws mailbox_full
 };
 
+const char* to_string(overflow_policy p) noexcept;  // "drop_newest", "drop_oldest", "fail"
+
 enum class send_result : std::uint8_t { ok, dead, dropped };
 
 // Where a new body process runs. A new process is queued on the spawner's scheduler thread (or
