@@ -12,8 +12,10 @@
 #include <grove/behaviours/partition_supervisor.hpp>
 #include <grove/behaviours/pool.hpp>
 #include <grove/grove.hpp>
+#include <grove/runtime/test_kit.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../runtime/support.hpp"
 #include "service_support.hpp"
 #ifdef GROVE_HAVE_BANK
 #include <bank.hpp>
@@ -171,9 +173,7 @@ applications:
     s.start();
     REQUIRE(s.svc.wait_started(10s));
     // Wait for the drill's end to be handled: the controller forgets the application.
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (s.svc.application("drill") && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-    CHECK_FALSE(s.svc.application("drill"));
+    CHECK(grove_test::spin_until([&] { return !s.svc.application("drill"); }));
     CHECK(s.svc.application("keep"));
     s.svc.stop();
     CHECK(s.join() == 0);
@@ -230,14 +230,10 @@ applications:
   s.start();
   REQUIRE(s.svc.wait_started(10s));
   s.svc.running_node()->run([] {
-    // Ticks arrive every millisecond: wait (with a deadline) until three have been counted.
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    std::int64_t v = 0;
-    while ((v = grove::call<std::int64_t>(grove::server_ref("counter"), grove::builtin::get{})) < 3 &&
-           std::chrono::steady_clock::now() < deadline) {
-      grove::receive_for(1ms, [](int) {});
-    }
-    CHECK(v >= 3);
+    // Ticks arrive every millisecond: wait (within a real-time budget) until three are counted.
+    grove::testing::eventually(
+        [] { return grove::call<std::int64_t>(grove::server_ref("counter"), grove::builtin::get{}) >= 3; },
+        "the counter counted three ticks");
     CHECK(grove::call<std::uint64_t>(grove::server_ref("tick"), grove::builtin::ticks{}) >= 3);
     auto before = *grove::whereis("crash");
     grove::monitor(before);
@@ -246,13 +242,12 @@ applications:
     REQUIRE(d);
     CHECK(d->str().find("induced_crash: drill") != std::string::npos);
     // Restarted under the same name (the name is released before the down went out).
-    deadline = std::chrono::steady_clock::now() + 10s;
-    while ((!grove::whereis("crash") || *grove::whereis("crash") == before) &&
-           std::chrono::steady_clock::now() < deadline) {
-      grove::receive_for(1ms, [](int) {});
-    }
-    CHECK(grove::whereis("crash"));
-    CHECK(*grove::whereis("crash") != before);
+    grove::testing::eventually(
+        [&] {
+          auto now = grove::whereis("crash");
+          return now && *now != before;
+        },
+        "crash restarted under its name");
   });
   s.svc.stop();
   CHECK(s.join() == 0);

@@ -192,13 +192,16 @@ TEST_CASE("call failures carry OTP's reasons: noproc, timeout, calling_self, and
 }
 
 TEST_CASE("a call that gets no reply in time fails with timeout", "[gen_server]") {
-  grove::node n({.schedulers = 1});
-  n.run([] {
+  // On the manual clock: no real time passes, the test moves the clock.
+  grove::testing::deterministic_node n;
+  n.run([&] {
     auto t = grove::start(std::make_unique<kv>(grove::self())).value();
     grove::receive([](noted) {});
+    grove::spawn([&n] { n.advance(20ms); });  // runs while the call waits: its timeout is due
     auto res = grove::try_call<void>(t, slow{300ms}, 20ms);
     CHECK_FALSE(res);
     CHECK(res.error == exit_reason::timeout());
+    n.advance(300ms);  // the server's sleep ends
     grove::stop(t);
   });
 }

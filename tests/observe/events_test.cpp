@@ -45,27 +45,8 @@ grove::child_spec worker_child(const std::string& id, grove::pid observer = {}) 
   return s;
 }
 
-// A subscription read from a process (subscribed with notify = self()): next() waits for the
-// next event matching pred, skipping the ones before it and keeping the ones after it.
-struct reader {
-  std::shared_ptr<grove::subscription> sub = grove::events().subscribe(64, grove::self());
-  std::deque<event> pending;
-
-  event next(const std::function<bool(const event&)>& pred, std::chrono::seconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      for (auto& e : sub->take()) pending.push_back(std::move(e));
-      while (!pending.empty()) {
-        event e = std::move(pending.front());
-        pending.pop_front();
-        if (pred(e)) return e;
-      }
-      auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= decltype(left)::zero()) throw std::runtime_error("no matching event within the deadline");
-      grove::receive_for(left, [](grove::subscription::ready) {});
-    }
-  }
-};
+// A subscription read from a process: the test kit's event reader.
+using reader = grove::testing::event_reader;
 
 auto kind_is(event_kind k) {
   return [k](const event& e) { return e.kind == k; };

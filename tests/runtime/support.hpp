@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <grove/grove.hpp>
+#include <grove/runtime/test_kit.hpp>
 
 namespace grove_test {
 
@@ -23,12 +24,10 @@ inline bool spin_until(const std::function<bool()>& cond, std::chrono::milliseco
   return true;
 }
 
-// Receives the down message of monitor r (other messages stay queued).
-inline grove::down await_down(const grove::monitor_ref& r, std::chrono::nanoseconds limit = std::chrono::seconds(10)) {
-  auto d = grove::receive_for(limit, grove::when<grove::down>([r](const grove::down& m) { return m.ref == r; },
-                                                              [](grove::down m) { return m; }));
-  if (!d) throw std::runtime_error("no down message within the deadline");
-  return *d;
+// Receives the down message of monitor r (other messages stay queued); throws (the test kit's
+// expectation_failed) once `limit` of real time is spent, also on a manual clock.
+inline grove::down await_down(const grove::monitor_ref& r, std::chrono::milliseconds limit = 10s) {
+  return grove::testing::await_down(r, limit);
 }
 
 struct ping {
