@@ -167,7 +167,7 @@ grove::child_spec sub_supervisor_spec(int i, int per_sub) {
   s.id = sup_name(i);
   s.type = grove::child_type::supervisor;
   s.start = [flags, kids, name = s.id] {
-    return grove::start_link(std::make_unique<grove::supervisor>(flags, kids, "soak/" + name), {.name = name});
+    return grove::detail::start_supervisor_link_at(flags, kids, "soak/" + name, {.name = name});
   };
   return s;
 }

@@ -158,7 +158,7 @@ struct service::impl {
     for (auto& app : plan) {
       start_options so;
       so.spawn.label = app.name;
-      auto r = start_link(std::make_unique<supervisor>(app.flags, app.children, app.name), so);
+      auto r = detail::start_supervisor_link_at(app.flags, app.children, app.name, so);
       if (!r) {
         publish_application(app.name, "failed", {}, r.reason());
         stop_all();

@@ -1,5 +1,7 @@
 #include <grove/behaviours/dynamic_supervisor.hpp>
 
+#include "supervisor_impl.hpp"
+
 #include <algorithm>
 
 namespace grove {

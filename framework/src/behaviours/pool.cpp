@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include <grove/behaviours/supervisor.hpp>
+#include "supervisor_impl.hpp"
 
 namespace grove {
 

@@ -1,4 +1,4 @@
-#include <grove/behaviours/supervisor.hpp>
+#include "supervisor_impl.hpp"
 
 #include <algorithm>
 #include <string_view>
@@ -491,6 +491,11 @@ start_result start_supervisor_link(supervisor_flags flags, std::vector<child_spe
   return start_link(std::make_unique<supervisor>(flags, std::move(children)), opts);
 }
 
+start_result detail::start_supervisor_link_at(supervisor_flags flags, std::vector<child_spec> children,
+                                              std::string path, const start_options& opts) {
+  return start_link(std::make_unique<supervisor>(flags, std::move(children), std::move(path)), opts);
+}
+
 child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children) {
   child_spec s;
   s.id = std::move(id);
@@ -512,14 +517,14 @@ child_counts count_children(const server_ref& sup) { return call<child_counts>(s
 child_result start_child(const server_ref& sup, child_spec spec) {
   return call<child_result>(sup, supervisor::start_child_q{std::move(spec)}, forever);
 }
-child_result terminate_child(const server_ref& sup, const std::string& id) {
-  return call<child_result>(sup, supervisor::terminate_child_q{id}, forever);
+child_result terminate_child(const server_ref& sup, const std::string& id, duration timeout) {
+  return call<child_result>(sup, supervisor::terminate_child_q{id}, timeout);
 }
-child_result restart_child(const server_ref& sup, const std::string& id) {
-  return call<child_result>(sup, supervisor::restart_child_q{id}, forever);
+child_result restart_child(const server_ref& sup, const std::string& id, duration timeout) {
+  return call<child_result>(sup, supervisor::restart_child_q{id}, timeout);
 }
-child_result delete_child(const server_ref& sup, const std::string& id) {
-  return call<child_result>(sup, supervisor::delete_child_q{id}, forever);
+child_result delete_child(const server_ref& sup, const std::string& id, duration timeout) {
+  return call<child_result>(sup, supervisor::delete_child_q{id}, timeout);
 }
 std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id) {
   return call<std::optional<child_spec>>(sup, supervisor::get_spec_q{id}, forever);

@@ -745,11 +745,11 @@ class session {
       if (cmd != "terminate") return answer::error("a dynamic supervisor's children can only be terminated");
       r = call<child_result>(t->parent, dynamic_supervisor::terminate_q{t->who}, cfg_->opts.command_timeout);
     } else if (cmd == "restart") {
-      r = call<child_result>(t->parent, supervisor::restart_child_q{t->id}, cfg_->opts.command_timeout);
+      r = restart_child(t->parent, t->id, cfg_->opts.command_timeout);
     } else if (cmd == "terminate") {
-      r = call<child_result>(t->parent, supervisor::terminate_child_q{t->id}, cfg_->opts.command_timeout);
+      r = terminate_child(t->parent, t->id, cfg_->opts.command_timeout);
     } else {
-      r = call<child_result>(t->parent, supervisor::delete_child_q{t->id}, cfg_->opts.command_timeout);
+      r = delete_child(t->parent, t->id, cfg_->opts.command_timeout);
     }
     if (!r) {
       std::string why = to_string(r.error);

@@ -139,4 +139,9 @@ class node_impl {
   static node_impl* find(std::uint32_t id) noexcept;
 };
 
+// The runtime's access to a node's implementation (node::impl_ is private to everyone else).
+struct node_access {
+  static node_impl& of(node& n) noexcept { return *n.impl_; }
+};
+
 }  // namespace grove::detail

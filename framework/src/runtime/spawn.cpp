@@ -33,7 +33,7 @@ namespace {
 spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode mode, bool handler_form,
                           unique_function body, std::unique_ptr<process_handler> handler) {
   process* parent = current();
-  node_impl* n = on ? &on->impl() : (parent ? parent->node : nullptr);
+  node_impl* n = on ? &node_access::of(*on) : (parent ? parent->node : nullptr);
   if (!n) throw not_in_process("spawn");
   if (mode != spawn_link_mode::none && (!parent || parent->node != n)) throw not_in_process("spawn_link/spawn_monitor");
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();

@@ -27,6 +27,7 @@ namespace grove {
 
 namespace detail {
 class node_impl;
+struct node_access;  // the runtime's way in (src/runtime/node_impl.hpp)
 // Marks p as owning something an exit hook must release when it dies. False if p is dead.
 bool mark_owner(const pid& p);
 // True once p's death pipeline has completed (hooks run, signals sent, slot free).
@@ -126,9 +127,8 @@ class node {
     return *static_cast<T*>(p);
   }
 
-  detail::node_impl& impl() noexcept { return *impl_; }
-
  private:
+  friend struct detail::node_access;
   void assert_outside_process(const char* what) const;
   void wait_ended(const pid& p);
   void* service_slot(const std::type_info& t, std::shared_ptr<void> (*make)(node&));
