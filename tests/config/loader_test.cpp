@@ -266,18 +266,31 @@ TEST_CASE("a value of the wrong type says what it got and what was expected", "[
 
 TEST_CASE("bad durations and sizes", "[config]") {
   std::string app = "applications:\n  - name: app\n    supervisor:\n";
+  // A period is a whole number of seconds, at least 1s (OTP counts restarts in whole seconds):
+  // the loader says so, at the period's own line and column.
   CHECK(errors(app + "      period: 5 sec\n") ==
-        "test.yaml:4:15: error: applications[0].supervisor.period: got '5 sec' (expected a duration > 0, like 500ms or "
-        "5s)\n");
+        "test.yaml:4:15: error: applications[0].supervisor.period: got '5 sec' (expected a whole number of seconds, "
+        "at least 1s)\n");
   CHECK(errors(app + "      period: 5\n") ==
-        "test.yaml:4:15: error: applications[0].supervisor.period: got 5 (expected a duration > 0, like 500ms or 5s)\n"
+        "test.yaml:4:15: error: applications[0].supervisor.period: got 5 (expected a whole number of seconds, at "
+        "least 1s)\n"
         "  hint: add a unit: 5s or 5ms\n");
   CHECK(errors(app + "      period: 0s\n") ==
-        "test.yaml:4:15: error: applications[0].supervisor.period: got '0s' (expected a duration > 0, like 500ms or "
-        "5s)\n");
+        "test.yaml:4:15: error: applications[0].supervisor.period: got '0s' (expected a whole number of seconds, at "
+        "least 1s)\n");
   CHECK(errors(app + "      period: 99999999999h\n") ==
-        "test.yaml:4:15: error: applications[0].supervisor.period: got '99999999999h' (expected a duration > 0, like "
-        "500ms or 5s)\n");
+        "test.yaml:4:15: error: applications[0].supervisor.period: got '99999999999h' (expected a whole number of "
+        "seconds, at least 1s)\n");
+  CHECK(errors(app + "      intensity: 3\n      period: 1500ms\n") ==
+        "test.yaml:5:15: error: applications[0].supervisor.period: got 1500ms (expected a whole number of seconds, at "
+        "least 1s)\n  hint: restarts are counted in whole seconds, as in OTP\n");
+  CHECK(errors(app + "      period: 2000ms\n").empty());
+  CHECK(errors(with_child("        - id: d\n          dynamic_supervisor: { period: 500ms }\n")) ==
+        "test.yaml:6:41: error: applications[0].supervisor.children[0].dynamic_supervisor.period: got 500ms (expected "
+        "a whole number of seconds, at least 1s)\n  hint: restarts are counted in whole seconds, as in OTP\n");
+  CHECK(errors(with_child("        - id: d\n          dynamic_supervisor: { backoff: { min: 1s } }\n")) ==
+        "test.yaml:6:33: error: applications[0].supervisor.children[0].dynamic_supervisor.backoff: not supported on a "
+        "dynamic_supervisor yet\n  hint: declare backoff on a supervisor's children instead\n");
   CHECK(errors(app + "      backoff: { min: 1 s }\n") ==
         "test.yaml:4:23: error: applications[0].supervisor.backoff.min: got '1 s' (expected a duration, like 500ms or "
         "5s)\n");

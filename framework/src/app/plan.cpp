@@ -23,15 +23,9 @@ shutdown_spec to_runtime(const config::shutdown_config& s) {
   return shutdown_spec{};
 }
 
-// OTP counts restarts in whole seconds; so does the runtime.
-std::chrono::seconds whole_seconds(config::duration d, const config::source_pos& pos, const std::string& path,
-                                   config::diagnostics& errors) {
-  auto s = std::chrono::duration_cast<std::chrono::seconds>(d);
-  if (s != d || s.count() < 1) {
-    errors.add(pos, path + ".period", "got " + config::format_duration(d), "a whole number of seconds, at least 1s",
-               "restarts are counted in whole seconds, as in OTP");
-  }
-  return std::max(s, std::chrono::seconds(1));
+// The loader checked it: a whole number of seconds, at least 1s.
+std::chrono::seconds whole_seconds(config::duration d) {
+  return std::max(std::chrono::duration_cast<std::chrono::seconds>(d), std::chrono::seconds(1));
 }
 
 struct builder {
@@ -48,11 +42,11 @@ struct builder {
     return out;
   }
 
-  supervisor_flags flags(const config::supervisor_config& s, const std::string& path) {
+  supervisor_flags flags(const config::supervisor_config& s) {
     supervisor_flags f;
     f.strategy = s.strategy;
     f.intensity = s.intensity;
-    f.period = whole_seconds(s.period, s.pos, path, errors);
+    f.period = whole_seconds(s.period);
     f.auto_shutdown = s.auto_shutdown;
     if (s.backoff) f.backoff = to_runtime(*s.backoff);
     return f;
@@ -62,19 +56,15 @@ struct builder {
     child_spec spec;
     switch (c.type) {
       case config::child_type::supervisor:
-        spec = supervisor_child(c.id, flags(*c.supervisor, path + ".supervisor"),
+        spec = supervisor_child(c.id, flags(*c.supervisor),
                                 children(*c.supervisor, path + ".supervisor"));
         break;
       case config::child_type::dynamic_supervisor: {
         const auto& d = *c.dynamic_supervisor;
         dynamic_supervisor_flags f;
         f.intensity = d.intensity;
-        f.period = whole_seconds(d.period, d.pos, path + ".dynamic_supervisor", errors);
+        f.period = whole_seconds(d.period);
         if (d.max_children) f.max_children = *d.max_children;
-        if (d.backoff) {
-          errors.add(d.backoff->pos, path + ".dynamic_supervisor.backoff", "not supported yet",
-                     "a dynamic_supervisor without backoff", "declare backoff on a supervisor's children instead");
-        }
         spec = dynamic_supervisor_child(c.id, f);
         break;
       }
@@ -128,7 +118,7 @@ std::vector<app_plan> build_plan(const config::node_config& cfg, const kind_regi
       app_plan p;
       p.name = a.name;
       p.type = a.start;
-      p.flags = b.flags(a.supervisor, path);
+      p.flags = b.flags(a.supervisor);
       p.children = b.children(a.supervisor, path);
       out.push_back(std::move(p));
     }

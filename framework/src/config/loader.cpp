@@ -29,6 +29,7 @@ using detail::tree_node;
 const std::string kind_choice = "exactly one of: kind, supervisor, dynamic_supervisor";
 const std::string duration_expected = "a duration, like 500ms or 5s";
 const std::string positive_duration_expected = "a duration > 0, like 500ms or 5s";
+const std::string period_expected = "a whole number of seconds, at least 1s";
 const std::string shutdown_expected = "a duration like 5s, brutal_kill or infinity";
 constexpr std::size_t min_stack_size = 16 * 1024;
 
@@ -244,6 +245,18 @@ class loader {
     return n && detail::read_duration(*n, detail::join_path(path, key), errors_, out, min, expected);
   }
 
+  // A supervisor's intensity window: OTP counts restarts in whole seconds, and so does Grove.
+  void read_period(const tree_node& map, const std::string& path, duration& out) {
+    duration d{};
+    if (!read_duration_field(map, path, "period", d, duration(1), period_expected)) return;
+    if (d < std::chrono::seconds(1) || std::chrono::duration_cast<std::chrono::seconds>(d) != d) {
+      errors_.add(field(map, "period")->pos, detail::join_path(path, "period"), "got " + format_duration(d),
+                  period_expected, "restarts are counted in whole seconds, as in OTP");
+      return;
+    }
+    out = d;
+  }
+
   void read_node(const tree_node& n, const std::string& path, node_config& out) {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
@@ -374,7 +387,7 @@ class loader {
       detail::read_enum(*v, detail::join_path(path, "strategy"), errors_,
                         {strategy::one_for_one, strategy::one_for_all, strategy::rest_for_one}, out.strategy);
     read_int_field(n, path, "intensity", out.intensity, 0, std::numeric_limits<int>::max(), "an integer >= 0");
-    read_duration_field(n, path, "period", out.period, duration(1), positive_duration_expected);
+    read_period(n, path, out.period);
     const tree_node* shutdown_node = field(n, "auto_shutdown");
     if (shutdown_node)
       detail::read_enum(*shutdown_node, detail::join_path(path, "auto_shutdown"), errors_,
@@ -399,19 +412,20 @@ class loader {
   void read_dynamic_supervisor(const tree_node& n, const std::string& path, dynamic_supervisor_config& out) {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
-    check_keys(n, path, {"intensity", "period", "max_children", "backoff"},
-               {{"auto_shutdown", "not allowed on a dynamic_supervisor",
+    check_keys(n, path, {"intensity", "period", "max_children"},
+               {{"backoff", "not supported on a dynamic_supervisor yet",
+                 "declare backoff on a supervisor's children instead"},
+                {"auto_shutdown", "not allowed on a dynamic_supervisor",
                  "auto_shutdown needs significant children, which only a supervisor declares"},
                 {"strategy", "not allowed on a dynamic_supervisor", "a dynamic_supervisor is always one_for_one"},
                 {"children", "not allowed on a dynamic_supervisor",
                  "a dynamic_supervisor's children are started at run time"}});
     read_int_field(n, path, "intensity", out.intensity, 0, std::numeric_limits<int>::max(), "an integer >= 0");
-    read_duration_field(n, path, "period", out.period, duration(1), positive_duration_expected);
+    read_period(n, path, out.period);
     std::size_t max_children = 0;
     if (read_int_field(n, path, "max_children", max_children, 1, std::numeric_limits<std::int64_t>::max(),
                        "an integer >= 1"))
       out.max_children = max_children;
-    if (auto v = field(n, "backoff")) out.backoff = read_backoff(*v, detail::join_path(path, "backoff"));
   }
 
   std::optional<backoff_config> read_backoff(const tree_node& n, const std::string& path) {

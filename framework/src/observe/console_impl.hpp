@@ -83,10 +83,6 @@ class console_output {
     buf_.clear();
     head_ = 0;
   }
-  std::uint64_t dropped_total() const {
-    std::lock_guard lk(mu_);
-    return dropped_total_;
-  }
 
  private:
   void flush_markers();  // under mu_
@@ -97,7 +93,6 @@ class console_output {
   std::function<void()> wake_;
   std::uint64_t dropped_ = 0;          // events, not yet reported
   std::uint64_t dropped_answers_ = 0;  // answers, not yet reported
-  std::uint64_t dropped_total_ = 0;
   bool closing_ = false;
   bool json_ = false;
 };

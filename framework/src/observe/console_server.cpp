@@ -67,7 +67,6 @@ bool console_output::stream(const std::string& line) {
     if (closing_) return false;
     if (buf_.size() - head_ + line.size() > limit_) {
       ++dropped_;
-      ++dropped_total_;
       return false;
     }
     flush_markers();

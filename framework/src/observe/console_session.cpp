@@ -43,35 +43,18 @@ struct answer {
   }
 };
 
+class session;
+using command_args = std::vector<std::string>;
+
+// A console command: its name, usage and summary (help), and what runs it. The table is
+// command_table(), defined after the session class whose members it names.
 struct command_info {
   const char* name;
   const char* usage;
   const char* summary;
+  answer (session::*run)(const std::string& cmd, const command_args& args, bool& quit);
 };
-
-const command_info commands[] = {
-    {"help", "help [COMMAND]", "list the commands, or explain one"},
-    {"apps", "apps", "the applications: start type, top supervisor, status"},
-    {"tree", "tree [PATH]", "the supervision tree: pid, status, restarts in the window, last exit reason"},
-    {"ps", "ps [--sort mailbox|messages|memory|running] [--top N]", "processes: mailbox, messages, running time"},
-    {"info", "info TARGET", "a process: links, monitors, trap_exit, stack, mailbox peek"},
-    {"state", "state TARGET", "a GenServer's state, through format_status"},
-    {"events", "events [--follow|off] [--last N] [--filter kind=K,supervisor=S,child=C]",
-     "recent events; --follow streams them until `events off`"},
-    {"kill", "kill TARGET [REASON]", "send an exit signal: kill (untrappable) unless REASON is given"},
-    {"exit", "exit TARGET REASON", "send an exit signal with REASON (normal, shutdown, kill, any name)"},
-    {"restart", "restart PATH", "restart a stopped child of a supervisor"},
-    {"terminate", "terminate PATH", "stop a child through its supervisor (not restarted)"},
-    {"delete", "delete PATH", "remove a stopped child's spec from its supervisor"},
-    {"suspend", "suspend TARGET", "suspend a GenServer (it answers only system messages)"},
-    {"resume", "resume TARGET", "resume a suspended GenServer"},
-    {"trace", "trace TARGET on|off", "stream a GenServer's calls, casts, infos and replies"},
-    {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute"},
-    {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)"},
-    {"color", "color on|off", "colour in text answers"},
-    {"auth", "auth TOKEN", "authenticate (required on a non-loopback console)"},
-    {"quit", "quit", "end the session"},
-};
+const std::vector<command_info>& command_table();
 
 std::vector<std::string> split(const std::string& line) {
   std::vector<std::string> out;
@@ -84,7 +67,7 @@ std::vector<std::string> split(const std::string& line) {
 std::string nearest_command(const std::string& w) {
   std::string best;
   std::size_t best_d = 3;
-  for (auto& c : commands) {
+  for (auto& c : command_table()) {
     const std::string n = c.name;
     std::vector<std::size_t> prev(n.size() + 1), cur(n.size() + 1);
     for (std::size_t j = 0; j <= n.size(); ++j) prev[j] = j;
@@ -292,35 +275,42 @@ class session {
     }
   }
 
+  friend const std::vector<command_info>& command_table();
+  // Each command with the table's signature (command_table).
+  answer run_help(const std::string&, const command_args& a, bool&) { return help(a); }
+  answer run_quit(const std::string&, const command_args&, bool& quit) {
+    quit = true;
+    answer a;
+    a.text = "bye\n";
+    a.data = "bye";
+    return a;
+  }
+  answer run_exit(const std::string& cmd, const command_args& a, bool& quit) {
+    return a.empty() ? run_quit(cmd, a, quit) : signal(cmd, a);  // `exit` alone ends the session
+  }
+  answer run_auth(const std::string&, const command_args& a, bool&) { return auth(a); }
+  answer run_toggle(const std::string& cmd, const command_args& a, bool&) { return toggle(cmd, a); }
+  answer run_apps(const std::string&, const command_args&, bool&) { return apps(); }
+  answer run_tree(const std::string&, const command_args& a, bool&) { return tree(a); }
+  answer run_ps(const std::string&, const command_args& a, bool&) { return ps(a); }
+  answer run_info(const std::string&, const command_args& a, bool&) { return info_of(a); }
+  answer run_state(const std::string&, const command_args& a, bool&) { return state(a); }
+  answer run_events(const std::string&, const command_args& a, bool&) { return events_cmd(a); }
+  answer run_signal(const std::string& cmd, const command_args& a, bool&) { return signal(cmd, a); }
+  answer run_child_op(const std::string& cmd, const command_args& a, bool&) { return child_op(cmd, a); }
+  answer run_suspend(const std::string& cmd, const command_args& a, bool&) { return suspend(cmd, a); }
+  answer run_trace(const std::string&, const command_args& a, bool&) { return trace_cmd(a); }
+  answer run_stats(const std::string&, const command_args&, bool&) { return stats(); }
+
   answer dispatch(const std::string& cmd, const std::vector<std::string>& args, bool& quit) {
-    if (cmd == "help") return help(args);
-    if (cmd == "quit" || (cmd == "exit" && args.empty())) {
-      quit = true;
-      answer a;
-      a.text = "bye\n";
-      a.data = "bye";
-      return a;
-    }
-    if (cmd == "auth") return auth(args);
-    if (cmd == "json" || cmd == "color") return toggle(cmd, args);
-    if (cmd == "apps") return apps();
-    if (cmd == "tree") return tree(args);
-    if (cmd == "ps") return ps(args);
-    if (cmd == "info") return info_of(args);
-    if (cmd == "state") return state(args);
-    if (cmd == "events") return events_cmd(args);
-    if (cmd == "kill" || cmd == "exit") return signal(cmd, args);
-    if (cmd == "restart" || cmd == "terminate" || cmd == "delete") return child_op(cmd, args);
-    if (cmd == "suspend" || cmd == "resume") return suspend(cmd, args);
-    if (cmd == "trace") return trace_cmd(args);
-    if (cmd == "stats") return stats();
+    if (const command_info* c = find_command(cmd)) return (this->*c->run)(cmd, args, quit);
     std::string hint = nearest_command(cmd);
     return answer::error("unknown command '" + cmd + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
                          "; `help` lists the commands");
   }
 
   static const command_info* find_command(const std::string& name) {
-    for (auto& c : commands) {
+    for (auto& c : command_table()) {
       if (name == c.name) return &c;
     }
     return nullptr;
@@ -343,7 +333,7 @@ class session {
     }
     std::vector<std::vector<std::string>> rows;
     a.data = json::array();
-    for (auto& c : commands) {
+    for (auto& c : command_table()) {
       rows.push_back({c.usage, c.summary});
       a.data.push_back(json{{"command", c.name}, {"usage", c.usage}, {"summary", c.summary}});
     }
@@ -960,6 +950,39 @@ class session {
   filter follow_filter_;
   std::set<pid> traced_;
 };
+
+// The commands, in the order `help` lists them.
+const std::vector<command_info>& command_table() {
+  static const std::vector<command_info> table{
+      {"help", "help [COMMAND]", "list the commands, or explain one", &session::run_help},
+      {"apps", "apps", "the applications: start type, top supervisor, status", &session::run_apps},
+      {"tree", "tree [PATH]", "the supervision tree: pid, status, restarts in the window, last exit reason",
+       &session::run_tree},
+      {"ps", "ps [--sort mailbox|messages|memory|running] [--top N]", "processes: mailbox, messages, running time",
+       &session::run_ps},
+      {"info", "info TARGET", "a process: links, monitors, trap_exit, stack, mailbox peek", &session::run_info},
+      {"state", "state TARGET", "a GenServer's state, through format_status", &session::run_state},
+      {"events", "events [--follow|off] [--last N] [--filter kind=K,supervisor=S,child=C]",
+       "recent events; --follow streams them until `events off`", &session::run_events},
+      {"kill", "kill TARGET [REASON]", "send an exit signal: kill (untrappable) unless REASON is given",
+       &session::run_signal},
+      {"exit", "exit TARGET REASON", "send an exit signal with REASON (normal, shutdown, kill, any name)",
+       &session::run_exit},
+      {"restart", "restart PATH", "restart a stopped child of a supervisor", &session::run_child_op},
+      {"terminate", "terminate PATH", "stop a child through its supervisor (not restarted)", &session::run_child_op},
+      {"delete", "delete PATH", "remove a stopped child's spec from its supervisor", &session::run_child_op},
+      {"suspend", "suspend TARGET", "suspend a GenServer (it answers only system messages)", &session::run_suspend},
+      {"resume", "resume TARGET", "resume a suspended GenServer", &session::run_suspend},
+      {"trace", "trace TARGET on|off", "stream a GenServer's calls, casts, infos and replies", &session::run_trace},
+      {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute", &session::run_stats},
+      {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)",
+       &session::run_toggle},
+      {"color", "color on|off", "colour in text answers", &session::run_toggle},
+      {"auth", "auth TOKEN", "authenticate (required on a non-loopback console)", &session::run_auth},
+      {"quit", "quit", "end the session", &session::run_quit},
+  };
+  return table;
+}
 
 }  // namespace
 

@@ -63,7 +63,7 @@ struct child_config;
 struct supervisor_config {
   config::strategy strategy = config::strategy::one_for_one;
   int intensity = 1;                          // >= 0
-  duration period = std::chrono::seconds(5);  // > 0
+  duration period = std::chrono::seconds(5);  // whole seconds, >= 1s
   config::auto_shutdown auto_shutdown = config::auto_shutdown::never;
   std::optional<backoff_config> backoff;  // for every child without its own
   std::vector<child_config> children;     // in start order
@@ -74,7 +74,6 @@ struct dynamic_supervisor_config {
   int intensity = 1;
   duration period = std::chrono::seconds(5);
   std::optional<std::size_t> max_children;  // none: no limit
-  std::optional<backoff_config> backoff;
   source_pos pos;
 };
 
