@@ -111,6 +111,16 @@ int connect_to(const endpoint& ep, std::string& error) {
   return fd;
 }
 
+// Takes the first complete line out of buf (without its '\n'); false if there is none yet. The
+// one line splitter of the client, for the node's output and for stdin.
+bool take_line(std::string& buf, std::string& line) {
+  const auto nl = buf.find('\n');
+  if (nl == std::string::npos) return false;
+  line.assign(buf, 0, nl);
+  buf.erase(0, nl + 1);
+  return true;
+}
+
 // The node's output as lines and prompts. A prompt is only ever at the start of a line, and
 // lines always end with '\n', so a partial line waits for the rest of it.
 class output_parser {
@@ -128,10 +138,8 @@ class output_parser {
       return item{true, {}};
     }
     if (buf_.size() < server_prompt.size() && server_prompt.starts_with(buf_)) return std::nullopt;  // maybe one
-    const auto nl = buf_.find('\n');
-    if (nl == std::string::npos) return std::nullopt;
-    item it{false, buf_.substr(0, nl)};
-    buf_.erase(0, nl + 1);
+    item it;
+    if (!take_line(buf_, it.line)) return std::nullopt;
     return it;
   }
 
@@ -299,11 +307,7 @@ class client {
   bool next_input_line(std::string& line) {
     std::vector<std::string> lines;
     for (;;) {
-      if (const auto nl = in_.find('\n'); nl != std::string::npos) {
-        line = in_.substr(0, nl);
-        in_.erase(0, nl + 1);
-        return true;
-      }
+      if (take_line(in_, line)) return true;
       if (in_eof_) {
         line = std::exchange(in_, {});
         return !line.empty();
