@@ -43,6 +43,28 @@ TEST_CASE("grove with a bad command line exits 2 with the usage", "[cli]") {
   }
 }
 
+TEST_CASE("a command line typo gets a did-you-mean, a missing file exits 2, the usage names the program", "[cli]") {
+  // Issue 12 item 4.
+  grove_process typo({"chek", demo});
+  CHECK(typo.finish() == 2);
+  CHECK(typo.output().find("unknown command 'chek' (did you mean 'check'?)") != std::string::npos);
+  grove_process missing({"check", "/nonexistent/nosuch.yaml"});
+  CHECK(missing.finish() == 2);
+  CHECK(missing.output().find("no such file: /nonexistent/nosuch.yaml") != std::string::npos);
+  grove_process service({"frob"}, std::nullopt, "/opt/bank/bin/bankd");  // a service's own binary
+  CHECK(service.finish() == 2);
+  CHECK(service.output().find("bankd: unknown command 'frob'") != std::string::npos);
+  CHECK(service.output().find("usage: bankd run FILE.yaml") != std::string::npos);
+  CHECK(service.output().find("grove") == std::string::npos);
+}
+
+TEST_CASE("grove console without a port uses the default one", "[cli][console]") {
+  // Nothing listens on 127.0.0.2: the client says where it tried, and exits 1 (not 2).
+  grove_process p({"console", "127.0.0.2"});
+  CHECK(p.finish() == 1);
+  CHECK(p.output().find("cannot connect to 127.0.0.2:7070") != std::string::npos);
+}
+
 TEST_CASE("grove check prints the tree of a valid file and exits 0", "[cli]") {
   grove_process p({"check", demo});
   CHECK(p.finish() == 0);

@@ -28,9 +28,11 @@ using namespace std::chrono_literals;
 // this process take a SIGPIPE). The pipe stays open until close_input().
 class grove_child {
  public:
-  explicit grove_child(const std::vector<std::string>& rest, std::optional<std::string> input = std::nullopt) {
+  // argv0: the name the program is started as (default: its path).
+  explicit grove_child(const std::vector<std::string>& rest, std::optional<std::string> input = std::nullopt,
+                       std::optional<std::string> argv0 = std::nullopt) {
     static const std::string binary = GROVE_CLI_PATH;
-    std::vector<std::string> args{binary};
+    std::vector<std::string> args{argv0.value_or(binary)};
     args.insert(args.end(), rest.begin(), rest.end());
     int out[2];
     REQUIRE(pipe(out) == 0);
@@ -50,7 +52,7 @@ class grove_child {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) == 0);
+    REQUIRE(posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), environ) == 0);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     out_ = out[0];

@@ -5,9 +5,11 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <boost/program_options.hpp>
@@ -16,6 +18,7 @@
 #include <malloc.h>
 #endif
 
+#include "config/values.hpp"
 #include "console_client.hpp"
 
 namespace grove {
@@ -24,11 +27,14 @@ namespace po = boost::program_options;
 
 namespace {
 
-const char* usage_text =
-    "usage: grove run FILE.yaml [--schedulers N] [--console ADDR] [--log-format text|json]\n"
-    "       grove check FILE.yaml\n"
-    "       grove console [ADDR]\n"
-    "       grove --help | --version\n";
+// The usage, under the name the program was started as (a service linking cli_main is not
+// `grove`).
+std::string usage_text(const std::string& prog) {
+  const std::string pad(prog.size(), ' ');
+  return "usage: " + prog + " run FILE.yaml [--schedulers N] [--console ADDR] [--log-format text|json]\n" + "       " +
+         prog + " check FILE.yaml\n" + "       " + prog + " console [ADDR]\n" + "       " + prog +
+         " --help | --version\n";
+}
 
 const char* help_text =
     "Runs a Grove node declared in YAML: its applications and their supervision trees.\n"
@@ -38,7 +44,7 @@ const char* help_text =
     "               reverse order. Events (starts, crashes, restarts) are logged to stderr.\n"
     "  check FILE   validate the file (YAML, tree, kinds and their args), print the tree;\n"
     "               every error is listed with file:line:column\n"
-    "  console ADDR connect to a running node's debug console (host:port, default\n"
+    "  console ADDR connect to a running node's debug console (host[:port], default\n"
     "               127.0.0.1:7070), with line editing and history on a terminal; from a\n"
     "               pipe, sends each line and prints its answer. Exits 1 when it cannot\n"
     "               reach the node (docs/console.md)\n"
@@ -59,9 +65,18 @@ std::optional<std::int64_t> whole_number(const std::string& text, std::int64_t m
   return v;
 }
 
-int usage_error(const std::string& what) {
-  std::cerr << "grove: " << what << "\n" << usage_text;
-  return static_cast<int>(exit_code::usage);
+std::string program_name(int argc, const char* const* argv) {
+  if (argc < 1 || !argv[0] || !*argv[0]) return "grove";
+  const std::string name = std::filesystem::path(argv[0]).filename().string();
+  return name.empty() ? "grove" : name;
+}
+
+// A console address without a port gets the default one: `grove console 10.0.0.5`.
+std::string with_default_port(const std::string& addr) {
+  const std::string def = detail::default_console_address;
+  const std::string port = def.substr(def.rfind(':') + 1);
+  if (addr.starts_with('[')) return addr.ends_with(']') ? addr + ":" + port : addr;
+  return addr.find(':') == std::string::npos ? addr + ":" + port : addr;
 }
 
 }  // namespace
@@ -81,6 +96,11 @@ void one_malloc_arena() {
 
 int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   one_malloc_arena();
+  const std::string prog = program_name(argc, argv);
+  auto usage_error = [&](const std::string& what) {
+    std::cerr << prog << ": " << what << "\n" << usage_text(prog);
+    return static_cast<int>(exit_code::usage);
+  };
   po::options_description opts("options");
   opts.add_options()("help,h", "show this help")("version", "show the version")(
       "schedulers", po::value<std::string>(), "scheduler threads (run; default: node.schedulers, else one per core)")(
@@ -103,7 +123,7 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
     return usage_error(e.what());
   }
   if (vm.count("help")) {
-    std::cout << usage_text << "\n" << help_text << opts;
+    std::cout << usage_text(prog) << "\n" << help_text << opts;
     return 0;
   }
   if (vm.count("version")) {
@@ -116,12 +136,19 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
     std::vector<std::string> addr;
     if (vm.count("file")) addr = vm["file"].as<std::vector<std::string>>();
     if (addr.size() > 1) return usage_error("console takes at most one ADDR (host:port)");
-    return detail::run_console_client(addr.empty() ? detail::default_console_address : addr[0]);
+    return detail::run_console_client(addr.empty() ? detail::default_console_address : with_default_port(addr[0]));
   }
-  if (command != "run" && command != "check") return usage_error("unknown command '" + command + "'");
+  if (command != "run" && command != "check") {
+    const std::string hint = config::detail::did_you_mean(command, {"run", "check", "console"});
+    return usage_error("unknown command '" + command + "'" + (hint.empty() ? "" : " (" + hint + ")"));
+  }
   std::vector<std::string> files;
   if (vm.count("file")) files = vm["file"].as<std::vector<std::string>>();
   if (files.size() != 1) return usage_error(command + " takes one FILE.yaml");
+  if (std::error_code ec; !std::filesystem::is_regular_file(files[0], ec)) {
+    return usage_error(std::filesystem::exists(files[0], ec) ? files[0] + " is not a file"
+                                                             : "no such file: " + files[0]);
+  }
 
   service_options so;
   // The same bounds as the YAML (config/limits.hpp); the console address is checked by load,
