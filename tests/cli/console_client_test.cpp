@@ -61,7 +61,10 @@ applications:
 
 }  // namespace
 
-TEST_CASE("grove console answers each line from a pipe, with no prompt, and exits 0 after the last answer", "[cli]") {
+TEST_CASE(
+    "grove console answers each line from a pipe, with no prompt; it exits 0 after the last answer, 1 if one was an "
+    "error",
+    "[cli]") {
   test_node node;
   grove_child c({"console", node.address()}, "tree\n\napps\nquit\n");
   REQUIRE(c.finish() == 0);
@@ -80,7 +83,7 @@ TEST_CASE("grove console answers each line from a pipe, with no prompt, and exit
   // No quit: the end of input ends the session once the last answer (stats samples for 250 ms)
   // arrived. JSON for the session and for one command.
   grove_child j({"console", node.address()}, "json on\ntree\njson off\nps --top 1 --json\nstats\nbogus");
-  REQUIRE(j.finish() == 0);
+  REQUIRE(j.finish() == 1);  // `bogus` was answered with an error: a script learns it (issue 12 item 5)
   const auto& js = j.output();
   CHECK(js.find("json on\n") != std::string::npos);
   CHECK(js.find(R"({"ok":true,"command":"tree","result":[{"id":"shop","pid":"<)") != std::string::npos);
@@ -92,9 +95,14 @@ TEST_CASE("grove console answers each line from a pipe, with no prompt, and exit
 
   // An over-long line is refused by the node; the next line is answered.
   grove_child l({"console", node.address()}, std::string(5000, 'x') + "\napps\n");
-  REQUIRE(l.finish() == 0);
+  REQUIRE(l.finish() == 1);
   CHECK(l.output().find("error: line too long") != std::string::npos);
   CHECK(l.output().find("shop         permanent") != std::string::npos);
+
+  // A JSON error answer counts too.
+  grove_child e({"console", node.address()}, "json on\nkill nobody\n");
+  CHECK(e.finish() == 1);
+  CHECK(e.output().find(R"({"ok":false,"command":"kill")") != std::string::npos);
 
   node.process().signal(SIGTERM);
   CHECK(node.process().finish() == 0);

@@ -279,6 +279,44 @@ TEST_CASE("console: bad input gets one error line and the session goes on", "[co
   c.send_line(std::string(1000, 'x'));
   CHECK(c.until("grove> ") == "error: line too long (the limit is 100 bytes)\ngrove> ");
   CHECK(c.ask("help tree").find("tree [PATH]") != std::string::npos);  // still alive
+  // Issue 12 item 5: each of these used to be accepted, or answered beside the point.
+  CHECK(c.ask("ps --top -1").find("error: --top takes a whole number, not '-1'") != std::string::npos);
+  CHECK(c.ask("kill <1.2>").find("error: malformed pid '<1.2>' (expected <node.slot.generation>") != std::string::npos);
+  CHECK(c.ask("events --filter kind=crahs").find("error: no event kind 'crahs' (did you mean 'crash'?)") !=
+        std::string::npos);
+  CHECK(c.ask("events --filter kind=crash").find("error") == std::string::npos);
+  CHECK(c.ask("help auth").find("when the node has a token") != std::string::npos);
+}
+
+TEST_CASE("console: a registered name where a path is wanted, and a dynamic child named by its pid", "[console]") {
+  grove::node n({.schedulers = 1, .name = "console-test"});
+  grove::pid top, job;
+  n.run([&] {
+    top = grove::start_supervisor({}, {worker_spec("w1"), grove::dynamic_supervisor_child("jobs", {})},
+                                  {.spawn = {.label = "app"}})
+              .value();
+    grove::pid jobs;
+    for (auto& ch : grove::which_children(top)) {
+      if (ch.id == "jobs") jobs = ch.who;
+    }
+    auto r = grove::start_dynamic_child(jobs, worker_spec("job"));
+    REQUIRE(r);
+    job = r.who;
+  });
+  grove::console_options o;
+  o.address = "127.0.0.1:0";
+  o.applications = [&] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
+  grove::console con(n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  // Issue 12 item 5: "no application 'w1'" did not say what to give instead.
+  CHECK(c.ask("restart w1").find("w1 is a registered name: give the child's path, app/.../w1") != std::string::npos);
+  // A dynamic supervisor's child has no id: its pid names it in a path.
+  CHECK(c.ask("terminate app/jobs/" + job.str()).find("terminated") != std::string::npos);
+  n.run([&] { CHECK_FALSE(grove::alive(job)); });
+  n.run([&] { grove::stop(top, grove::exit_reason::shutdown()); });
 }
 
 TEST_CASE("console: a command to a busy process times out; the session and the node go on", "[console]") {

@@ -226,6 +226,10 @@ class client {
       return;
     }
     const std::string& line = it.line;
+    if (greeted_ &&
+        (line.starts_with("error: ") || line.starts_with("\x1b[31merror: ") || line.starts_with(R"({"ok":false)"))) {
+      any_error_ = true;
+    }
     // An over-long line is refused by the node's I/O thread, with no prompt.
     if (line.starts_with("error: line too long")) answered_ = true;
     if (expect_ == expect::json_answer && line.starts_with(R"({"ok":)")) answered_ = true;
@@ -279,10 +283,10 @@ class client {
         complain("no answer to '" + line + "' within " + std::to_string(answer_deadline.count()) + " s");
         return 1;
       }
-      if (quit) return 0;
+      if (quit) return any_error_ ? 1 : 0;
     }
     if (closed_) complain("the node closed the connection");
-    return 0;
+    return any_error_ ? 1 : 0;  // a script learns that a command failed
   }
 
   waited wait_for(expect e, std::chrono::milliseconds limit = answer_deadline) {
@@ -421,6 +425,7 @@ class client {
   bool json_ = false;     // the session answers in JSON lines, with no prompt
   expect expect_ = expect::nothing;
   bool answered_ = false;
+  bool any_error_ = false;  // an answer was an error (a script's exit code says so)
   std::multiset<std::string> hide_once_;
   std::string in_;
   bool in_eof_ = false;

@@ -64,11 +64,11 @@ std::vector<std::string> split(const std::string& line) {
   return out;
 }
 
-std::string nearest_command(const std::string& w) {
+// The candidate within two edits of w (the closest), or "": a likely typo.
+std::string nearest_word(const std::string& w, const std::vector<std::string>& candidates) {
   std::string best;
   std::size_t best_d = 3;
-  for (auto& c : command_table()) {
-    const std::string n = c.name;
+  for (const std::string& n : candidates) {
     std::vector<std::size_t> prev(n.size() + 1), cur(n.size() + 1);
     for (std::size_t j = 0; j <= n.size(); ++j) prev[j] = j;
     for (std::size_t i = 1; i <= w.size(); ++i) {
@@ -84,6 +84,12 @@ std::string nearest_command(const std::string& w) {
     }
   }
   return best;
+}
+
+std::string nearest_command(const std::string& w) {
+  std::vector<std::string> names;
+  for (auto& c : command_table()) names.emplace_back(c.name);
+  return nearest_word(w, names);
 }
 
 // Whether a guess is the token, in a time that depends on the guess's length only: no early
@@ -413,13 +419,19 @@ class session {
     }
     if (!t.who) {
       err = "no application '" + segs[0] + "'";
+      if (segs.size() == 1 && whereis(segs[0])) {
+        err +=
+            "; " + segs[0] + " is a registered name: give the child's path, app/.../" + segs[0] + " (`tree` shows it)";
+      }
       return std::nullopt;
     }
     t.id = segs[0];
     for (std::size_t i = 1; i < segs.size(); ++i) {
       auto st = supervisor_status_of(t.who, cfg_->opts.command_timeout);
-      auto it =
-          std::find_if(st.children.begin(), st.children.end(), [&](const child_info& c) { return c.id == segs[i]; });
+      // A dynamic supervisor's children have no ids of their own: they are named by pid.
+      const std::optional<pid> by_pid = st.dynamic ? parse_pid(segs[i]) : std::nullopt;
+      auto it = std::find_if(st.children.begin(), st.children.end(),
+                             [&](const child_info& c) { return by_pid ? c.who == *by_pid : c.id == segs[i]; });
       if (it == st.children.end()) {
         err = "no child '" + segs[i] + "' under " + st.path;
         return std::nullopt;
@@ -441,6 +453,10 @@ class session {
   }
 
   std::optional<pid> resolve(const std::string& target, std::string& err) {
+    if (target.starts_with('<') && !parse_pid(target)) {
+      err = "malformed pid '" + target + "' (expected <node.slot.generation>, like <1.42.0>)";
+      return std::nullopt;
+    }
     if (auto p = parse_pid(target)) {
       if (!alive(*p)) {
         err = "no process " + target + " (noproc)";
@@ -778,6 +794,16 @@ class session {
       }
       const std::string k = part.substr(0, eq), v = part.substr(eq + 1);
       if (k == "kind") {
+        std::vector<std::string> kinds;
+        for (int i = 0; i <= static_cast<int>(event_kind::dropped); ++i) {
+          kinds.emplace_back(to_string(static_cast<event_kind>(i)));
+        }
+        if (std::find(kinds.begin(), kinds.end(), v) == kinds.end()) {
+          const std::string near = nearest_word(v, kinds);
+          err = "no event kind '" + v + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") + "; kinds: ";
+          for (std::size_t i = 0; i < kinds.size(); ++i) err += (i ? ", " : "") + kinds[i];
+          return std::nullopt;
+        }
         f.kind = v;
       } else if (k == "supervisor") {
         f.supervisor = v;
@@ -978,7 +1004,9 @@ const std::vector<command_info>& command_table() {
       {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)",
        &session::run_toggle},
       {"color", "color on|off", "colour in text answers", &session::run_toggle},
-      {"auth", "auth TOKEN", "authenticate (required on a non-loopback console)", &session::run_auth},
+      {"auth", "auth TOKEN",
+       "authenticate: required before any command but help and quit when the node has a token (always off loopback)",
+       &session::run_auth},
       {"quit", "quit", "end the session", &session::run_quit},
   };
   return table;
