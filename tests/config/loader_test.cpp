@@ -195,9 +195,21 @@ TEST_CASE("console addresses: off, stdio, host:port and [ipv6]:port", "[config]"
 }
 
 TEST_CASE("a YAML syntax error names its line and column", "[config]") {
+  // An unclosed '[' or '{' is found by yaml-cpp at the end of the file: the error points at it.
   CHECK(errors("node:\n  name: [a, b\n  schedulers: 2\n") ==
-        "test.yaml:3:13: error: invalid YAML: end of sequence flow not found\n");
+        "test.yaml:2:9: error: invalid YAML: this '[' is never closed\n"
+        "  hint: close it with ']' (yaml-cpp: end of sequence flow not found)\n");
+  CHECK(errors("applications:\n  - name: a\n    supervisor: { children: [ { id: c, kind: counter } ]\n\n") ==
+        "test.yaml:3:17: error: invalid YAML: this '{' is never closed\n"
+        "  hint: close it with '}' (yaml-cpp: end of map flow not found)\n");
+  CHECK(errors("node: { name: \"a{b\" # a [ in a comment\n") ==
+        "test.yaml:1:7: error: invalid YAML: this '{' is never closed\n"
+        "  hint: close it with '}' (yaml-cpp: end of map flow not found)\n");
   CHECK(errors("node:\n  name: x\n   schedulers: 2\n") == "test.yaml:3:14: error: invalid YAML: illegal map value\n");
+  // A tab in the indentation is named as such.
+  CHECK(errors("applications:\n\t- name: a\n") ==
+        "test.yaml:2:2: error: invalid YAML: a tab in the indentation\n"
+        "  hint: YAML indents with spaces only (yaml-cpp: illegal block entry)\n");
 }
 
 TEST_CASE("a stray token yaml-cpp cannot parse is a syntax error, not an empty file", "[config]") {
@@ -594,7 +606,9 @@ applications:
   }
   SECTION("a syntax error in an included file") {
     files["conf/base.yaml"] = "node: {\n";
-    CHECK(cfg::load_file("conf/top.yaml", o).errors.to_string().starts_with("conf/base.yaml:2:1: error: invalid YAML"));
+    CHECK(cfg::load_file("conf/top.yaml", o)
+              .errors.to_string()
+              .starts_with("conf/base.yaml:1:7: error: invalid YAML: this '{' is never closed"));
   }
 }
 

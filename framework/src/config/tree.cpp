@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include <yaml-cpp/anchor.h>
@@ -209,6 +210,63 @@ const map_entry* tree_node::find(std::string_view key) const noexcept {
   return nullptr;
 }
 
+namespace {
+// Where an unclosed flow collection ('{' or '[') opens: the innermost one still open at the end
+// of the text, skipping quoted strings and comments. Line and column from 1; {0, 0} if none.
+std::pair<std::size_t, std::size_t> unclosed_flow(std::string_view text, char& which) {
+  struct open_at {
+    char c;
+    std::size_t line, column;
+  };
+  std::vector<open_at> open;
+  std::size_t line = 1, column = 0;
+  char quote = 0;
+  bool comment = false;
+  char prev = '\n';
+  for (char c : text) {
+    ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      comment = false;
+      if (quote == 0) prev = c;
+      continue;
+    }
+    if (comment) continue;
+    if (quote) {
+      if (c == quote) quote = 0;
+    } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      comment = true;
+    } else if ((c == '\'' || c == '"') &&
+               (prev == ' ' || prev == '\n' || prev == '{' || prev == '[' || prev == ',' || prev == ':')) {
+      quote = c;
+    } else if (c == '{' || c == '[') {
+      open.push_back({c, line, column});
+    } else if ((c == '}' || c == ']') && !open.empty()) {
+      open.pop_back();
+    }
+    prev = c;
+  }
+  if (open.empty()) return {0, 0};
+  which = open.back().c;
+  return {open.back().line, open.back().column};
+}
+
+// Whether line `line` (from 1) of text is indented with a tab.
+bool tab_indented(std::string_view text, std::size_t line) {
+  std::size_t at = 0;
+  for (std::size_t l = 1; l < line && at != std::string_view::npos; ++l) {
+    at = text.find('\n', at);
+    if (at != std::string_view::npos) ++at;
+  }
+  if (at == std::string_view::npos) return false;
+  for (; at < text.size() && (text[at] == ' ' || text[at] == '\t'); ++at) {
+    if (text[at] == '\t') return true;
+  }
+  return false;
+}
+}  // namespace
+
 node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnostics& errors, std::size_t& budget) {
   std::istringstream in{std::string(text)};
   tree_builder builder(file_name, errors, budget);
@@ -232,6 +290,22 @@ node_ptr parse_yaml(std::string_view text, const std::string& file_name, diagnos
   } catch (const YAML::Exception& e) {
     source_pos pos{file_name, 0, 0};
     if (!e.mark.is_null()) pos = builder.pos_of(e.mark);
+    // yaml-cpp finds an unclosed '{' or '[' at the end of the file: point at the bracket.
+    char which = 0;
+    if (e.msg.find("flow not found") != std::string::npos) {
+      if (auto [l, c] = unclosed_flow(text, which); l != 0) {
+        errors.add({file_name, static_cast<int>(l), static_cast<int>(c)}, "",
+                   std::string("invalid YAML: this '") + which + "' is never closed", {},
+                   std::string("close it with '") + (which == '{' ? '}' : ']') + "' (yaml-cpp: " + e.msg + ")");
+        return nullptr;
+      }
+    }
+    // A tab in the indentation: yaml-cpp says "illegal block entry" or similar.
+    if (pos.line > 0 && tab_indented(text, static_cast<std::size_t>(pos.line))) {
+      errors.add(pos, "", "invalid YAML: a tab in the indentation", {},
+                 "YAML indents with spaces only (yaml-cpp: " + e.msg + ")");
+      return nullptr;
+    }
     errors.add(pos, "", "invalid YAML: " + e.msg);
     return nullptr;
   } catch (const std::exception& e) {
