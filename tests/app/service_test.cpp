@@ -57,6 +57,22 @@ applications:
 
 }  // namespace
 
+TEST_CASE("a kind's own check is reported once, at the value it is about", "[app]") {
+  grove::service svc(builtins(), {.handle_signals = false});
+  CHECK_FALSE(svc.load_string(R"(applications:
+  - name: a
+    supervisor:
+      children:
+        - { id: t, kind: ticker, args: { interval: 0s } }
+        - { id: u, kind: ticker, args: { target: t } }
+)",
+                              "tick.yaml"));
+  INFO(svc.errors().to_string());
+  CHECK(svc.errors().size() == 1);  // u has no interval: the default, not a zero
+  CHECK(svc.errors().to_string().find("tick.yaml:5:52: error: applications[0].supervisor.children[0].args.interval: "
+                                      "must be more than 0") != std::string::npos);
+}
+
 TEST_CASE("a kind's bad args are configuration errors with their position, found before anything starts", "[app]") {
   grove::service svc(builtins(), {.handle_signals = false});
   CHECK_FALSE(svc.load_string(R"(applications:

@@ -65,6 +65,26 @@ TEST_CASE("a missing key gives the fallback without an error; a required one rec
   CHECK(p.sink->to_string() == "args.yaml:1:1: error: host: missing required key (expected a string)\n");
 }
 
+TEST_CASE("find tells a missing key from a zero, require reports a missing one, error points at the value",
+          "[config]") {
+  // Issue 12 item 4: with get alone a kind could not tell an absent key from a zero, so its own
+  // check fired after the loader's "missing required key".
+  parsed p("every: 0s\nport: x\n");
+  CHECK_FALSE(p.a.find<std::chrono::nanoseconds>("absent"));
+  CHECK(p.sink->empty());
+  CHECK(p.a.find<std::chrono::nanoseconds>("every") == 0s);
+  CHECK_FALSE(p.a.find<int>("port"));        // present but not an integer: recorded
+  CHECK_FALSE(p.a.require<int>("missing"));  // absent and required: recorded
+  CHECK(p.a.require<std::chrono::nanoseconds>("every") == 0s);
+  p.a.error("every", "must be more than 0", "a duration such as 500ms");
+  p.a.error("nowhere", "needed here");
+  CHECK(p.sink->to_string() ==
+        "args.yaml:2:7: error: port: got 'x' (expected a 32-bit integer)\n"
+        "args.yaml:1:1: error: missing: missing required key (expected an integer)\n"
+        "args.yaml:1:8: error: every: must be more than 0 (expected a duration such as 500ms)\n"
+        "args.yaml:1:1: error: nowhere: needed here\n");
+}
+
 TEST_CASE("a value of the wrong type is an error at its position, and the fallback is returned", "[config]") {
   parsed p(R"(port: "7000"
 rate: fast

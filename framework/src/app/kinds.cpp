@@ -173,11 +173,12 @@ void add_builtin_kinds(kind_registry& kinds) {
   kinds.add("ticker", "ticks every interval, counts, forwards to target (args: interval, target)",
             [](const kind_context& k) {
               k.args().only({"interval", "target"});
-              auto interval = k.args().get<duration>("interval", std::chrono::seconds(1));
-              if (interval <= duration::zero()) {
-                k.args().sink()->add(k.args().pos(), k.args().path() + ".interval", "must be more than 0",
-                                     "a duration such as 500ms");
+              // find: an absent interval is the default, not a zero to complain about.
+              const auto given = k.args().find<duration>("interval");
+              if (given && *given <= duration::zero()) {
+                k.args().error("interval", "must be more than 0", "a duration such as 500ms");
               }
+              const duration interval = given.value_or(std::chrono::seconds(1));
               return k.gen_server<builtin::ticker>(k.id(), interval, k.args().get<std::string>("target", ""));
             });
   kinds.add(
@@ -191,7 +192,7 @@ void add_builtin_kinds(kind_registry& kinds) {
         const auto size = a.get<std::int64_t>("size", 5);
         const auto overflow = a.get<std::int64_t>("max_overflow", 10);
         if (size < 0 || overflow < 0) {
-          a.sink()->add(a.pos(), a.path(), "size and max_overflow must not be negative");
+          a.error(size < 0 ? "size" : "max_overflow", "must not be negative");
         } else if (size > config::limits::max_pool_workers || overflow > config::limits::max_pool_workers - size) {
           a.sink()->add(a.pos(), a.path(),
                         "size + max_overflow must be at most " + std::to_string(config::limits::max_pool_workers), {},
@@ -202,12 +203,12 @@ void add_builtin_kinds(kind_registry& kinds) {
         o.max_overflow = static_cast<std::size_t>(std::max<std::int64_t>(overflow, 0));
         const auto strategy = a.get<std::string>("strategy", "lifo");
         if (strategy != "lifo" && strategy != "fifo") {
-          a.sink()->add(a.pos(), a.path() + ".strategy", "got '" + strategy + "'", "one of: lifo, fifo");
+          a.error("strategy", "got '" + strategy + "'", "one of: lifo, fifo");
         }
         o.strategy = strategy == "fifo" ? pool_strategy::fifo : pool_strategy::lifo;
         const auto on_death = a.get<std::string>("on_borrower_death", "kill");
         if (on_death != "kill" && on_death != "checkin") {
-          a.sink()->add(a.pos(), a.path() + ".on_borrower_death", "got '" + on_death + "'", "one of: kill, checkin");
+          a.error("on_borrower_death", "got '" + on_death + "'", "one of: kill, checkin");
         }
         o.kill_on_borrower_death = on_death == "kill";
         if (!a.has("worker")) {
@@ -227,9 +228,8 @@ void add_builtin_kinds(kind_registry& kinds) {
               a.only({"partitions", "child"});
               const auto n = a.get<std::int64_t>("partitions", 4);
               if (n < 1 || n > config::limits::max_partitions) {
-                a.sink()->add(a.pos(), a.path() + ".partitions",
-                              "must be between 1 and " + std::to_string(config::limits::max_partitions), {},
-                              "got " + std::to_string(n));
+                a.error("partitions", "must be between 1 and " + std::to_string(config::limits::max_partitions), {},
+                        "got " + std::to_string(n));
                 return nullptr;
               }
               if (!k.name()) {
@@ -266,8 +266,8 @@ void add_builtin_kinds(kind_registry& kinds) {
               auto after = k.args().get<duration>("after", duration::zero());
               auto rate = k.args().get<double>("rate", 0.0);
               if (!(rate >= 0 && rate <= config::limits::max_crash_rate)) {  // also refuses .nan and .inf
-                k.args().sink()->add(
-                    k.args().pos(), k.args().path() + ".rate",
+                k.args().error(
+                    "rate",
                     "must be between 0 and " + std::to_string(static_cast<long>(config::limits::max_crash_rate)),
                     "crashes per second, e.g. 0.5");
               }

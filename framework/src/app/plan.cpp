@@ -56,8 +56,7 @@ struct builder {
     child_spec spec;
     switch (c.type) {
       case config::child_type::supervisor:
-        spec = supervisor_child(c.id, flags(*c.supervisor),
-                                children(*c.supervisor, path + ".supervisor"));
+        spec = supervisor_child(c.id, flags(*c.supervisor), children(*c.supervisor, path + ".supervisor"));
         break;
       case config::child_type::dynamic_supervisor: {
         const auto& d = *c.dynamic_supervisor;

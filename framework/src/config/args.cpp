@@ -132,6 +132,12 @@ void args::only(std::initializer_list<std::string_view> keys) const {
 
 source_pos args::pos() const { return view_->pos; }
 
+void args::error(std::string_view key, std::string message, std::string expected, std::string hint) const {
+  const tree_node* n = lookup(*view_, key);
+  sink_->add(n ? n->pos : view_->pos, detail::join_path(view_->path, key), std::move(message), std::move(expected),
+             std::move(hint));
+}
+
 std::string args::path() const { return view_->path; }
 
 bool args::read(std::string_view key, bool& out, bool required) const {

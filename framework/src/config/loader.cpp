@@ -412,14 +412,14 @@ class loader {
   void read_dynamic_supervisor(const tree_node& n, const std::string& path, dynamic_supervisor_config& out) {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
-    check_keys(n, path, {"intensity", "period", "max_children"},
-               {{"backoff", "not supported on a dynamic_supervisor yet",
-                 "declare backoff on a supervisor's children instead"},
-                {"auto_shutdown", "not allowed on a dynamic_supervisor",
-                 "auto_shutdown needs significant children, which only a supervisor declares"},
-                {"strategy", "not allowed on a dynamic_supervisor", "a dynamic_supervisor is always one_for_one"},
-                {"children", "not allowed on a dynamic_supervisor",
-                 "a dynamic_supervisor's children are started at run time"}});
+    check_keys(
+        n, path, {"intensity", "period", "max_children"},
+        {{"backoff", "not supported on a dynamic_supervisor yet", "declare backoff on a supervisor's children instead"},
+         {"auto_shutdown", "not allowed on a dynamic_supervisor",
+          "auto_shutdown needs significant children, which only a supervisor declares"},
+         {"strategy", "not allowed on a dynamic_supervisor", "a dynamic_supervisor is always one_for_one"},
+         {"children", "not allowed on a dynamic_supervisor",
+          "a dynamic_supervisor's children are started at run time"}});
     read_int_field(n, path, "intensity", out.intensity, 0, std::numeric_limits<int>::max(), "an integer >= 0");
     read_period(n, path, out.period);
     std::size_t max_children = 0;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,26 @@ class args {
     read(key, out, true);
     return out;
   }
+
+  // The value when the key is there and reads as T; nullopt when it is absent (nothing recorded)
+  // or does not read (the error is recorded). A kind checks its own rules on a value only when
+  // there is one, so a missing key is reported once, not once more as a zero.
+  template <args_value T>
+  std::optional<T> find(std::string_view key) const {
+    T out{};
+    if (!read(key, out, false)) return std::nullopt;
+    return out;
+  }
+  // The same for a required key: absent records "missing required key".
+  template <args_value T>
+  std::optional<T> require(std::string_view key) const {
+    T out{};
+    if (!read(key, out, true)) return std::nullopt;
+    return out;
+  }
+  // Records a kind's own error about `key`, at its value's line and column (at this map's when
+  // the key is absent), with its key path: `.error("interval", "got 0s", "a duration > 0")`.
+  void error(std::string_view key, std::string message, std::string expected = {}, std::string hint = {}) const;
 
   // A nested map (an empty view when the key is absent; an error when it is not a map).
   args at(std::string_view key) const;

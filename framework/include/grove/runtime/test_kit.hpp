@@ -136,7 +136,8 @@ template <class T>
 T expect(std::chrono::milliseconds budget = default_budget) {
   return receive_within(budget, [](message& m) -> T {
     if (T* v = m.template get<T>()) return std::move(*v);
-    throw expectation_failed("expected a " + grove::detail::demangle(typeid(T).name()) + ", the next message is a " + m.type_name());
+    throw expectation_failed("expected a " + grove::detail::demangle(typeid(T).name()) + ", the next message is a " +
+                             m.type_name());
   });
 }
 
@@ -145,7 +146,8 @@ template <class T, class P>
 T expect(P&& pred, std::chrono::milliseconds budget = default_budget) {
   T v = expect<T>(budget);
   if (!pred(std::as_const(v))) {
-    throw expectation_failed("the next message, a " + grove::detail::demangle(typeid(T).name()) + ", did not satisfy the condition");
+    throw expectation_failed("the next message, a " + grove::detail::demangle(typeid(T).name()) +
+                             ", did not satisfy the condition");
   }
   return v;
 }
@@ -187,7 +189,8 @@ void disallow() {
   std::unique_ptr<grove::detail::envelope> none;
   const std::type_info* t = detail::first_message<T>(false, none);
   if (t && grove::detail::same_type(t, typeid(T))) {
-    throw expectation_failed("the next message is a " + grove::detail::demangle(typeid(T).name()) + ", which was not allowed");
+    throw expectation_failed("the next message is a " + grove::detail::demangle(typeid(T).name()) +
+                             ", which was not allowed");
   }
 }
 
