@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <string_view>
 
 namespace grove {
 
@@ -268,16 +270,31 @@ bool gen_server_base::handle_system(message& m) {
   return true;
 }
 
+namespace {
+// What a message is, for people: the request inside a call or cast, not Grove's wrapper
+// ("call bank::deposit", not "call grove::detail::call_msg<bank::deposit>").
+std::string request_type(std::string name) {
+  for (std::string_view wrapper : {"grove::detail::call_msg<", "grove::detail::cast_msg<"}) {
+    if (name.starts_with(wrapper) && name.ends_with('>'))
+      return name.substr(wrapper.size(), name.size() - wrapper.size() - 1);
+  }
+  return name;
+}
+}  // namespace
+
 void gen_server_base::record(const char* what, const message& m) {
   if (!events_) events_ = std::make_unique<std::vector<event>>();
-  event e{detail::timestamp(), what, &m.type()};
+  // Stamped with the turn's start, read when the server resumed: no clock read per message
+  // (last_events shows microseconds; a turn lasts at most about a millisecond).
+  const std::int64_t turn = detail::turn_started();
+  event e{turn != 0 ? turn : detail::timestamp(), what, &m.type()};
   if (events_->size() < events_kept) {
     events_->push_back(e);
   } else {
     (*events_)[next_event_] = e;
   }
   next_event_ = (next_event_ + 1) % events_kept;
-  if (tracing_) publish_trace(std::string(what) + " " + m.type_name());
+  if (tracing_) publish_trace(std::string(what) + " " + request_type(m.type_name()));
 }
 
 void gen_server_base::record_reply(const std::type_info& type) {
@@ -302,7 +319,7 @@ std::vector<std::string> gen_server_base::last_events() const {
   for (std::size_t i = 0; i < v.size(); ++i) {
     const event& e = v[(start + i) % v.size()];
     auto ago_us = detail::timestamp_to_ns(now_ticks - e.at) / 1000;
-    out.push_back(std::to_string(ago_us) + "us ago " + e.what + " " + detail::demangle(e.type->name()));
+    out.push_back(std::to_string(ago_us) + "us ago " + e.what + " " + request_type(detail::demangle(e.type->name())));
   }
   return out;
 }
