@@ -284,10 +284,7 @@ std::string request_type(std::string name) {
 
 void gen_server_base::record(const char* what, const message& m) {
   if (!events_) events_ = std::make_unique<std::vector<event>>();
-  // Stamped with the turn's start, read when the server resumed: no clock read per message
-  // (last_events shows microseconds; a turn lasts at most about a millisecond).
-  const std::int64_t turn = detail::turn_started();
-  event e{turn != 0 ? turn : detail::timestamp(), what, &m.type()};
+  event e{detail::timestamp(), what, &m.type()};
   if (events_->size() < events_kept) {
     events_->push_back(e);
   } else {
