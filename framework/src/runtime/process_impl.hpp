@@ -137,22 +137,21 @@ process* lookup(const pid& p) noexcept;
 void yield_turn(bool may_migrate);
 // Lets the senders waiting for p's backlog go on (p has had its turn, or is ending).
 void release_room(process& p);
+// The owner: lets the senders it saw asking go on, and forgets their request.
+inline void release_seen_room(process& p) {
+  p.mail.forget_room();
+  release_room(p);
+}
 // The owner, at the end of a turn: lets them go if any asked.
 inline void release_room_if_wanted(process& p) {
-  if (p.mail.room_wanted()) {
-    p.mail.forget_room();
-    release_room(p);
-  }
+  if (p.mail.room_wanted()) release_seen_room(p);
 }
 // The owner took e out of its queue to handle it: uncounts it, and once the backlog is under
 // half the mark lets the senders it saw asking for room go on (body receives and handler
 // activations). No locked instruction: the counter is the owner's.
 inline void took_from_queue(process& p, const envelope& e) {
   if (e.is_message()) p.mail.sub_queued(1);
-  if (p.mail.room_seen() && p.mail.size() < mailbox::backlog / 2) {
-    p.mail.forget_room();
-    release_room(p);
-  }
+  if (p.mail.room_seen() && p.mail.size() < mailbox::backlog / 2) release_seen_room(p);
 }
 
 enum class push_result { ok, backlogged, dead, dropped, full };  // backlogged: ok, behind a backlog

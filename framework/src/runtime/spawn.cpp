@@ -37,29 +37,20 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
   if (!n) throw not_in_process("spawn");
   if (mode != spawn_link_mode::none && (!parent || parent->node != n)) throw not_in_process("spawn_link/spawn_monitor");
   if (n->stopping.load(std::memory_order_acquire)) throw node_stopping();
-  {
-    const std::size_t cap = parent && parent->next_spawn && parent->next_spawn->mailbox_capacity
-                                ? parent->next_spawn->mailbox_capacity
-                                : opts.mailbox_capacity;
-    if (cap > max_mailbox_capacity) {
-      throw std::invalid_argument("grove: mailbox_capacity " + std::to_string(cap) +
-                                  " is above the most a mailbox counts (" + std::to_string(max_mailbox_capacity) + ")");
-    }
+  // What a supervisor imposes on its child's process (set around the child's start) wins over
+  // the child's own options; checked before a slot is taken.
+  const spawn_overrides* v = parent ? parent->next_spawn.get() : nullptr;
+  const std::size_t stack = v && v->stack_size ? v->stack_size : opts.stack_size;
+  const std::size_t capacity = v && v->mailbox_capacity ? v->mailbox_capacity : opts.mailbox_capacity;
+  const overflow_policy overflow = v && v->overflow ? *v->overflow : opts.overflow;
+  if (capacity > max_mailbox_capacity) {
+    throw std::invalid_argument("grove: mailbox_capacity " + std::to_string(capacity) +
+                                " is above the most a mailbox counts (" + std::to_string(max_mailbox_capacity) + ")");
   }
   process* p = n->table.acquire();
   p->handler_form = handler_form;
-  std::size_t stack = opts.stack_size;
-  std::size_t capacity = opts.mailbox_capacity;
-  overflow_policy overflow = opts.overflow;
-  p->label = opts.label;
-  if (parent && parent->next_spawn) {  // set by a supervisor around its child's start
-    const spawn_overrides& v = *parent->next_spawn;
-    if (v.stack_size) stack = v.stack_size;
-    if (v.mailbox_capacity) capacity = v.mailbox_capacity;
-    if (v.overflow) overflow = *v.overflow;
-    if (p->label.empty()) p->label = v.label;
-    parent->next_spawn.reset();
-  }
+  p->label = opts.label.empty() && v ? v->label : opts.label;
+  if (v) parent->next_spawn.reset();
   p->stack_size = handler_form ? 0 : stack_pool::round(stack ? stack : n->options.default_stack_size);
   p->body = std::move(body);
   p->handler = std::move(handler);
