@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <catch2/catch.hpp>
 #include <grove/app/service.hpp>
@@ -21,9 +22,13 @@ struct running_service {
   std::thread runner;
   int code = -1;
 
-  explicit running_service(grove::kind_registry kinds = builtins()) : svc(std::move(kinds), options()) {}
-  grove::service_options options() {
+  explicit running_service(grove::kind_registry kinds = builtins(), grove::service_hooks hooks = {},
+                           std::string console = {})
+      : svc(std::move(kinds), options(std::move(hooks), std::move(console))) {}
+  grove::service_options options(grove::service_hooks hooks, std::string console) {
     grove::service_options o;
+    o.hooks = std::move(hooks);
+    if (!console.empty()) o.console = console;
     o.log_stream = &log;
     o.messages = &messages;
     o.handle_signals = false;

@@ -1,5 +1,6 @@
 // Applications from YAML: kinds and their args errors, start order and reverse stop, start
 // types deciding what an application's end does to the node, and the built-in kinds.
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include <grove/runtime/test_kit.hpp>
 #include <nlohmann/json.hpp>
 
+#include "../observe/console_support.hpp"
 #include "../runtime/support.hpp"
 #include "service_support.hpp"
 #ifdef GROVE_HAVE_BANK
@@ -351,4 +353,178 @@ applications:
         std::string::npos);
   CHECK(all.find("applications[0].supervisor.children[1].args: a partition_supervisor needs a name") !=
         std::string::npos);
+}
+
+// ---- names, templates, the service's own threads ----------------------------------------------
+
+namespace {
+const char* named_tree = R"(
+node: { name: t, schedulers: 2 }
+applications:
+  - name: shop
+    start: permanent
+    supervisor:
+      children:
+        - id: back
+          name: back_office
+          supervisor:
+            children:
+              - { id: counter, kind: counter, name: tills, args: { start: 1 } }
+        - id: jobs
+          name: jobs
+          dynamic_supervisor:
+            max_children: 10
+            template: { kind: counter, restart: temporary, args: { start: 5 } }
+)";
+
+// The console's port, from the line the service prints when it opens it.
+int console_port(const std::string& messages) {
+  const std::string mark = "connect with: ";
+  const auto at = messages.find(mark);
+  if (at == std::string::npos) return 0;
+  const auto colon = messages.find(':', at + mark.size());
+  return colon == std::string::npos ? 0 : std::atoi(messages.c_str() + colon + 1);
+}
+}  // namespace
+
+TEST_CASE("supervisors, dynamic supervisors and applications are registered under their YAML names", "[app]") {
+  running_service s;
+  REQUIRE(s.load(named_tree));
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  const auto top = s.svc.application("shop");
+  REQUIRE(top);
+  s.svc.running_node()->run([&] {
+    CHECK(grove::whereis("shop") == top);  // an application's top supervisor: its name
+    const auto back = grove::whereis("back_office");
+    REQUIRE(back);
+    CHECK(grove::which_children("back_office").at(0).id == "counter");
+    // Code reaches the declared dynamic supervisor by name and starts jobs under it.
+    grove::child_spec job;
+    job.id = "job";
+    job.restart = grove::restart_type::temporary;
+    job.start = [] { return grove::start_result::started(grove::spawn_link([] { grove::receive([](int) {}); })); };
+    auto r = grove::start_dynamic_child("jobs", job);
+    REQUIRE(r);
+    CHECK(grove::count_dynamic_children("jobs").active == 1);
+  });
+}
+
+TEST_CASE("a name used by a child and an application is refused: the application registers its supervisor", "[app]") {
+  grove::service svc(builtins(), {.handle_signals = false});
+  CHECK_FALSE(svc.load_string(R"(applications:
+  - name: shop
+    supervisor:
+      children:
+        - { id: c, kind: counter, name: shop }
+)",
+                              "dup.yaml"));
+  CHECK(svc.errors().to_string().find("dup.yaml:5:41: error: applications[0].supervisor.children[0].name: duplicate "
+                                      "registered name 'shop'") != std::string::npos);
+  CHECK(svc.errors().to_string().find("an application registers its top supervisor under its name") !=
+        std::string::npos);
+}
+
+TEST_CASE("a dynamic supervisor's template: checked at load, started from the console with args merged", "[app]") {
+  {
+    auto errors_of = [](const std::string& templ) {
+      grove::service bad(builtins(), {.handle_signals = false});
+      CHECK_FALSE(
+          bad.load_string("applications:\n  - name: a\n    supervisor:\n      children:\n"
+                          "        - id: jobs\n          dynamic_supervisor:\n            template: " +
+                              templ + "\n",
+                          "t.yaml"));
+      return bad.errors().to_string();
+    };
+    CHECK(errors_of("{ kind: counter, name: x }")
+              .find("t.yaml:7:40: error: applications[0].supervisor.children[0]."
+                    "dynamic_supervisor.template.name: not allowed on a template") != std::string::npos);
+    CHECK(errors_of("{ supervisor: {} }").find("template.supervisor: a template is a worker") != std::string::npos);
+    // The kind checks the template's own args at load time, as any child's.
+    CHECK(errors_of("{ kind: counter, args: { start: nope } }").find("template.args.start") != std::string::npos);
+  }
+  running_service s(builtins(), {}, "127.0.0.1:0");
+  REQUIRE(s.load(named_tree));
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  const int port = console_port(s.messages.str());
+  REQUIRE(port > 0);
+  client c(port);
+  c.until("grove> ");
+  const std::string started = c.ask("start shop/jobs {start: 40}");
+  INFO(started);
+  REQUIRE(started.rfind("started shop/jobs/<", 0) == 0);
+  const auto pid_text = started.substr(std::string("started shop/jobs/").size(),
+                                       started.find('>') + 1 - std::string("started shop/jobs/").size());
+  const auto job = grove::parse_pid(pid_text);
+  REQUIRE(job);
+  s.svc.running_node()->run([&] {
+    CHECK(grove::call<std::int64_t>(*job, grove::builtin::add{2}) == 42);  // the console's start, not 5
+  });
+  const std::string plain = c.ask("start shop/jobs");
+  CHECK(plain.rfind("started shop/jobs/<", 0) == 0);  // the template's args alone
+  CHECK(c.ask("start shop/jobs {start: many}").find("error: start shop/jobs: the template refused the args") !=
+        std::string::npos);
+  CHECK(c.ask("start shop/jobs {start: [}").find("error: start shop/jobs:") != std::string::npos);
+  CHECK(c.ask("start shop/back").find("error: shop/back is not a dynamic supervisor") != std::string::npos);
+  CHECK(c.ask("start shop/nothing").find("error: no child 'nothing' under shop") != std::string::npos);
+  CHECK(c.ask("tree shop/jobs").find(pid_text) != std::string::npos);
+}
+
+TEST_CASE("service hooks: started once the tree is up, stopping before the applications stop", "[app]") {
+  std::promise<bool> found_at_start, found_at_stop;
+  grove::service_hooks hooks;
+  hooks.started = [&](grove::node& n) {
+    found_at_start.set_value(n.run([] { return grove::whereis("tills").has_value(); }));
+  };
+  hooks.stopping = [&](grove::node& n) {
+    found_at_stop.set_value(n.run([] { return grove::whereis("tills").has_value(); }));
+  };
+  running_service s(builtins(), hooks);
+  REQUIRE(s.load(named_tree));
+  s.start();
+  auto at_start = found_at_start.get_future();
+  REQUIRE(at_start.wait_for(10s) == std::future_status::ready);
+  CHECK(at_start.get());
+  s.svc.stop();
+  CHECK(s.join() == 0);
+  auto at_stop = found_at_stop.get_future();
+  REQUIRE(at_stop.wait_for(0s) == std::future_status::ready);
+  CHECK(at_stop.get());  // the applications were still up
+}
+
+TEST_CASE("a thread of the service calls in with a client; once the node stops it gets node_stopping", "[app]") {
+  std::thread worker;
+  std::promise<std::int64_t> answered;
+  std::atomic<bool> quit{false};
+  std::promise<std::string> ended_with;
+  grove::service_hooks hooks;
+  hooks.started = [&](grove::node& n) {
+    worker = std::thread([&n, &answered, &quit, &ended_with] {
+      grove::client c(n);
+      answered.set_value(c.call<std::int64_t>("tills", grove::builtin::add{41}));
+      while (!quit.load()) {
+        try {
+          c.call<std::int64_t>("tills", grove::builtin::get{});
+        } catch (const std::exception& e) {
+          ended_with.set_value(e.what());
+          return;
+        }
+      }
+      ended_with.set_value("quit");
+    });
+  };
+  hooks.stopping = [&](grove::node&) {
+    quit = true;
+    worker.join();
+  };
+  running_service s(builtins(), hooks);
+  REQUIRE(s.load(named_tree));
+  s.start();
+  auto a = answered.get_future();
+  REQUIRE(a.wait_for(10s) == std::future_status::ready);
+  CHECK(a.get() == 42);
+  s.svc.stop();
+  CHECK(s.join() == 0);
+  CHECK(ended_with.get_future().get() == "quit");  // stopped by its hook, before the applications
 }

@@ -375,7 +375,7 @@ TEST_CASE("handle_continue runs before any queued message", "[gen_server]") {
   });
 }
 
-TEST_CASE("an unexpected message is dropped and the server carries on; an unknown call crashes it", "[gen_server]") {
+TEST_CASE("an unexpected message is dropped and an unknown call fails; the server carries on", "[gen_server]") {
   grove::testing::deterministic_node n;
   n.run([] {
     auto s = grove::start(std::make_unique<kv>(grove::self())).value();
@@ -385,7 +385,21 @@ TEST_CASE("an unexpected message is dropped and the server carries on; an unknow
     CHECK(grove::call<std::size_t>(s, size_q{}) == 0);
     auto r = grove::try_call<int>(s, 3.14);  // no handle_call(double)
     CHECK(r.error.what() == exit_reason::kind::other);
-    CHECK(r.error.detail().rfind("{bad_call,", 0) == 0);
+    CHECK(r.error.detail() == "{bad_call,double}");
+    CHECK(grove::call<std::size_t>(s, size_q{}) == 0);  // the same server, still running
+    grove::stop(s);
+  });
+}
+
+TEST_CASE("a cast no handle_cast takes crashes the server with bad_cast", "[gen_server]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    auto s = grove::start(std::make_unique<kv>(grove::self())).value();
+    grove::receive([](noted) {});
+    const auto m = grove::monitor(s);
+    grove::cast(s, 3.14);  // no handle_cast(double): nobody to answer, so the server crashes
+    auto d = grove::testing::await_down(m);
+    CHECK(d.reason.detail() == "{bad_cast,double}");
   });
 }
 

@@ -5,6 +5,7 @@
 #include <grove/app/kinds.hpp>
 #include <grove/app/service.hpp>
 #include <grove/behaviours/agent.hpp>
+#include <grove/behaviours/client.hpp>
 #include <grove/behaviours/dynamic_supervisor.hpp>
 #include <grove/behaviours/gen_server.hpp>
 #include <grove/behaviours/keyed_registry.hpp>
@@ -14,6 +15,7 @@
 #include <grove/behaviours/supervisor.hpp>
 #include <grove/behaviours/table.hpp>
 #include <grove/behaviours/task.hpp>
+#include <grove/behaviours/typed_ref.hpp>
 #include <grove/config/config.hpp>
 #include <grove/observe/console.hpp>
 #include <grove/observe/events.hpp>

@@ -94,7 +94,7 @@ void one_malloc_arena() {
 }
 }  // namespace
 
-int cli_main(int argc, const char* const* argv, kind_registry kinds) {
+int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hooks hooks) {
   one_malloc_arena();
   const std::string prog = program_name(argc, argv);
   auto usage_error = [&](const std::string& what) {
@@ -151,6 +151,7 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds) {
   }
 
   service_options so;
+  so.hooks = std::move(hooks);
   // The same bounds as the YAML (config/limits.hpp); the console address is checked by load,
   // with the configuration's token, so `check` refuses what `run` would.
   if (vm.count("schedulers")) {

@@ -28,16 +28,25 @@ std::chrono::seconds whole_seconds(config::duration d) {
   return std::max(std::chrono::duration_cast<std::chrono::seconds>(d), std::chrono::seconds(1));
 }
 
+start_options registered_as(const std::optional<std::string>& name) {
+  start_options o;
+  if (name) o.name = *name;
+  return o;
+}
+
 struct builder {
   const kind_registry& kinds;
-  const config::args& env;
+  config::args env;
   config::diagnostics& errors;
+  std::map<std::string, template_fn>* templates = nullptr;  // where dynamic supervisors' templates go
 
-  std::vector<child_spec> children(const config::supervisor_config& sup, const std::string& path) {
+  // `path`: the key path in the file; `tree`: the supervisor's path in the tree (app/sup).
+  std::vector<child_spec> children(const config::supervisor_config& sup, const std::string& path,
+                                   const std::string& tree) {
     std::vector<child_spec> out;
     for (std::size_t i = 0; i < sup.children.size(); ++i) {
       const auto& c = sup.children[i];
-      out.push_back(child(c, path + ".children[" + std::to_string(i) + "]"));
+      out.push_back(child(c, path + ".children[" + std::to_string(i) + "]", tree + "/" + c.id));
     }
     return out;
   }
@@ -52,11 +61,12 @@ struct builder {
     return f;
   }
 
-  child_spec child(const config::child_config& c, const std::string& path) {
+  child_spec child(const config::child_config& c, const std::string& path, const std::string& tree) {
     child_spec spec;
     switch (c.type) {
       case config::child_type::supervisor:
-        spec = supervisor_child(c.id, flags(*c.supervisor), children(*c.supervisor, path + ".supervisor"));
+        spec = supervisor_child(c.id, flags(*c.supervisor), children(*c.supervisor, path + ".supervisor", tree),
+                                registered_as(c.name));
         break;
       case config::child_type::dynamic_supervisor: {
         const auto& d = *c.dynamic_supervisor;
@@ -64,7 +74,8 @@ struct builder {
         f.intensity = d.intensity;
         f.period = whole_seconds(d.period);
         if (d.max_children) f.max_children = *d.max_children;
-        spec = dynamic_supervisor_child(c.id, f);
+        spec = dynamic_supervisor_child(c.id, f, registered_as(c.name));
+        if (d.child_template) add_template(d.child_template, path + ".dynamic_supervisor.template", tree);
         break;
       }
       case config::child_type::worker:
@@ -82,6 +93,24 @@ struct builder {
       spec.overflow = c.overflow;
     }
     return spec;
+  }
+
+  // Checks the template now (its kind and its own args, as for any child), and keeps a maker
+  // of specs from it for run time.
+  void add_template(std::shared_ptr<const config::child_config> t, const std::string& path, const std::string& tree) {
+    const std::size_t before = errors.size();
+    child(*t, path, tree);
+    if (errors.size() != before || !templates) return;
+    (*templates)[tree] = [t, path, tree, kinds = &kinds, env = env](
+                             const config::args& extra, config::diagnostics& errs) -> std::optional<child_spec> {
+      config::child_config c = *t;
+      c.args = c.args.merged(extra);
+      builder b{*kinds, env, errs};
+      const std::size_t n = errs.size();
+      child_spec spec = b.child(c, path, tree);
+      if (errs.size() != n || !spec.start) return std::nullopt;
+      return spec;
+    };
   }
 
   child_spec worker(const config::child_config& c, const std::string& path) {
@@ -113,12 +142,12 @@ std::vector<app_plan> build_plan(const config::node_config& cfg, const kind_regi
       const auto& a = cfg.applications[i];
       if (a.name != name) continue;
       const std::string path = "applications[" + std::to_string(i) + "].supervisor";
-      builder b{kinds, a.env, errors};
       app_plan p;
+      builder b{kinds, a.env, errors, &p.templates};
       p.name = a.name;
       p.type = a.start;
       p.flags = b.flags(a.supervisor);
-      p.children = b.children(a.supervisor, path);
+      p.children = b.children(a.supervisor, path, a.name);
       out.push_back(std::move(p));
     }
   }

@@ -3,6 +3,9 @@
 // kinds' `args` errors are found before anything starts.
 #pragma once
 
+#include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,11 +16,18 @@
 
 namespace grove::detail {
 
+// A dynamic supervisor's template made into child specs at run time: the template's args
+// with `extra` merged onto them; null (errors in `errors`) when the kind refuses them.
+using template_fn = std::function<std::optional<child_spec>(const config::args& extra, config::diagnostics& errors)>;
+
 struct app_plan {
   std::string name;
   config::start_type type = config::start_type::temporary;
   supervisor_flags flags;
   std::vector<child_spec> children;
+  // The templates of its dynamic supervisors, by tree path ("app/sup/jobs", as the console
+  // names them).
+  std::map<std::string, template_fn> templates;
 };
 
 // The applications in start order; errors go to `errors` (file:line:column of the child).

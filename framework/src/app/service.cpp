@@ -158,6 +158,7 @@ struct service::impl {
     for (auto& app : plan) {
       start_options so;
       so.spawn.label = app.name;
+      so.name = app.name;  // the loader keeps application names apart from children's
       auto r = detail::start_supervisor_link_at(app.flags, app.children, app.name, so);
       if (!r) {
         publish_application(app.name, "failed", {}, r.reason());
@@ -267,9 +268,8 @@ struct service::impl {
           started = finished = waited = false;
           result = {};
           controller = n.spawn([this] { control(); }, {.label = "application_controller"});
-          if (stop_asked) send(controller, stop_request{});
         }
-        code = wait_until_finished(sigs);
+        code = wait_until_finished(n, sigs);
         {
           std::unique_lock lk(mu);
           waited = true;
@@ -298,6 +298,29 @@ struct service::impl {
     return out;
   }
 
+  // A child spec from the template of the dynamic supervisor at `path`, with `args` (a YAML
+  // map) merged onto the template's.
+  std::optional<child_spec> from_template(const std::string& path, const std::string& args, std::string& error) const {
+    const detail::template_fn* make = nullptr;
+    for (auto& app : plan) {
+      if (auto it = app.templates.find(path); it != app.templates.end()) make = &it->second;
+    }
+    if (!make) {
+      error = path + " has no template: declare one in its dynamic_supervisor (docs/config.md)";
+      return std::nullopt;
+    }
+    auto sink = std::make_shared<config::diagnostics>();
+    config::args extra = config::args::parse(args.empty() ? "{}" : args, "args", sink);
+    std::optional<child_spec> spec;
+    if (sink->empty()) spec = (*make)(extra, *sink);
+    if (!spec) {
+      std::string text = sink->to_string();
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      error = "the template refused the args: " + (text.empty() ? std::string("no start function") : text);
+    }
+    return spec;
+  }
+
   // The console's token: node.console.token, else GROVE_CONSOLE_TOKEN (the loader's rule).
   std::string console_token() const {
     if (!cfg->console.token.empty()) return cfg->console.token;
@@ -314,6 +337,9 @@ struct service::impl {
     co.token = console_token();
     co.max_sessions = cfg->console.max_sessions;
     co.applications = [this] { return console_apps(); };
+    co.child_template = [this](const std::string& path, const std::string& args, std::string& error) {
+      return from_template(path, args, error);
+    };
     con = std::make_unique<console>(n, co);
     if (!con->start(error)) return false;
     if (address != "stdio") {
@@ -325,16 +351,42 @@ struct service::impl {
     return true;
   }
 
-  int wait_until_finished(const sigset_t& sigs) {
+  // The service's hooks: `started` once every application has; `stopping` once, if `started`
+  // ran, before the applications stop on request, or after an application ended the run.
+  int wait_until_finished(grove::node& n, const sigset_t& sigs) {
     std::optional<std::chrono::steady_clock::time_point> deadline;
+    bool hook_started = false, hook_stopping = false;
+    auto stopping = [&] {
+      if (hook_started && !hook_stopping && opts.hooks.stopping) opts.hooks.stopping(n);
+      hook_stopping = true;
+    };
     for (;;) {
+      bool ask_stop = false, run_started = false, done = false;
       {
         std::unique_lock lk(mu);
         // Without signals to watch, wait on the condition alone; else look at both, 50 ms apart.
         const auto step = opts.handle_signals ? std::chrono::milliseconds(50) : std::chrono::milliseconds(500);
-        cv.wait_for(lk, step, [&] { return finished || (stop_asked && !deadline); });
-        if (finished) break;
-        if (stop_asked && !deadline) deadline = std::chrono::steady_clock::now() + opts.shutdown_timeout;
+        cv.wait_for(lk, step,
+                    [&] { return finished || (stop_asked && !deadline) || (started && !hook_started && !stop_asked); });
+        done = finished;
+        run_started = started && !hook_started && !stop_asked && !finished;
+        if (stop_asked && !deadline) {
+          deadline = std::chrono::steady_clock::now() + opts.shutdown_timeout;
+          ask_stop = true;
+        }
+      }
+      if (run_started) {
+        hook_started = true;
+        if (opts.hooks.started) opts.hooks.started(n);
+      }
+      if (ask_stop) {
+        stopping();  // before the applications stop: the service's threads still find them
+        std::unique_lock lk(mu);
+        send(controller, stop_request{});
+      }
+      if (done) {
+        stopping();
+        break;
       }
       if (opts.handle_signals) {
         timespec zero{0, 0};
@@ -357,10 +409,10 @@ struct service::impl {
     return static_cast<int>(result.code);
   }
 
+  // The thread that runs the service sends the stop, after the `stopping` hook.
   void request_stop() {
     std::unique_lock lk(mu);
     stop_asked = true;
-    if (controller) send(controller, stop_request{});
     cv.notify_all();
   }
 };

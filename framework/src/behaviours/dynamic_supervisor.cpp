@@ -189,10 +189,12 @@ start_result start_dynamic_supervisor_link(dynamic_supervisor_flags flags, const
 namespace {
 constexpr duration forever = duration::max();
 }
-child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags) {
+child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags, const start_options& opts) {
   child_spec s;
   s.id = std::move(id);
-  s.start = [flags]() { return start_link(std::make_unique<dynamic_supervisor>(flags, detail::take_child_path())); };
+  s.start = [flags, opts]() {
+    return start_link(std::make_unique<dynamic_supervisor>(flags, detail::take_child_path()), opts);
+  };
   s.type = child_type::supervisor;
   return s;
 }

@@ -16,6 +16,18 @@ struct start_ack {
 };
 }  // namespace detail
 
+namespace {
+// What a message is, for people: the request inside a call or cast, not Grove's wrapper
+// ("call bank::deposit", not "call grove::detail::call_msg<bank::deposit>").
+std::string request_type(std::string name) {
+  for (std::string_view wrapper : {"grove::detail::call_msg<", "grove::detail::cast_msg<"}) {
+    if (name.starts_with(wrapper) && name.ends_with('>'))
+      return name.substr(wrapper.size(), name.size() - wrapper.size() - 1);
+  }
+  return name;
+}
+}  // namespace
+
 std::optional<pid> server_ref::resolve() const {
   if (via_) return via_->whereis();
   if (name_.empty()) return pid_;
@@ -141,13 +153,21 @@ void gen_server_base::handle(message& m) {
           record("info", m);
           break;
         case handled_as::none: {
-          std::string type = m.type_name();
           record("unhandled", m);
-          if (type.rfind("grove::detail::call_msg<", 0) == 0) {
-            throw process_error(exit_reason::other("{bad_call," + type + "}"));
+          if (const detail::reply_address* to = m.envelope()->reply_to()) {
+            // The caller's mistake, not the server's: fail the call and go on, unless the
+            // server asked for OTP's crash (which would spend its supervisor's restarts).
+            exit_reason why = exit_reason::other("{bad_call," + request_type(m.type_name()) + "}");
+            if (bad_call_crashes_) throw process_error(std::move(why));
+            detail::deliver_reply(
+                to->caller, to->alias,
+                std::make_unique<detail::message_envelope<detail::call_refused>>(detail::call_refused{std::move(why)}));
+            break;
           }
+          std::string type = m.type_name();
           if (type.rfind("grove::detail::cast_msg<", 0) == 0) {
-            throw process_error(exit_reason::other("{bad_cast," + type + "}"));
+            // Nobody waits for a cast's answer: as in OTP, the server crashes.
+            throw process_error(exit_reason::other("{bad_cast," + request_type(std::move(type)) + "}"));
           }
           ++stats_.infos;
           unexpected(m);
@@ -269,18 +289,6 @@ bool gen_server_base::handle_system(message& m) {
   }
   return true;
 }
-
-namespace {
-// What a message is, for people: the request inside a call or cast, not Grove's wrapper
-// ("call bank::deposit", not "call grove::detail::call_msg<bank::deposit>").
-std::string request_type(std::string name) {
-  for (std::string_view wrapper : {"grove::detail::call_msg<", "grove::detail::cast_msg<"}) {
-    if (name.starts_with(wrapper) && name.ends_with('>'))
-      return name.substr(wrapper.size(), name.size() - wrapper.size() - 1);
-  }
-  return name;
-}
-}  // namespace
 
 void gen_server_base::record(const char* what, const message& m) {
   if (!events_) events_ = std::make_unique<std::vector<event>>();
@@ -424,7 +432,12 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
     e.reset(receive_match(match, &tag, 0));  // one that raced the timeout is taken
   }
   if (!e) throw call_error(exit_reason::timeout(), target.str());  // the guard demonitors
-  if (e->kind == envelope_kind::reply) return e;
+  if (e->kind == envelope_kind::reply) {
+    // A pointer compare suffices: call_refused envelopes are made only in this file.
+    if (e->type == &typeid(call_refused)) [[unlikely]]
+      throw call_error(static_cast<message_envelope<call_refused>&>(*e).value.reason, target.str());
+    return e;
+  }
   throw call_error(static_cast<message_envelope<down>&>(*e).value.reason, target.str());
 }
 

@@ -496,11 +496,12 @@ start_result detail::start_supervisor_link_at(supervisor_flags flags, std::vecto
   return start_link(std::make_unique<supervisor>(flags, std::move(children), std::move(path)), opts);
 }
 
-child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children) {
+child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children,
+                            const start_options& opts) {
   child_spec s;
   s.id = std::move(id);
-  s.start = [flags, children]() {
-    return start_link(std::make_unique<supervisor>(flags, children, detail::take_child_path()));
+  s.start = [flags, children, opts]() {
+    return start_link(std::make_unique<supervisor>(flags, children, detail::take_child_path()), opts);
   };
   s.type = child_type::supervisor;
   return s;

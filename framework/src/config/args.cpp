@@ -77,6 +77,14 @@ args args::parse(std::string_view yaml, const std::string& file_name, std::share
 
 args args::with_sink(std::shared_ptr<diagnostics> sink) const { return args(view_, std::move(sink)); }
 
+args args::merged(const args& over) const {
+  if (!over.view_->node || over.view_->node->entries.empty()) return *this;
+  if (!view_->node) return args(over.view_, sink_);
+  auto base = std::const_pointer_cast<tree_node>(view_->node);  // merge copies, it changes neither
+  auto top = std::const_pointer_cast<tree_node>(over.view_->node);
+  return detail::args_access::make(detail::merge(base, top), view_->path, view_->pos, sink_);
+}
+
 bool args::has(std::string_view key) const { return lookup(*view_, key) != nullptr; }
 
 bool args::empty() const { return !view_->node || view_->node->entries.empty(); }

@@ -338,9 +338,12 @@ class loader {
       if (auto v = field(a, "name")) {
         if (read_name(*v, detail::join_path(p, "name"), app.name)) {
           auto [it, fresh] = seen.emplace(app.name, v->pos);
-          if (!fresh)
+          if (!fresh) {
             errors_.add(v->pos, detail::join_path(p, "name"), "duplicate application name '" + app.name + "'", {},
                         "first at " + to_string(it->second));
+          } else {
+            reserve_name(app.name, detail::join_path(p, "name"), v->pos);
+          }
         }
       } else {
         missing(a, p, "name", "a string");
@@ -413,7 +416,7 @@ class loader {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
     check_keys(
-        n, path, {"intensity", "period", "max_children"},
+        n, path, {"intensity", "period", "max_children", "template"},
         {{"backoff", "not supported on a dynamic_supervisor yet", "declare backoff on a supervisor's children instead"},
          {"auto_shutdown", "not allowed on a dynamic_supervisor",
           "auto_shutdown needs significant children, which only a supervisor declares"},
@@ -426,6 +429,12 @@ class loader {
     if (read_int_field(n, path, "max_children", max_children, 1, std::numeric_limits<std::int64_t>::max(),
                        "an integer >= 1"))
       out.max_children = max_children;
+    if (auto v = field(n, "template")) {
+      auto t = std::make_shared<child_config>();
+      std::map<std::string, source_pos> ids;
+      if (read_child(*v, detail::join_path(path, "template"), auto_shutdown::never, *t, ids, true))
+        out.child_template = std::move(t);
+    }
   }
 
   std::optional<backoff_config> read_backoff(const tree_node& n, const std::string& path) {
@@ -479,8 +488,10 @@ class loader {
     return false;
   }
 
+  // `templ`: a dynamic supervisor's template, the spec of the children started from it at run
+  // time: a worker, its id optional, without a name (each child would register the same one).
   bool read_child(const tree_node& n, const std::string& path, auto_shutdown parent_auto_shutdown, child_config& out,
-                  std::map<std::string, source_pos>& ids) {
+                  std::map<std::string, source_pos>& ids, bool templ = false) {
     if (!expect_map(n, path)) return false;
     out.pos = n.pos;
     check_keys(n, path,
@@ -496,7 +507,7 @@ class loader {
           ok = false;
         }
       }
-    } else {
+    } else if (!templ) {
       missing(n, path, "id", "a string");
     }
 
@@ -536,15 +547,25 @@ class loader {
       read_dynamic_supervisor(*v, detail::join_path(path, "dynamic_supervisor"), *out.dynamic_supervisor);
     }
 
-    if (auto v = field(n, "name")) {
+    if (templ && first && out.type != child_type::worker) {
+      errors_.add(first->key_pos, detail::join_path(path, first->key), "a template is a worker", {},
+                  "give the template a kind; nest supervisors in a supervisor instead");
+      ok = false;
+    }
+    for (std::string_view key : {"name", "significant"}) {
+      const map_entry* e = templ ? entry(n, key) : nullptr;
+      if (!e) continue;
+      errors_.add(e->key_pos, detail::join_path(path, key), "not allowed on a template", {},
+                  key == "name" ? "every child started from the template would register the same name"
+                                : "a dynamic supervisor has no auto_shutdown for significant children");
+      ok = false;
+    }
+    if (auto v = templ ? nullptr : field(n, "name")) {
       std::string p = detail::join_path(path, "name");
       std::string name;
       if (read_name(*v, p, name)) {
         out.name = name;
-        auto [it, fresh] = names_.emplace(name, registered{p, v->pos});
-        if (!fresh)
-          errors_.add(v->pos, p, "duplicate registered name '" + name + "'", {},
-                      "first registered by " + it->second.path + " at " + to_string(it->second.pos));
+        reserve_name(name, p, v->pos);
       }
     }
     const tree_node* restart = field(n, "restart");
@@ -555,7 +576,7 @@ class loader {
       shutdown_config s;
       if (read_shutdown(*v, detail::join_path(path, "shutdown"), s)) out.shutdown = s;
     }
-    if (auto v = field(n, "significant")) {
+    if (auto v = templ ? nullptr : field(n, "significant")) {
       std::string p = detail::join_path(path, "significant");
       if (detail::read_bool(*v, p, errors_, out.significant) && out.significant) {
         if (out.restart == restart_type::permanent)
@@ -606,6 +627,19 @@ class loader {
       out.args = detail::args_access::make(nullptr, detail::join_path(path, "args"), n.pos, args_sink);
     }
     return ok;
+  }
+
+  // A registered name, unique in the whole configuration: a child's `name`, and each
+  // application's name (its top supervisor is registered under it).
+  void reserve_name(const std::string& name, const std::string& path, source_pos pos) {
+    auto [it, fresh] = names_.emplace(name, registered{path, pos});
+    if (fresh) return;
+    // An application's name is at applications[i].name, a child's deeper, under .supervisor.
+    const bool app =
+        it->second.path.find(".supervisor") == std::string::npos || path.find(".supervisor") == std::string::npos;
+    errors_.add(pos, path, "duplicate registered name '" + name + "'", {},
+                "first registered by " + it->second.path + " at " + to_string(it->second.pos) +
+                    (app ? " (an application registers its top supervisor under its name)" : ""));
   }
 
   struct dependency_pos {

@@ -304,6 +304,7 @@ class session {
   answer run_events(const std::string&, const command_args& a, bool&) { return events_cmd(a); }
   answer run_signal(const std::string& cmd, const command_args& a, bool&) { return signal(cmd, a); }
   answer run_child_op(const std::string& cmd, const command_args& a, bool&) { return child_op(cmd, a); }
+  answer run_start(const std::string& cmd, const command_args& a, bool&) { return start_from_template(cmd, a); }
   answer run_suspend(const std::string& cmd, const command_args& a, bool&) { return suspend(cmd, a); }
   answer run_trace(const std::string&, const command_args& a, bool&) { return trace_cmd(a); }
   answer run_stats(const std::string&, const command_args&, bool&) { return stats(); }
@@ -770,6 +771,43 @@ class session {
     return a;
   }
 
+  // start PATH [ARGS]: a child under a dynamic supervisor, from the template the node declares
+  // for it, with ARGS (a YAML map, e.g. {n: 3}) merged onto the template's args.
+  answer start_from_template(const std::string& cmd, const std::vector<std::string>& args) {
+    if (args.empty()) return usage(cmd);
+    std::string err;
+    auto t = resolve_path(args[0], err);
+    if (!t) return answer::error(err);
+    if (!t->who) return answer::error(args[0] + " is not running (noproc)");
+    const supervisor_status st = supervisor_status_of(t->who, cfg_->opts.command_timeout);
+    if (!st.dynamic)
+      return answer::error(args[0] + " is not a dynamic supervisor: only those start children at run time");
+    if (!cfg_->opts.child_template) return answer::error("this node declares no templates");
+    std::string extra;
+    for (std::size_t i = 1; i < args.size(); ++i) extra += (i > 1 ? " " : "") + args[i];
+    // The path as the node declares it: app/.../jobs, by ids.
+    std::string canonical;
+    {
+      std::istringstream in(args[0]);
+      for (std::string seg; std::getline(in, seg, '/');) {
+        if (!seg.empty()) canonical += (canonical.empty() ? "" : "/") + seg;
+      }
+    }
+    auto spec = cfg_->opts.child_template(canonical, extra, err);
+    if (!spec) return answer::error("start " + canonical + ": " + err);
+    const auto r =
+        call<child_result>(t->who, dynamic_supervisor::start_q{std::move(*spec)}, cfg_->opts.command_timeout);
+    if (!r) {
+      std::string why = to_string(r.error);
+      if (r.error == child_error::start_failed) why += ": " + r.reason.str();
+      return answer::error("start " + canonical + ": " + why);
+    }
+    answer a;
+    a.text = "started " + canonical + "/" + r.who.str() + "\n";
+    a.data = json{{"path", canonical}, {"result", "started"}, {"pid", pid_json(r.who)}};
+    return a;
+  }
+
   // ---- events and traces ----
 
   struct filter {
@@ -997,6 +1035,9 @@ const std::vector<command_info>& command_table() {
       {"restart", "restart PATH", "restart a stopped child of a supervisor", &session::run_child_op},
       {"terminate", "terminate PATH", "stop a child through its supervisor (not restarted)", &session::run_child_op},
       {"delete", "delete PATH", "remove a stopped child's spec from its supervisor", &session::run_child_op},
+      {"start", "start PATH [ARGS]",
+       "start a child under the dynamic supervisor at PATH from its template; ARGS: a YAML map, like {n: 3}",
+       &session::run_start},
       {"suspend", "suspend TARGET", "suspend a GenServer (it answers only system messages)", &session::run_suspend},
       {"resume", "resume TARGET", "resume a suspended GenServer", &session::run_suspend},
       {"trace", "trace TARGET on|off", "stream a GenServer's calls, casts, infos and replies", &session::run_trace},

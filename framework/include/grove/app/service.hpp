@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -41,6 +42,17 @@ enum class exit_code : int {
   shutdown_timeout = 5     // stopping took longer than the deadline
 };
 
+// The service's own code, run by service::run on its thread (and so by cli_main's `run`).
+struct service_hooks {
+  // Once every application has started: start the service's threads here (a grove::client on
+  // the node lets them call in). Keep it short: the run waits for it.
+  std::function<void(node&)> started;
+  // Once, if `started` ran: when a stop is asked (a signal, stop()), before the applications
+  // stop, so the service's threads still find them; when an application ends the run, after.
+  // Stop and join the service's threads here: a client must not outlive the node.
+  std::function<void(node&)> stopping;
+};
+
 struct service_options {
   std::optional<unsigned> schedulers;            // over node.schedulers
   std::optional<std::string> console;            // over node.console.address
@@ -51,6 +63,7 @@ struct service_options {
   bool handle_signals = true;     // run() stops the node on SIGINT and SIGTERM
   std::string program = "grove";  // how to run the grove command, in the console's "connect with" hint
   config::load_options load;      // environment and file access for the loader (tests inject)
+  service_hooks hooks;
 };
 
 class service {
@@ -91,7 +104,8 @@ class service {
 // The `grove` command line, for the grove binary and for services that link Grove:
 // `run FILE [--schedulers N] [--console ADDR] [--log-format text|json]`, `check FILE`,
 // `console [ADDR]` (a client for a node's console), `--help`, `--version`. Returns the exit code.
-int cli_main(int argc, const char* const* argv, kind_registry kinds);
+// `hooks` run in `run` (service_hooks).
+int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hooks hooks = {});
 
 // Grove's version, e.g. "0.5.0".
 const char* version() noexcept;

@@ -73,8 +73,9 @@ start_result start_dynamic_supervisor(dynamic_supervisor_flags flags = {}, const
 start_result start_dynamic_supervisor_link(dynamic_supervisor_flags flags = {}, const start_options& opts = {});
 // Starts a child under a dynamic supervisor: its pid, or max_children / start_failed.
 child_result start_dynamic_child(const server_ref& sup, child_spec spec);
-// A child spec for a dynamic supervisor nested in a supervisor.
-child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags);
+// A child spec for a dynamic supervisor nested in a supervisor; opts.name (or opts.via)
+// registers it, so code and the console can start children under it by name.
+child_spec dynamic_supervisor_child(std::string id, dynamic_supervisor_flags flags, const start_options& opts = {});
 child_result terminate_dynamic_child(const server_ref& sup, const pid& child);
 std::vector<child_info> which_dynamic_children(const server_ref& sup);
 child_counts count_dynamic_children(const server_ref& sup);

@@ -16,7 +16,9 @@
 // For each type T in `handles`, the server may define handle_call(const T&, const from&),
 // handle_cast(const T&) and/or handle_info(const T&). Optional: init() returning init_result,
 // handle_continue(const T&) for types passed to continue_with, terminate(const exit_reason&),
-// and format_status() returning the text sys::get_state shows.
+// and format_status() returning the text sys::get_state shows. A call of a type the server does
+// not handle fails the call with {bad_call,T} and the server goes on (crash_on_bad_call() for
+// OTP's crash); typed_ref<S> (typed_ref.hpp) rejects it at compile time.
 //
 // A server is a handler process: while idle it holds no stack. terminate runs when a callback
 // asks to stop, when a callback throws, and when the parent's exit signal arrives while the
@@ -49,18 +51,24 @@ namespace grove {
 template <class... T>
 struct types {};
 
+namespace detail {
+template <class Req>
+struct call_msg;
+}  // namespace detail
+
 // Who to reply to: the caller and the call's tag. Keep it to reply later (deferred reply).
 class from {
  public:
   from() = default;
-  from(pid caller, std::uint64_t tag) : caller_(caller), tag_(tag) {}
-  const pid& caller() const noexcept { return caller_; }
-  std::uint64_t tag() const noexcept { return tag_; }
-  explicit operator bool() const noexcept { return tag_ != 0; }
+  from(pid caller, std::uint64_t tag) : to_{caller, tag} {}
+  const pid& caller() const noexcept { return to_.caller; }
+  std::uint64_t tag() const noexcept { return to_.alias; }
+  explicit operator bool() const noexcept { return to_.alias != 0; }
 
  private:
-  pid caller_;
-  std::uint64_t tag_ = 0;
+  template <class Req>
+  friend struct detail::call_msg;
+  detail::reply_address to_;
 };
 
 // Replies to a call, from any process, now or later. A reply after the caller gave up is dropped.
@@ -207,6 +215,12 @@ template <class Req>
 struct call_msg {
   Req request;
   from f;
+  // Lets a server that does not handle Req still answer the caller (envelope::reply_to).
+  const reply_address& reply_to() const noexcept { return f.to_; }
+};
+// The answer to a call the server does not handle: the call fails with `reason` ({bad_call,T}).
+struct call_refused {
+  exit_reason reason;
 };
 template <class Msg>
 struct cast_msg {
@@ -276,6 +290,10 @@ class gen_server_base : public process_handler {
   }
   // The process that started this server (its parent).
   const pid& parent() const noexcept { return parent_; }
+  // A call of a type this server does not handle crashes it with {bad_call,T}, as in OTP,
+  // instead of failing only the call. Call it from the constructor or init; for servers where
+  // an unknown call means the server's own state is wrong, not the caller's request.
+  void crash_on_bad_call() noexcept { bad_call_crashes_ = true; }
 
   // What took a message.
   enum class handled_as : unsigned char { none, call, cast, info };
@@ -318,6 +336,7 @@ class gen_server_base : public process_handler {
   std::uint64_t idle_token_ = 0;
   bool suspended_ = false;
   bool tracing_ = false;
+  bool bad_call_crashes_ = false;
   // Ordinary messages that came while suspended; allocated only then (an empty std::deque
   // allocates ~600 bytes, more than the rest of an idle server).
   std::unique_ptr<std::deque<message>> held_;
@@ -475,8 +494,10 @@ start_result start_link(std::unique_ptr<S> server, const start_options& opts = {
 // ---- talking to a server --------------------------------------------------------------------
 
 // Sends req and waits for the reply (of type R) up to `timeout`. Throws call_error with noproc
-// (no such process or name), timeout, calling_self, or the server's exit reason if it dies
-// first. A reply that comes after the timeout never reaches the caller's mailbox.
+// (no such process or name), timeout, calling_self, {bad_call,Req} if the server does not
+// handle Req (it goes on), or the server's exit reason if it dies first. A reply that comes
+// after the timeout never reaches the caller's mailbox. For a server of a known type,
+// typed_ref<S> (typed_ref.hpp) checks Req and R at compile time.
 template <class R = void, class Req>
 R call(const server_ref& target, Req&& req, duration timeout = std::chrono::seconds(5)) {
   using msg_t = detail::call_msg<std::remove_cvref_t<Req>>;

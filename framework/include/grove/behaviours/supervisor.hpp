@@ -139,8 +139,10 @@ start_result start_supervisor_link_at(supervisor_flags flags, std::vector<child_
 start_result start_supervisor(supervisor_flags flags, std::vector<child_spec> children, const start_options& opts = {});
 start_result start_supervisor_link(supervisor_flags flags, std::vector<child_spec> children,
                                    const start_options& opts = {});
-// A child spec for a nested supervisor.
-child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children);
+// A child spec for a nested supervisor; opts.name (or opts.via) registers it, so code and the
+// console can reach it by name.
+child_spec supervisor_child(std::string id, supervisor_flags flags, std::vector<child_spec> children,
+                            const start_options& opts = {});
 
 std::vector<child_info> which_children(const server_ref& sup);
 child_counts count_children(const server_ref& sup);
@@ -150,8 +152,8 @@ child_result terminate_child(const server_ref& sup, const std::string& id, durat
 child_result restart_child(const server_ref& sup, const std::string& id, duration timeout = duration::max());
 child_result delete_child(const server_ref& sup, const std::string& id, duration timeout = duration::max());
 std::optional<child_spec> get_childspec(const server_ref& sup, const std::string& id);
-// The status of a supervisor or dynamic supervisor (call it only on one: another server would
-// crash with bad_call).
+// The status of a supervisor or dynamic supervisor (another server answers call_error
+// {bad_call,...}).
 supervisor_status supervisor_status_of(const server_ref& sup, duration timeout = std::chrono::seconds(5));
 
 }  // namespace grove

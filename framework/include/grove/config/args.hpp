@@ -93,6 +93,10 @@ class args {
   // A list of maps, each as a view (empty when the key is absent; an error when not a list).
   std::vector<args> list(std::string_view key) const;
 
+  // This map with `over`'s keys merged onto it (nested maps key by key, anything else replaced),
+  // as a template's args with those given at run time; each value keeps its own position.
+  args merged(const args& over) const;
+
   // Records "unknown key" (with the nearest allowed key as a hint) for every other key.
   void only(std::initializer_list<std::string_view> keys) const;
 

@@ -70,10 +70,15 @@ struct supervisor_config {
   source_pos pos;
 };
 
+struct child_config;
+
 struct dynamic_supervisor_config {
   int intensity = 1;
   duration period = std::chrono::seconds(5);
   std::optional<std::size_t> max_children;  // none: no limit
+  // The spec of the children the console (`start PATH [ARGS]`) starts under it, as OTP's
+  // simple_one_for_one template: a worker whose id is optional and which has no name.
+  std::shared_ptr<const child_config> child_template;
   source_pos pos;
 };
 

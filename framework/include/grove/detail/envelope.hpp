@@ -1,6 +1,7 @@
 // Internal: the type-erased carrier of one message or signal in a mailbox.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -20,6 +21,13 @@ enum class envelope_kind : std::uint8_t {
   down,         // a monitored process died
   timeout,      // a receive timeout fired (token = the receive it belongs to)
   reply,        // a reply to a call: a message addressed to an alias (see gen_server)
+};
+
+// Where a call's reply goes: the caller and the alias the reply is addressed to (gen_server's
+// `from`, seen from the runtime layer).
+struct reply_address {
+  pid caller;
+  std::uint64_t alias = 0;
 };
 
 struct envelope {
@@ -43,6 +51,14 @@ struct envelope {
   bool is_message() const noexcept { return kind == envelope_kind::message; }
   // Kept in the mailbox's queue (messages and replies); the rest are signals, acted on.
   bool is_mail() const noexcept { return kind == envelope_kind::message || kind == envelope_kind::reply; }
+  // For a call request, who waits for the reply; else null. Lets a server answer a request whose
+  // type it does not know (gen_server's bad_call) without a list of every request type.
+  virtual const reply_address* reply_to() const noexcept { return nullptr; }
+};
+
+template <class T>
+concept carries_reply_address = requires(const T& v) {
+  { v.reply_to() } -> std::same_as<const reply_address&>;
 };
 
 template <class T>
@@ -50,6 +66,14 @@ struct message_envelope final : envelope {
   template <class... A>
   explicit message_envelope(A&&... a) : value(std::forward<A>(a)...) {
     type = &typeid(T);
+  }
+  // A payload that carries a reply address says so with reply_to() (gen_server's call_msg).
+  const reply_address* reply_to() const noexcept override {
+    if constexpr (carries_reply_address<T>) {
+      return &value.reply_to();
+    } else {
+      return nullptr;
+    }
   }
   T value;
 };

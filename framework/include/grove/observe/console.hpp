@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include <grove/behaviours/supervisor.hpp>
 #include <grove/runtime/node.hpp>
 #include <grove/runtime/pid.hpp>
 
@@ -61,6 +62,12 @@ struct console_options {
   std::chrono::milliseconds auth_delay{1000};              // before answering a wrong token; doubles with each one
   // The applications (called from session processes); default: none.
   std::function<std::vector<console_app>()> applications;
+  // For `start PATH [ARGS]`: the spec of a child to start under the dynamic supervisor at PATH
+  // (app/.../jobs), made from its declared template with ARGS (a YAML map, possibly empty)
+  // merged onto the template's; nullopt with `error` set when there is no template or the args
+  // are refused. Default: none (the command answers that the node has no templates).
+  std::function<std::optional<child_spec>(const std::string& path, const std::string& args, std::string& error)>
+      child_template;
 };
 
 class console {
