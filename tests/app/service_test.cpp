@@ -394,6 +394,8 @@ TEST_CASE("supervisors, dynamic supervisors and applications are registered unde
   REQUIRE(s.svc.wait_started(10s));
   const auto top = s.svc.application("shop");
   REQUIRE(top);
+  CHECK(s.svc.describe().find("jobs  dynamic_supervisor, intensity 1 in 5s, max_children 10, template kind counter "
+                              "(temporary), name jobs") != std::string::npos);
   s.svc.running_node()->run([&] {
     CHECK(grove::whereis("shop") == top);  // an application's top supervisor: its name
     const auto back = grove::whereis("back_office");
@@ -440,6 +442,8 @@ TEST_CASE("a dynamic supervisor's template: checked at load, started from the co
               .find("t.yaml:7:40: error: applications[0].supervisor.children[0]."
                     "dynamic_supervisor.template.name: not allowed on a template") != std::string::npos);
     CHECK(errors_of("{ supervisor: {} }").find("template.supervisor: a template is a worker") != std::string::npos);
+    CHECK(errors_of("{ kind: counter, backoff: { min: 1s } }").find("template.backoff: not allowed on a template") !=
+          std::string::npos);
     // The kind checks the template's own args at load time, as any child's.
     CHECK(errors_of("{ kind: counter, args: { start: nope } }").find("template.args.start") != std::string::npos);
   }

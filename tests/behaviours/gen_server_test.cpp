@@ -24,6 +24,8 @@ struct put {
 struct get {
   std::string key;
 };
+// A trace shows a request it can print (issue 12 item 5); get has no operator<<.
+std::ostream& operator<<(std::ostream& os, const put& p) { return os << p.key << '=' << p.value; }
 struct size_q {};
 struct crash {};
 struct slow {
@@ -423,6 +425,7 @@ TEST_CASE("sys: state through format_status, replace_state, statistics and the l
     auto sub = grove::events().subscribe(64);
     grove::sys::trace(s, true);
     grove::call<int>(s, get{"a"});
+    grove::cast(s, put{"c", 3});
     grove::sys::trace(s, false);
     grove::call<int>(s, get{"a"});
     std::string out;
@@ -431,10 +434,12 @@ TEST_CASE("sys: state through format_status, replace_state, statistics and the l
       CHECK(e.old_pid == s);
       out += grove::to_text(e) + "\n";
     }
-    CHECK(out.find(" call (anonymous namespace)::get\n") != std::string::npos);
+    INFO(out);
+    CHECK(out.find(" call (anonymous namespace)::get\n") != std::string::npos);  // no operator<<: the type
     CHECK(out.find("call_msg") == std::string::npos);
-    CHECK(out.find(" reply int") != std::string::npos);
-    CHECK(std::count(out.begin(), out.end(), '\n') == 2);  // the call and its reply; nothing after off
+    CHECK(out.find(" reply int: 1\n") != std::string::npos);  // values that print, printed
+    CHECK(out.find(" cast (anonymous namespace)::put: c=3\n") != std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 3);  // call, reply, cast; nothing after off
     grove::stop(s);
   });
 }

@@ -498,6 +498,9 @@ void describe_children(std::ostringstream& os, const std::vector<config::child_c
         os << "dynamic_supervisor, intensity " << c.dynamic_supervisor->intensity << " in "
            << config::format_duration(c.dynamic_supervisor->period);
         if (c.dynamic_supervisor->max_children) os << ", max_children " << *c.dynamic_supervisor->max_children;
+        if (const auto& t = c.dynamic_supervisor->child_template) {
+          os << ", template kind " << t->kind << " (" << to_string(t->restart) << ")";
+        }
         break;
     }
     if (c.name) os << ", name " << *c.name;

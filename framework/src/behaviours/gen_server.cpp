@@ -17,6 +17,16 @@ struct start_ack {
 }  // namespace detail
 
 namespace {
+// A value in a trace: at most 200 bytes, so a large one cannot flood the event bus.
+std::string cut(std::string text) {
+  constexpr std::size_t most = 200;
+  if (text.size() > most) {
+    text.resize(most);
+    text += "...";
+  }
+  return text;
+}
+
 // What a message is, for people: the request inside a call or cast, not Grove's wrapper
 // ("call bank::deposit", not "call grove::detail::call_msg<bank::deposit>").
 std::string request_type(std::string name) {
@@ -299,11 +309,22 @@ void gen_server_base::record(const char* what, const message& m) {
     (*events_)[next_event_] = e;
   }
   next_event_ = (next_event_ + 1) % events_kept;
-  if (tracing_) publish_trace(std::string(what) + " " + request_type(m.type_name()));
+  if (tracing_) {
+    std::ostringstream value;
+    const bool shown = m.envelope()->print(value);
+    publish_trace(std::string(what) + " " + request_type(m.type_name()) + (shown ? ": " + cut(value.str()) : ""));
+  }
 }
 
-void gen_server_base::record_reply(const std::type_info& type) {
-  publish_trace("reply " + detail::demangle(type.name()));
+void gen_server_base::record_reply(const std::type_info& type, const void* value,
+                                   void (*show)(std::ostream&, const void*)) {
+  std::string text = "reply " + detail::demangle(type.name());
+  if (show) {
+    std::ostringstream os;
+    show(os, value);
+    text += ": " + cut(os.str());
+  }
+  publish_trace(std::move(text));
 }
 
 void gen_server_base::publish_trace(std::string text) {

@@ -552,12 +552,13 @@ class loader {
                   "give the template a kind; nest supervisors in a supervisor instead");
       ok = false;
     }
-    for (std::string_view key : {"name", "significant"}) {
+    for (std::string_view key : {"name", "significant", "backoff"}) {
       const map_entry* e = templ ? entry(n, key) : nullptr;
       if (!e) continue;
       errors_.add(e->key_pos, detail::join_path(path, key), "not allowed on a template", {},
-                  key == "name" ? "every child started from the template would register the same name"
-                                : "a dynamic supervisor has no auto_shutdown for significant children");
+                  key == "name"          ? "every child started from the template would register the same name"
+                  : key == "significant" ? "a dynamic supervisor has no auto_shutdown for significant children"
+                                         : "a dynamic supervisor restarts its children at once, without backoff");
       ok = false;
     }
     if (auto v = templ ? nullptr : field(n, "name")) {
@@ -588,7 +589,8 @@ class loader {
                       "set the supervisor's auto_shutdown to any_significant or all_significant");
       }
     }
-    if (auto v = field(n, "backoff")) out.backoff = read_backoff(*v, detail::join_path(path, "backoff"));
+    if (auto v = templ ? nullptr : field(n, "backoff"))
+      out.backoff = read_backoff(*v, detail::join_path(path, "backoff"));
 
     // What only a worker has.
     if (first && out.type != child_type::worker) {

@@ -217,6 +217,10 @@ struct call_msg {
   from f;
   // Lets a server that does not handle Req still answer the caller (envelope::reply_to).
   const reply_address& reply_to() const noexcept { return f.to_; }
+  // A trace shows the request (when it can be printed), not the wrapper.
+  friend std::ostream& operator<<(std::ostream& os, const call_msg& c) requires printable<Req> {
+    return os << c.request;
+  }
 };
 // The answer to a call the server does not handle: the call fails with `reason` ({bad_call,T}).
 struct call_refused {
@@ -225,6 +229,7 @@ struct call_refused {
 template <class Msg>
 struct cast_msg {
   Msg msg;
+  friend std::ostream& operator<<(std::ostream& os, const cast_msg& c) requires printable<Msg> { return os << c.msg; }
 };
 struct sys_request {
   enum class op : unsigned char { get_state, replace_state, suspend, resume, statistics, trace_on, trace_off, events };
@@ -320,7 +325,8 @@ class gen_server_base : public process_handler {
   [[noreturn]] void shut_down(exit_reason reason);
   void arm_idle_timer();
   void record(const char* what, const message& m);
-  void record_reply(const std::type_info& type);
+  // `show` writes the reply for the trace (null: it cannot be printed).
+  void record_reply(const std::type_info& type, const void* value, void (*show)(std::ostream&, const void*));
   void publish_trace(std::string text);  // a `trace` event on the node's bus
   void unexpected(const message& m);
 
@@ -466,7 +472,14 @@ class gen_server : public gen_server_base {
 
   template <class R>
   void reply_or_hold(const from& f, R&& r) {
-    if (tracing_) record_reply(typeid(std::remove_cvref_t<R>));
+    if (tracing_) {
+      using V = std::remove_cvref_t<R>;
+      if constexpr (detail::printable<V>) {
+        record_reply(typeid(V), &r, [](std::ostream& os, const void* v) { os << *static_cast<const V*>(v); });
+      } else {
+        record_reply(typeid(V), nullptr, nullptr);
+      }
+    }
     if (stop_) {  // OTP's {stop, Reason, Reply, State}: terminate first, then the reply
       pending_reply_ = [f, v = std::forward<R>(r)]() mutable { grove::reply(f, std::move(v)); };
     } else {

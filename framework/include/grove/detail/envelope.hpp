@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <ostream>
 #include <typeinfo>
 #include <utility>
 
@@ -54,6 +55,14 @@ struct envelope {
   // For a call request, who waits for the reply; else null. Lets a server answer a request whose
   // type it does not know (gen_server's bad_call) without a list of every request type.
   virtual const reply_address* reply_to() const noexcept { return nullptr; }
+  // Writes the payload for people (traces) when it can be printed (operator<<); false if not.
+  virtual bool print(std::ostream&) const { return false; }
+};
+
+// A value a trace can show: one with an operator<< for std::ostream.
+template <class T>
+concept printable = requires(std::ostream& os, const T& v) {
+  os << v;
 };
 
 template <class T>
@@ -73,6 +82,14 @@ struct message_envelope final : envelope {
       return &value.reply_to();
     } else {
       return nullptr;
+    }
+  }
+  bool print(std::ostream& os) const override {
+    if constexpr (printable<T>) {
+      os << value;
+      return true;
+    } else {
+      return false;
     }
   }
   T value;
