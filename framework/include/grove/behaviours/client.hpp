@@ -11,7 +11,8 @@
 // a receive, a monitor) runs there while the calling thread waits, so a call has OTP's
 // semantics exactly: its timeout, noproc for a dead name, the server's exit reason. One
 // operation runs at a time per client: give each thread its own. When the node stops, an
-// operation under way or begun later throws node_stopping instead of hanging.
+// operation under way fails instead of hanging (node_stopping, or a call's server's exit
+// reason if the stop ended the server first); one begun later throws node_stopping.
 //
 // A client must not outlive its node, and is not for use inside a process of the node (there,
 // call grove::call and friends directly): its operations block their thread.
