@@ -91,3 +91,58 @@ TEST_CASE("test kit: eventually fails with what it waited for", "[test_kit]") {
           "never: not so within 20 ms of real time");
   });
 }
+
+namespace {
+struct order {
+  int n;
+};
+struct receipt {
+  int n;
+};
+struct adder final : grove::gen_server<adder> {
+  using handles = grove::types<order>;
+  int handle_call(const order& o, const grove::from&) { return o.n + 1; }
+  void handle_cast(const order&) {}
+};
+}  // namespace
+
+TEST_CASE("test kit: expect<T>(from, to) checks messages between two other processes, in order", "[test_kit]") {
+  kit::deterministic_node n;
+  n.run([] {
+    // A shop answers each order with a receipt to whoever the order names.
+    const grove::pid shop = grove::spawn([] {
+      for (;;) {
+        grove::receive([](const std::pair<grove::pid, order>& o) { grove::send(o.first, receipt{o.second.n}); });
+      }
+    });
+    const grove::pid buyer = grove::spawn([shop] {
+      grove::send(shop, std::pair<grove::pid, order>{grove::self(), order{1}});
+      grove::receive([](receipt) {});
+    });
+    kit::expect<std::pair<grove::pid, order>>(buyer, shop);
+    kit::expect<receipt>(shop, buyer);
+    // Nothing else was sent to the buyer; the failure names the sender and receiver it wanted.
+    const std::string none = failure_of([&] { kit::expect<receipt>(shop, buyer, std::chrono::milliseconds(20)); });
+    CHECK(none.find("expected a (anonymous namespace)::receipt from " + shop.str() + " to " + buyer.str() +
+                    ": nothing was sent to it within 20 ms of real time") == 0);
+    // The wrong type, or the wrong sender, is named.
+    grove::send(shop, std::pair<grove::pid, order>{grove::self(), order{2}});
+    const std::string wrong = failure_of([&] { kit::expect<receipt>(buyer, shop); });
+    CHECK(wrong.find("the next message to it is a std::pair<grove::pid, (anonymous namespace)::order> from " +
+                     grove::self().str()) != std::string::npos);
+    kit::expect<receipt>(shop, grove::self());
+    grove::exit(shop, grove::exit_reason::kill());
+  });
+}
+
+TEST_CASE("test kit: a call or cast counts as its request type in expect<T>(from, to)", "[test_kit]") {
+  kit::deterministic_node n;
+  n.run([] {
+    const grove::pid s = grove::start(std::make_unique<adder>()).value();
+    CHECK(grove::call<int>(s, order{41}) == 42);
+    kit::expect<order>(grove::self(), s);  // the call's request
+    grove::cast(s, order{1});
+    kit::expect<order>(grove::self(), s);  // the cast's
+    grove::stop(s);
+  });
+}

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -113,7 +114,18 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
   if (p->generation.load(std::memory_order_acquire) != gen) return push_result::dead;
   env->gen = gen;
   envelope* e = env.release();
-  switch (p->mail.push(e)) {
+  // The test kit's log (tests only): what and from whom, read before the receiver may take it.
+  std::optional<sent_message> log;
+  if (p->node->options.record_messages && e->is_message()) [[unlikely]] {
+    process* me = current();
+    log = sent_message{me ? me->self() : pid{}, p->self(), e->request_type()};
+  }
+  const mailbox::pushed outcome = p->mail.push(e);
+  if (log && outcome != mailbox::pushed::closed && outcome != mailbox::pushed::dropped &&
+      outcome != mailbox::pushed::full) [[unlikely]] {
+    p->node->record_sent(*log);
+  }
+  switch (outcome) {
     case mailbox::pushed::queued:
       return push_result::ok;
     case mailbox::pushed::backlogged:

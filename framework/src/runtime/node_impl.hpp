@@ -98,7 +98,13 @@ class node_impl {
   std::vector<std::pair<node::crash_hook, void*>> crash_hooks;
   std::vector<std::pair<node::long_schedule_hook, void*>> long_schedule_hooks;
   std::pair<node::namer, void*> namer{nullptr, nullptr};  // under hooks_mutex
-  std::unique_ptr<watchdog> watcher;                      // null when long_schedule is zero
+  // The test kit's message log (options.record_messages), oldest first; at most sent_kept.
+  static constexpr std::size_t sent_kept = 1'000'000;
+  std::mutex sent_mu;
+  std::condition_variable sent_cv;
+  std::deque<detail::sent_message> sent;
+  void record_sent(sent_message m);
+  std::unique_ptr<watchdog> watcher;  // null when long_schedule is zero
   // Services are found without a lock, so lookups scale with the number of callers: an entry
   // is written once, before `count` publishes it (release), and stays until ~node_impl.
   struct service_list {

@@ -1,5 +1,6 @@
 #include "process_impl.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -176,6 +177,32 @@ bool detail::ended(const pid& p) {
   spinlock_lock lk(t->lock);
   return t->generation != p.generation() || t->state == detail::life::free;
 }
+
+void detail::node_impl::record_sent(sent_message m) {
+  {
+    std::lock_guard lk(sent_mu);
+    if (sent.size() == sent_kept) sent.pop_front();
+    sent.push_back(m);
+  }
+  sent_cv.notify_all();
+}
+
+std::optional<detail::sent_message> detail::take_sent(node& n, const pid& to, std::chrono::milliseconds wait) {
+  detail::node_impl& impl = detail::node_access::of(n);
+  if (!impl.options.record_messages) return std::nullopt;
+  std::unique_lock lk(impl.sent_mu);
+  std::optional<sent_message> out;
+  impl.sent_cv.wait_for(lk, wait, [&] {
+    auto it = std::find_if(impl.sent.begin(), impl.sent.end(), [&](const sent_message& m) { return m.to == to; });
+    if (it == impl.sent.end()) return false;
+    out = *it;
+    impl.sent.erase(it);
+    return true;
+  });
+  return out;
+}
+
+bool detail::records_messages(node& n) noexcept { return detail::node_access::of(n).options.record_messages; }
 
 bool alive(const pid& p) {
   detail::process* t = detail::lookup(p);

@@ -13,8 +13,11 @@ namespace grove::detail {
 
 namespace {
 // A deadline a second or more away is taken from the coarse clock (a read of the kernel's
-// tick, not of the TSC through the hypervisor's clock), plus its resolution, so it is never
-// early and at most one tick late: a call's 5 s default timeout reads no precise clock.
+// tick, not of the TSC through the hypervisor's clock), plus its resolution: a call's 5 s
+// default timeout reads no precise clock. On a loaded VM the coarse clock can lag by more than
+// its resolution (the vCPU that keeps time is descheduled), so such a timeout also notes the
+// TSC when armed, and the timer thread checks the time really passed before it fires it
+// (run(): `on_time`).
 timer_service::clock::time_point coarse_now() noexcept {
   static const std::int64_t tick = [] {
     timespec r{};
@@ -107,10 +110,11 @@ timer_service::timeout_key timer_service::add_timeout(std::int64_t delay_ns, con
   const std::size_t i = manual_ ? 0 : thread_shard(shards);
   shard& s = shards_[i];
   std::unique_lock lk(s.mutex);
-  const clock::time_point base = manual_ ? manual_now_ : delay_ns >= coarse_from_ns ? coarse_now() : clock::now();
+  const bool coarse = !manual_ && delay_ns >= coarse_from_ns;
+  const clock::time_point base = manual_ ? manual_now_ : coarse ? coarse_now() : clock::now();
   timeout_key k{after(base, delay_ns), (s.next_id++ << shard_bits) | i};
   if (stopping_.load(std::memory_order_relaxed)) return k;
-  s.by_time.emplace(key{k.at, k.id}, entry{to, nullptr, token});
+  s.by_time.emplace(key{k.at, k.id}, entry{to, nullptr, token, coarse ? timestamp() : 0, delay_ns});
   lk.unlock();
   if (clk) clk.unlock();
   after_adding(k.at);
@@ -198,6 +202,23 @@ timer_service::clock::time_point timer_service::take_due(std::size_t i, clock::t
   return s.by_time.empty() ? clock::time_point::max() : s.by_time.begin()->first.first;
 }
 
+// A timeout armed from the coarse clock fires only once its delay has really passed by the TSC
+// (with a margin for the TSC's rate, measured since the program started); otherwise it is due
+// again when it has. The receive it belongs to cancels the first key only: a re-armed timeout
+// it outlived arrives with a stale token and is ignored.
+bool timer_service::on_time(entry& e, clock::time_point now) {
+  if (e.armed_ticks == 0) return true;
+  const std::int64_t passed = timestamp_to_ns(timestamp() - e.armed_ticks);
+  const std::int64_t wanted = e.delay_ns + 50'000 + e.delay_ns / 10'000;
+  if (passed >= wanted) return true;
+  const auto at = now + std::chrono::nanoseconds(wanted - passed);
+  const std::size_t i = 1;  // a receive timeout's shard: any of 1 .. shards-1
+  shard& s = shards_[i];
+  std::lock_guard lk(s.mutex);
+  s.by_time.emplace(key{at, (s.next_id++ << shard_bits) | i}, entry{e.to, nullptr, e.token, 0, 0});
+  return false;
+}
+
 void timer_service::run() {
   constexpr clock::rep awake = clock::time_point::max().time_since_epoch().count();
   std::vector<entry> due;
@@ -211,8 +232,10 @@ void timer_service::run() {
     const auto now = clock::now();
     auto next = clock::time_point::max();
     for (std::size_t i = 0; i < shards; ++i) next = std::min(next, take_due(i, now, due));
-    for (auto& e : due) fire(e);
-    const bool fired = !due.empty();
+    for (auto& e : due) {
+      if (on_time(e, now)) fire(e);
+    }
+    const bool fired = !due.empty();  // then look again: a timeout put back changed the next deadline
     due.clear();
     lk.lock();
     if (fired || dirty_) continue;

@@ -76,7 +76,10 @@ class timer_service {
     pid to;
     std::unique_ptr<envelope> env;  // null for a receive timeout
     std::uint64_t token = 0;        // a receive timeout's token
+    std::int64_t armed_ticks = 0;   // a timeout armed from the coarse clock: timestamp() then
+    std::int64_t delay_ns = 0;      // and its delay
   };
+  bool on_time(entry& e, clock::time_point now);
   static void fire(entry& e);
   using key = std::pair<clock::time_point, std::uint64_t>;
   void run();

@@ -213,6 +213,7 @@ class gen_server_base;
 namespace detail {
 template <class Req>
 struct call_msg {
+  using request_type = Req;  // what the test kit's log names (envelope::request_type)
   Req request;
   from f;
   // Lets a server that does not handle Req still answer the caller (envelope::reply_to).
@@ -228,6 +229,7 @@ struct call_refused {
 };
 template <class Msg>
 struct cast_msg {
+  using request_type = Msg;
   Msg msg;
   friend std::ostream& operator<<(std::ostream& os, const cast_msg& c) requires printable<Msg> { return os << c.msg; }
 };

@@ -57,6 +57,9 @@ struct envelope {
   virtual const reply_address* reply_to() const noexcept { return nullptr; }
   // Writes the payload for people (traces) when it can be printed (operator<<); false if not.
   virtual bool print(std::ostream&) const { return false; }
+  // What the sender sent, for the test kit's log: the request inside a call or cast, else the
+  // payload's type.
+  virtual const std::type_info* request_type() const noexcept { return type; }
 };
 
 // A value a trace can show: one with an operator<< for std::ostream.
@@ -82,6 +85,13 @@ struct message_envelope final : envelope {
       return &value.reply_to();
     } else {
       return nullptr;
+    }
+  }
+  const std::type_info* request_type() const noexcept override {
+    if constexpr (requires { typename T::request_type; }) {
+      return &typeid(typename T::request_type);
+    } else {
+      return type;
     }
   }
   bool print(std::ostream& os) const override {

@@ -32,6 +32,17 @@ struct node_access;  // the runtime's way in (src/runtime/node_impl.hpp)
 bool mark_owner(const pid& p);
 // True once p's death pipeline has completed (hooks run, signals sent, slot free).
 bool ended(const pid& p);
+// A message the node recorded (node_options::record_messages): its sender (none from outside
+// the node), its receiver and its type (a call's or cast's request type, not the wrapper's).
+struct sent_message {
+  pid from;
+  pid to;
+  const std::type_info* type = nullptr;
+};
+// The oldest recorded message to `to` not taken yet, taken; waits up to `wait` (real time) for
+// one. Nothing if none came, or if the node does not record.
+std::optional<sent_message> take_sent(node& n, const pid& to, std::chrono::milliseconds wait);
+bool records_messages(node& n) noexcept;
 }  // namespace detail
 
 struct node_options {
@@ -44,6 +55,10 @@ struct node_options {
   // the `long_schedule` event), like Erlang's system_monitor long_schedule; zero: not watched.
   std::chrono::milliseconds long_schedule{100};
   std::string name = "grove";  // shown in events, logs and the console
+  // The test kit's log of every message sent between processes (who, to whom, what type), for
+  // testing::expect<T>(from, to): one lock per message, so for tests only (a deterministic
+  // node has it on).
+  bool record_messages = false;
 };
 
 class node {

@@ -45,6 +45,7 @@ inline node_options deterministic_options() {
   o.schedulers = 1;
   o.manual_clock = true;
   o.blocking_threads = 1;
+  o.record_messages = true;
   return o;
 }
 
@@ -197,6 +198,33 @@ void disallow() {
 // The down message of monitor r (other messages stay queued), within `budget`.
 inline down await_down(const monitor_ref& r, std::chrono::milliseconds budget = default_budget) {
   return receive_within(budget, when<down>([r](const down& d) { return d.ref == r; }, [](down d) { return d; }));
+}
+
+// Between two other processes, as CAF's expect((T), from(a).to(b)): the oldest message sent to
+// `to` that no such expectation took yet must be a T sent by `from` (a call's or cast's request
+// counts as its request type; `from` is a null pid for a send from outside the node). Needs a
+// node that records messages (node_options::record_messages; a deterministic_node does). Call
+// from a process: it yields while it waits, so the others run. Throws expectation_failed naming
+// what was sent instead, or that nothing was within `budget`.
+template <class T>
+void expect(const pid& from, const pid& to, std::chrono::milliseconds budget = default_budget) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    if (auto m = grove::detail::take_sent(this_node(), to, std::chrono::milliseconds(0))) {
+      const bool type_ok = grove::detail::same_type(m->type, typeid(T));
+      if (type_ok && m->from == from) return;
+      throw expectation_failed("expected a " + grove::detail::demangle(typeid(T).name()) + " from " + from.str() +
+                               " to " + to.str() + ", the next message to it is a " +
+                               grove::detail::demangle(m->type->name()) + " from " + m->from.str());
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw expectation_failed(
+          "expected a " + grove::detail::demangle(typeid(T).name()) + " from " + from.str() + " to " + to.str() +
+          ": nothing was sent to it within " + detail::budget_text(budget) +
+          (grove::detail::records_messages(this_node()) ? "" : " (the node does not record messages)"));
+    }
+    grove::yield();
+  }
 }
 
 // Waits, from a process, until cond() holds: checks it after each message or timer (or yield)
