@@ -1,5 +1,6 @@
 #include "watchdog.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "node_impl.hpp"
@@ -40,7 +41,10 @@ void watchdog::look() {
     // process that suspends or ends clears running_since first.
     const std::int64_t since = p->running_since.load(std::memory_order_relaxed);
     if (since == 0 || p->status.load(std::memory_order_relaxed) != process_status::running) continue;
-    if (reported_[i] == std::pair<const void*, std::int64_t>{p, since}) continue;
+    // Once per activation, on whichever thread it is seen: a thread's `running` may still name
+    // a process that went on elsewhere (seen reported twice under TSan in CI).
+    const std::pair<const void*, std::int64_t> activation{p, since};
+    if (std::find(reported_.begin(), reported_.end(), activation) != reported_.end()) continue;
     const auto ran = std::chrono::nanoseconds(timestamp_to_ns(timestamp() - since));
     if (ran < threshold_) continue;
     pid who;

@@ -124,34 +124,7 @@ class via_name {
 // Any registry with register_self(key) (returning an ok-convertible result with a `holder`) and
 // find(key) (returning an optional entry with `who`), such as keyed_registry with unique keys.
 template <class Registry, class Key>
-std::shared_ptr<const via_name> via(Registry& registry, Key key) {
-  struct impl final : via_name {
-    Registry& r;
-    Key k;
-    impl(Registry& reg, Key key_) : r(reg), k(std::move(key_)) {}
-    std::optional<pid> whereis() const override {
-      auto e = r.find(k);
-      if (!e) return std::nullopt;
-      return e->who;
-    }
-    std::optional<pid> register_self() const override {
-      auto res = r.register_self(k);
-      if (res) return std::nullopt;
-      if (res.holder) return res.holder;
-      throw process_error(exit_reason::other(res.str()), "register via name");
-    }
-    std::string str() const override {
-      if constexpr (requires(std::ostream & os, const Key& x) { os << x; }) {
-        std::ostringstream os;
-        os << "{via," << k << "}";
-        return os.str();
-      } else {
-        return "{via,...}";
-      }
-    }
-  };
-  return std::make_shared<impl>(registry, std::move(key));
-}
+std::shared_ptr<const via_name> via(Registry& registry, Key key);
 
 // A server to talk to: a pid, a registered name, or a via name.
 class server_ref {
@@ -211,61 +184,21 @@ class start_result {
 class gen_server_base;
 
 namespace detail {
-template <class Req>
-struct call_msg {
-  using request_type = Req;  // what the test kit's log names (envelope::request_type)
-  Req request;
-  from f;
-  // Lets a server that does not handle Req still answer the caller (envelope::reply_to).
-  const reply_address& reply_to() const noexcept { return f.to_; }
-  // A trace shows the request (when it can be printed), not the wrapper.
-  friend std::ostream& operator<<(std::ostream& os, const call_msg& c) requires printable<Req> {
-    return os << c.request;
-  }
-};
-// The answer to a call the server does not handle: the call fails with `reason` ({bad_call,T}).
-struct call_refused {
-  exit_reason reason;
-};
+// The messages a call, a cast and the sys functions travel in (detail/gen_server-inl.hpp).
 template <class Msg>
-struct cast_msg {
-  using request_type = Msg;
-  Msg msg;
-  friend std::ostream& operator<<(std::ostream& os, const cast_msg& c) requires printable<Msg> { return os << c.msg; }
-};
-struct sys_request {
-  enum class op : unsigned char { get_state, replace_state, suspend, resume, statistics, trace_on, trace_off, events };
-  op what;
-  std::function<void(gen_server_base&)> replace;
-};
-// replace_state's answer: empty if the function ran, else why it failed (state unchanged).
-struct replace_outcome {
-  std::optional<exit_reason> failed;
-};
-struct stop_request {
-  exit_reason reason;
-};
-struct idle_tick {
-  std::uint64_t token;
-};
+struct cast_msg;
+struct call_refused;
+struct sys_request;
+struct replace_outcome;
+struct stop_request;
+struct idle_tick;
 
 start_result start_server(std::unique_ptr<gen_server_base> server, const start_options& opts, bool link);
 using make_call_envelope = std::unique_ptr<envelope> (*)(void* ctx, const from& f);
 std::unique_ptr<envelope> call_impl(const server_ref& target, make_call_envelope make, void* ctx, duration timeout);
+// The reply of a call as an R, or call_error(bad_reply_type).
 template <class R>
-R take_reply(std::unique_ptr<envelope> e, const server_ref& target) {
-  if constexpr (std::is_void_v<R>) {
-    (void)e;
-    (void)target;
-  } else {
-    if (!same_type(e->type, typeid(R))) {
-      throw call_error(exit_reason::other("bad_reply_type: expected " + demangle(typeid(R).name()) + ", got " +
-                                          demangle(e->type->name())),
-                       target.str());
-    }
-    return std::move(static_cast<message_envelope<R>&>(*e).value);
-  }
-}
+R take_reply(std::unique_ptr<envelope> e, const server_ref& target);
 }  // namespace detail
 
 // ---- statistics and events (sys) ------------------------------------------------------------
@@ -415,79 +348,17 @@ class gen_server : public gen_server_base {
  private:
   Derived& derived() { return static_cast<Derived&>(*this); }
 
+  // The dispatch, in detail/gen_server-inl.hpp.
   template <class... T>
-  handled_as dispatch_list(message& m, types<T...>) {
-    handled_as h = handled_as::none;
-    // (void): with one type the fold is a single comparison, which g++ flags as unused.
-    (void)(((h = dispatch_one<T>(m)) != handled_as::none) || ...);
-    return h;
-  }
+  handled_as dispatch_list(message& m, types<T...>);
   template <class... T>
-  bool continue_list(message& m, types<T...>) {
-    return (continue_one<T>(m) || ...);
-  }
-
+  bool continue_list(message& m, types<T...>);
   template <class T>
-  handled_as dispatch_one(message& m) {
-    if (auto* c = m.get<detail::call_msg<T>>()) {
-      if constexpr (requires(Derived & d, const T& t, const from& f) { d.handle_call(t, f); }) {
-        using R = decltype(derived().handle_call(c->request, c->f));
-        if constexpr (std::is_same_v<R, deferred_t>) {
-          derived().handle_call(c->request, c->f);
-        } else if constexpr (std::is_void_v<R>) {
-          derived().handle_call(c->request, c->f);
-          reply_or_hold(c->f, ok_t{});
-        } else {
-          reply_or_hold(c->f, derived().handle_call(c->request, c->f));
-        }
-        return handled_as::call;
-      }
-      return handled_as::none;
-    }
-    if (auto* c = m.get<detail::cast_msg<T>>()) {
-      if constexpr (requires(Derived & d, const T& t) { d.handle_cast(t); }) {
-        derived().handle_cast(c->msg);
-        return handled_as::cast;
-      }
-      return handled_as::none;
-    }
-    if (auto* v = m.get<T>()) {
-      if constexpr (requires(Derived & d, const T& t) { d.handle_info(t); }) {
-        derived().handle_info(*v);
-        return handled_as::info;
-      }
-      return handled_as::none;
-    }
-    return handled_as::none;
-  }
-
+  handled_as dispatch_one(message& m);
   template <class T>
-  bool continue_one(message& m) {
-    if (auto* v = m.get<T>()) {
-      if constexpr (requires(Derived & d, const T& t) { d.handle_continue(t); }) {
-        derived().handle_continue(*v);
-        return true;
-      }
-    }
-    return false;
-  }
-
+  bool continue_one(message& m);
   template <class R>
-  void reply_or_hold(const from& f, R&& r) {
-    if (tracing_) {
-      using V = std::remove_cvref_t<R>;
-      if constexpr (detail::printable<V>) {
-        record_reply(typeid(V), &r, [](std::ostream& os, const void* v) { os << *static_cast<const V*>(v); });
-      } else {
-        record_reply(typeid(V), nullptr, nullptr);
-      }
-    }
-    if (stop_) {  // OTP's {stop, Reason, Reply, State}: terminate first, then the reply
-      pending_reply_ = [f, v = std::forward<R>(r)]() mutable { grove::reply(f, std::move(v)); };
-    } else {
-      grove::reply(f, std::forward<R>(r));
-    }
-  }
+  void reply_or_hold(const from& f, R&& r);
 };
 
 // ---- starting -------------------------------------------------------------------------------
@@ -567,14 +438,7 @@ std::string get_state(const server_ref& target, duration timeout = std::chrono::
 // the server goes on (as OTP's sys:replace_state) and this throws call_error with reason
 // {callback_failed,Reason}; whatever fn changed before it threw stays changed.
 template <class S>
-void replace_state(const server_ref& target, std::function<void(S&)> fn, duration timeout = std::chrono::seconds(5)) {
-  detail::sys_request r{detail::sys_request::op::replace_state,
-                        [fn = std::move(fn)](gen_server_base& b) { fn(dynamic_cast<S&>(b)); }};
-  auto outcome = call<detail::replace_outcome>(target, std::move(r), timeout);
-  if (outcome.failed) {
-    throw call_error(exit_reason::other("{callback_failed," + outcome.failed->str() + "}"), target.str());
-  }
-}
+void replace_state(const server_ref& target, std::function<void(S&)> fn, duration timeout = std::chrono::seconds(5));
 // While suspended a server handles only system messages; others wait, in order.
 void suspend(const server_ref& target, duration timeout = std::chrono::seconds(5));
 void resume(const server_ref& target, duration timeout = std::chrono::seconds(5));
@@ -587,3 +451,5 @@ std::vector<std::string> last_events(const server_ref& target, duration timeout 
 }  // namespace sys
 
 }  // namespace grove
+
+#include <grove/behaviours/detail/gen_server-inl.hpp>
