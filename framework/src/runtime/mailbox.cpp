@@ -28,6 +28,8 @@
 
 namespace grove::detail {
 
+std::atomic<int> recording_nodes{0};
+
 // ---- mailbox ----------------------------------------------------------------------------------
 
 mailbox::pushed mailbox::push(envelope* e) noexcept {
@@ -108,24 +110,10 @@ envelope_list mailbox::close() noexcept {
 // ---- pushing ------------------------------------------------------------------------------------
 
 namespace {
-push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
-  // A pid of an earlier generation is refused here; one racing the slot's reuse is appended
-  // with its generation and dropped by the new owner (drain_impl).
-  if (p->generation.load(std::memory_order_acquire) != gen) return push_result::dead;
-  env->gen = gen;
-  envelope* e = env.release();
-  // The test kit's log (tests only): what and from whom, read before the receiver may take it.
-  std::optional<sent_message> log;
-  if (p->node->options.record_messages && e->is_message()) [[unlikely]] {
-    process* me = current();
-    log = sent_message{me ? me->self() : pid{}, p->self(), e->request_type()};
-  }
-  const mailbox::pushed outcome = p->mail.push(e);
-  if (log && outcome != mailbox::pushed::closed && outcome != mailbox::pushed::dropped &&
-      outcome != mailbox::pushed::full) [[unlikely]] {
-    p->node->record_sent(*log);
-  }
-  switch (outcome) {
+// Appends e to p's mailbox and does what the push asks (wake, schedule, free).
+push_result push_envelope(process* p, envelope* e) {
+  const bool message = e->is_message();  // e may be taken and freed once the owner is woken
+  switch (p->mail.push(e)) {
     case mailbox::pushed::queued:
       return push_result::ok;
     case mailbox::pushed::backlogged:
@@ -137,7 +125,7 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
       }
       wake(w, p->home.load(std::memory_order_relaxed));
       // A receiver waiting in a selective receive may keep a backlog it skips.
-      return p->mail.size() > mailbox::backlog && e->is_message() ? push_result::backlogged : push_result::ok;
+      return p->mail.size() > mailbox::backlog && message ? push_result::backlogged : push_result::ok;
     }
     case mailbox::pushed::woke_idle:
       p->status.store(process_status::runnable, std::memory_order_relaxed);
@@ -154,6 +142,27 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
       return push_result::full;
   }
   return push_result::ok;
+}
+
+// The same, noting the message in the test kit's log (a node with record_messages): who sent
+// what, read before the receiver may take it, kept if it was delivered.
+[[gnu::noinline]] push_result push_logged(process* p, envelope* e) {
+  if (!p->node->options.record_messages || !e->is_message()) return push_envelope(p, e);
+  process* me = current();
+  const sent_message log{me ? me->self() : pid{}, p->self(), e->request_type()};
+  const push_result r = push_envelope(p, e);
+  if (r == push_result::ok || r == push_result::backlogged) p->node->record_sent(log);
+  return r;
+}
+
+push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> env) {
+  // A pid of an earlier generation is refused here; one racing the slot's reuse is appended
+  // with its generation and dropped by the new owner (drain_impl).
+  if (p->generation.load(std::memory_order_acquire) != gen) return push_result::dead;
+  env->gen = gen;
+  if (recording_nodes.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    return push_logged(p, env.release());
+  return push_envelope(p, env.release());
 }
 }  // namespace
 

@@ -136,6 +136,7 @@ node_options normalized(node_options o) {
 
 node_impl::node_impl(node* o, node_options opts)
     : owner(o), options(normalized(opts)), timers(options.manual_clock), blocking(options.blocking_threads) {
+  if (options.record_messages) recording_nodes.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard lk(registry_mutex);
     for (;;) {
@@ -157,6 +158,7 @@ node_impl::node_impl(node* o, node_options opts)
 
 node_impl::~node_impl() {
   stop();
+  if (options.record_messages) recording_nodes.fetch_sub(1, std::memory_order_relaxed);
   services.clear();  // after every process ended, before the table and stacks go
   std::lock_guard lk(registry_mutex);
   registry[id % registry_size].store(nullptr, std::memory_order_release);

@@ -109,6 +109,9 @@ void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept;
 
 // The process running on this fiber, or null.
 process* current() noexcept;
+// Nodes alive with node_options::record_messages: a send looks at its node's flag only when
+// there is one (a word that stays in cache), not at every send.
+extern std::atomic<int> recording_nodes;
 process& current_or_throw(const char* what);
 void set_current(process* p) noexcept;
 void mark_running(process* p) noexcept;
