@@ -1,11 +1,13 @@
 #include <grove/app/builtin_kinds.hpp>
 #include <grove/app/kinds.hpp>
 
+#include <grove/behaviours/command.hpp>
 #include <grove/behaviours/partition_supervisor.hpp>
 #include <grove/behaviours/pool.hpp>
 #include <grove/config/limits.hpp>
 
 #include <random>
+#include <regex>
 #include <stdexcept>
 
 namespace grove {
@@ -159,9 +161,102 @@ class crasher final : public gen_server<crasher> {
 };
 
 }  // namespace
+
+// The `command` kind's args, checked as the rest of the file is.
+child_start command_kind(const kind_context& k) {
+  const auto& a = k.args();
+  a.only({"argv", "env", "inherit_env", "cwd", "user", "group", "limits", "kill_group", "stop_signal", "max_line",
+          "log_lines", "lines_per_second", "stdout_level", "stderr_level", "protocol", "deliver_to", "ready"});
+  command_options o;
+  os_command& c = o.command;
+  c.argv = a.get<std::vector<std::string>>("argv");
+  if (a.has("argv") && (c.argv.empty() || c.argv[0].empty())) {
+    a.error("argv", "must name a program", "a list such as [sh, -c, \"exec my-worker\"]");
+  }
+  const auto env = a.at("env");
+  for (const auto& key : env.keys()) c.env[key] = env.get<std::string>(key, "");
+  c.inherit_env = a.get<bool>("inherit_env", true);
+  c.cwd = a.get<std::string>("cwd", "");
+  c.user = a.get<std::string>("user", "");
+  c.group = a.get<std::string>("group", "");
+  const auto limits = a.at("limits");
+  limits.only({"address_space", "open_files", "cpu_seconds"});
+  auto limit = [&](const char* key) -> std::optional<std::uint64_t> {
+    auto v = limits.find<std::int64_t>(key);
+    if (!v) return std::nullopt;
+    if (*v <= 0) {
+      limits.error(key, "must be more than 0", {}, "got " + std::to_string(*v));
+      return std::nullopt;
+    }
+    return static_cast<std::uint64_t>(*v);
+  };
+  c.limits.address_space = limit("address_space");
+  c.limits.open_files = limit("open_files");
+  c.limits.cpu_seconds = limit("cpu_seconds");
+  c.kill_group = a.get<bool>("kill_group", true);
+  if (auto sig = a.find<std::string>("stop_signal")) {
+    c.stop_signal = signal_by_name(*sig);
+    if (c.stop_signal == 0)
+      a.error("stop_signal", "no signal '" + *sig + "'", "a name such as SIGTERM, SIGINT, SIGHUP");
+  }
+  auto positive = [&](const char* key, std::int64_t fallback, std::int64_t most) {
+    const auto v = a.get<std::int64_t>(key, fallback);
+    if (v < 1 || v > most) {
+      a.error(key, "must be between 1 and " + std::to_string(most), {}, "got " + std::to_string(v));
+      return fallback;
+    }
+    return v;
+  };
+  c.max_line = static_cast<std::size_t>(positive("max_line", 4096, 1 << 20));
+  c.log_lines = static_cast<std::size_t>(positive("log_lines", 1000, 100000));
+  c.lines_per_second = static_cast<std::uint32_t>(positive("lines_per_second", 1000, 1000000));
+  for (const char* key : {"stdout_level", "stderr_level"}) {
+    const auto level = a.get<std::string>(key, key[3] == 'o' ? "info" : "warning");
+    if (level != "error" && level != "warning" && level != "info" && level != "debug") {
+      a.error(key, "got '" + level + "'", "one of: error, warning, info, debug");
+    }
+    (key[3] == 'o' ? c.stdout_level : c.stderr_level) = level;
+  }
+  const auto protocol = a.get<std::string>("protocol", "none");
+  if (protocol != "none" && protocol != "lines") a.error("protocol", "got '" + protocol + "'", "one of: none, lines");
+  o.lines = protocol == "lines";
+  o.deliver_to = a.get<std::string>("deliver_to", "");
+  if (!o.deliver_to.empty() && !o.lines) a.error("deliver_to", "needs protocol: lines");
+  const auto ready = a.at("ready");
+  ready.only({"line", "port", "host", "timeout"});
+  c.ready_line = ready.get<std::string>("line", "");
+  if (!c.ready_line.empty()) {
+    try {
+      std::regex check(c.ready_line, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      ready.error("line", std::string("not a regular expression: ") + e.what(), "an ECMAScript pattern");
+    }
+  }
+  if (auto port = ready.find<std::int64_t>("port")) {
+    if (*port < 1 || *port > 65535) {
+      ready.error("port", "must be between 1 and 65535", {}, "got " + std::to_string(*port));
+    } else {
+      o.ready_port = static_cast<std::uint16_t>(*port);
+    }
+  }
+  o.ready_host = ready.get<std::string>("host", "127.0.0.1");
+  if (auto t = ready.find<duration>("timeout")) {
+    if (*t <= duration::zero()) ready.error("timeout", "must be more than 0", "a duration such as 10s");
+    o.start_timeout = *t;
+  }
+  start_options so;
+  if (k.name()) so.name = *k.name();
+  return [o, so] { return start_command_link(o, so); };
+}
+
 }  // namespace builtin
 
 void add_builtin_kinds(kind_registry& kinds) {
+  kinds.add("command",
+            "an OS process as a child: the program's exit is the child's (args: argv, env, inherit_env, cwd, user, "
+            "group, limits, kill_group, stop_signal, max_line, log_lines, lines_per_second, stdout_level, "
+            "stderr_level, protocol, deliver_to, ready: {line, port, host, timeout})",
+            builtin::command_kind);
   kinds.add("echo", "answers a call with a string by the same string (args: prefix)", [](const kind_context& k) {
     k.args().only({"prefix"});
     return k.gen_server<builtin::echo>(k.args().get<std::string>("prefix", ""));

@@ -19,6 +19,8 @@ const char* level_of(const event& e) noexcept {
       return "warning";
     case event_kind::trace:
       return "debug";
+    case event_kind::output:
+      return e.level.empty() ? "info" : e.level.c_str();
     default:
       return "error";
   }
@@ -60,6 +62,12 @@ std::string to_text(const event& e) {
     if (e.old_pid) field("pid", e.old_pid.str());
     field("server", e.child);
     s += ' ' + e.label;
+    return s;
+  }
+  if (e.kind == event_kind::output) {  // output demo/sidecar <1.9.0> stderr: listening on 9000
+    s += ' ' + (e.supervisor.empty() ? e.child : e.supervisor + "/" + e.child);
+    if (e.old_pid) s += ' ' + e.old_pid.str();
+    s += ' ' + e.label + ": " + e.text;
     return s;
   }
   if (e.kind == event_kind::application) {  // application store started new_pid=<1.1.1>
@@ -110,6 +118,7 @@ std::string to_json(const event& e) {
   j["intensity"] = e.intensity;
   j["period_s"] = e.period_s;
   if (e.kind == event_kind::long_schedule) j["ran_ms"] = e.ran.count();
+  if (e.kind == event_kind::output) j["text"] = e.text;
   // Invalid UTF-8 in a reason (an exception's what()) is replaced, never thrown on.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

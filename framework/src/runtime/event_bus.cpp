@@ -31,6 +31,8 @@ const char* to_string(event_kind k) noexcept {
       return "trace";
     case event_kind::long_schedule:
       return "long_schedule";
+    case event_kind::output:
+      return "output";
     case event_kind::dropped:
       return "dropped";
   }
@@ -184,11 +186,13 @@ void event_bus::impl::publish(event e) {
       std::unique_lock sl(s->mu);
       if (s->offer(e)) tell.push_back(s->notify);
     }
-    ++counts[static_cast<std::size_t>(e.kind) & 15];
-    if (times.size() == 4096) times.pop_front();
-    times.emplace_back(e.kind, e.time);
-    if (history.size() == history_size) history.pop_front();
-    history.push_back(std::move(e));
+    if (e.kind != event_kind::output) {  // output goes to subscribers only (see events.hpp)
+      ++counts[static_cast<std::size_t>(e.kind) & 15];
+      if (times.size() == 4096) times.pop_front();
+      times.emplace_back(e.kind, e.time);
+      if (history.size() == history_size) history.pop_front();
+      history.push_back(std::move(e));
+    }
   }
   for (const pid& p : tell) {
     try {

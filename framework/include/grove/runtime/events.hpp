@@ -1,8 +1,10 @@
 // events: the node-wide bus of structured reports — what OTP's logger receives as progress,
 // supervisor and crash reports. Supervisors publish each child start, termination, start error,
 // shutdown error and the intensity being reached; the runtime publishes every crash of any
-// process. Subscribers each get a bounded queue: publishing never waits for a subscriber, and
-// one that falls behind gets a `dropped` event saying how many it missed.
+// process; the OS-process reactor publishes what OS processes write (`output`, kept out of
+// the history and the counts so that a chatty program does not push the rest out).
+// Subscribers each get a bounded queue: publishing never waits for a subscriber, and one that
+// falls behind gets a `dropped` event saying how many it missed.
 // The fields are stable; docs/events.md describes each one. Text and JSON renderings of an
 // event are observe's (grove/observe/events.hpp).
 #pragma once
@@ -30,6 +32,7 @@ enum class event_kind : unsigned char {
   application,        // an application started or stopped (child = application, reason)
   trace,              // a traced GenServer handled a message (old_pid = it, label = what)
   long_schedule,      // a process ran past node_options::long_schedule without suspending (old_pid, label, ran)
+  output,             // a line an OS process wrote (old_pid = its owner, label = stdout|stderr, text, level)
   dropped             // only in a subscriber's stream: `dropped` events were lost before it
 };
 const char* to_string(event_kind k) noexcept;
@@ -51,6 +54,8 @@ struct event {
   std::int64_t period_s = 0;         // the window, in seconds
   std::uint64_t dropped = 0;         // dropped: how many events were lost
   std::chrono::milliseconds ran{0};  // long_schedule: how long it had run when seen
+  std::string text;                  // output: the line
+  std::string level;                 // output: the level its stream is configured to (else empty)
 };
 
 class event_bus;
@@ -95,7 +100,7 @@ class event_bus {
   // A new subscriber with room for `capacity` events. If `notify` is a process it is sent
   // subscription::ready when events arrive (once until it takes them).
   std::shared_ptr<subscription> subscribe(std::size_t capacity = 1024, pid notify = {});
-  // The last `n` events published (the bus keeps the last 256), oldest first.
+  // The last `n` events published (the bus keeps the last 256, `output` apart), oldest first.
   std::vector<event> recent(std::size_t n = 256) const;
   // The seq of the last event published (0: none yet).
   std::uint64_t last_seq() const;
