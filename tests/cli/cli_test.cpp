@@ -3,8 +3,11 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -160,6 +163,43 @@ TEST_CASE("grove run exits 3 when a permanent application dies, and 4 when one f
         std::string::npos);
   CHECK(f.output().find("application a stopped") != std::string::npos);
   std::remove(fails.c_str());
+}
+
+TEST_CASE("grove run: a command child's program does not outlive the node, even one killed with SIGKILL", "[cli]") {
+  const int sig = GENERATE(SIGTERM, SIGKILL);
+  auto yaml = temp_yaml("command.yaml", R"(applications:
+  - name: ext
+    start: permanent
+    supervisor:
+      children:
+        - id: sleeper
+          kind: command
+          args: { argv: [sh, -c, "echo my pid is $$$$; exec sleep 1000"], ready: { line: "^my pid" } }
+)");
+  grove_process p({"run", yaml, "--console", "off"});
+  REQUIRE(p.wait_for("application ext started"));
+  const auto& out = p.output();
+  const auto at = out.find("stdout: my pid is ");
+  REQUIRE(at != std::string::npos);  // the ready line, logged before the start completed
+  INFO(out);
+  CHECK(out.find("output ext/sleeper <") != std::string::npos);
+  const int os_pid = std::stoi(out.substr(at + 18));
+  CHECK(kill(os_pid, 0) == 0);
+  p.signal(sig);
+  p.finish();
+  // Its parent gone, the program got SIGKILL (PR_SET_PDEATHSIG) or its stop signal: it is
+  // gone, or a zombie left to the system's reaper.
+  auto gone = [os_pid] {
+    std::ifstream f("/proc/" + std::to_string(os_pid) + "/stat");
+    std::string stat;
+    if (!std::getline(f, stat)) return true;
+    const auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  CHECK(gone());
+  std::remove(yaml.c_str());
 }
 
 TEST_CASE("grove run --console stdio serves the console on the terminal", "[cli][console]") {

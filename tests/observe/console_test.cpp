@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <grove/behaviours/command.hpp>
 #include <grove/grove.hpp>
 #include <grove/observe/console.hpp>
 #include <nlohmann/json.hpp>
@@ -544,4 +546,48 @@ TEST_CASE("console: a wrong token is answered only after a delay that doubles; t
   CHECK(std::chrono::steady_clock::now() - t0 >= 400ms);
   CHECK(c.ask("auth s3cret") == "authenticated\ngrove> ");
   CHECK(c.ask("apps").find("permanent") != std::string::npos);
+}
+
+TEST_CASE("console: logs shows what a command child's program wrote; --follow streams it", "[console]") {
+  grove::node n{{.schedulers = 2, .name = "console-test"}};
+  grove::pid top = n.run([] {
+    grove::child_spec ext;
+    ext.id = "ext";
+    grove::command_options o;
+    o.command.argv = {"sh", "-c", "trap 'echo tick' USR1; echo hello; echo oops >&2; while :; do sleep 0.05; done"};
+    o.command.ready_line = "^hello$";
+    ext.start = [o] { return grove::start_command_link(o, {.name = "ext"}); };
+    ext.shutdown = grove::shutdown_spec::brutal_kill();
+    return grove::start_supervisor({.intensity = 10}, {ext, worker_spec("w1")}, {.spawn = {.label = "app"}}).value();
+  });
+  grove::console_options o;
+  o.address = "127.0.0.1:0";
+  o.applications = [top] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
+  grove::console con(n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  // stderr comes on a pipe of its own: wait until the reactor has read it too.
+  std::string logs;
+  CHECK(eventually([&] {
+    logs = c.ask("logs app/ext");
+    return logs.find("stderr oops") != std::string::npos;
+  }));
+  INFO(logs);
+  CHECK(logs.find("-- started os pid") != std::string::npos);
+  CHECK(logs.find("stdout hello") != std::string::npos);
+  CHECK(c.ask("logs app/ext --last 1").find("hello") == std::string::npos);
+  CHECK(c.ask("logs app/w1").find("error: no output kept for") != std::string::npos);
+  CHECK(c.ask("logs app/nope").find("error: no child 'nope'") != std::string::npos);
+  CHECK(c.ask("logs").find("usage: logs PATH") != std::string::npos);
+  CHECK(c.ask("logs app/ext --last x").find("whole number") != std::string::npos);
+
+  CHECK(c.ask("logs app/ext --follow").find("-- following") != std::string::npos);
+  const std::string state = n.run([] { return grove::sys::get_state("ext"); });
+  const int os_pid = std::stoi(state.substr(state.find("os pid ") + 7));
+  kill(os_pid, SIGUSR1);
+  CHECK_FALSE(c.until("stdout tick").empty());
+  CHECK(c.ask("logs off").find("logs off") != std::string::npos);
+  n.run([top] { grove::stop(top, grove::exit_reason::shutdown()); });
 }

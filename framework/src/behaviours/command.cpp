@@ -1,11 +1,11 @@
 #include <grove/behaviours/command.hpp>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fcntl.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -171,11 +171,22 @@ class command_server final : public gen_server<command_server> {
 
 }  // namespace
 
+namespace {
+// The log's key: the child's path when a supervisor starts it (taken here, in the supervisor,
+// as a nested supervisor takes its own), else the registered name, else os_process's default.
+void name_the_log(command_options& o, const start_options& so) {
+  std::string path = detail::take_next_spawn_path();
+  if (o.command.log_key.empty()) o.command.log_key = !path.empty() ? path : so.name;
+}
+}  // namespace
+
 start_result start_command(command_options o, const start_options& so) {
+  name_the_log(o, so);
   return start(std::make_unique<command_server>(std::move(o)), so);
 }
 
 start_result start_command_link(command_options o, const start_options& so) {
+  name_the_log(o, so);
   return start_link(std::make_unique<command_server>(std::move(o)), so);
 }
 

@@ -14,6 +14,7 @@
 #include <grove/behaviours/name_registry.hpp>
 #include <grove/behaviours/supervisor.hpp>
 #include <grove/observe/events.hpp>
+#include <grove/runtime/os_process.hpp>
 
 #include "console_impl.hpp"
 
@@ -159,6 +160,7 @@ struct path_target {
   bool parent_dynamic = false;
   std::string id;
   pid who;
+  std::string key;  // the child's path as its reports and its OS-process log name it (parent's path/id)
 };
 
 class session {
@@ -308,6 +310,7 @@ class session {
   answer run_suspend(const std::string& cmd, const command_args& a, bool&) { return suspend(cmd, a); }
   answer run_trace(const std::string&, const command_args& a, bool&) { return trace_cmd(a); }
   answer run_stats(const std::string&, const command_args&, bool&) { return stats(); }
+  answer run_logs(const std::string&, const command_args& a, bool&) { return logs_cmd(a); }
 
   answer dispatch(const std::string& cmd, const std::vector<std::string>& args, bool& quit) {
     if (const command_info* c = find_command(cmd)) return (this->*c->run)(cmd, args, quit);
@@ -448,6 +451,7 @@ class session {
       t.parent = t.who;
       t.parent_dynamic = st.dynamic;
       t.id = it->id;
+      t.key = st.path + "/" + it->id;
       t.who = it->who;
     }
     return t;
@@ -870,7 +874,7 @@ class session {
     link_->set_streaming(true);
   }
   void maybe_unsubscribe() {
-    if (!follow_ && traced_.empty()) {
+    if (!follow_ && traced_.empty() && logs_followed_.empty()) {
       sub_.reset();
       link_->set_streaming(false);
     }
@@ -885,6 +889,14 @@ class session {
         continue;
       }
       const bool traced = e.kind == event_kind::trace && traced_.count(e.old_pid);
+      if (e.kind == event_kind::output) {  // a flood of program output only where asked for
+        if (logs_followed_.count(e.supervisor + "/" + e.child)) {
+          out_->stream(json_ ? to_json(e) + "\n" : iso_time(e.time) + " " + e.label + " " + e.text + "\n");
+        } else if (follow_ && follow_filter_.kind == "output" && follow_filter_.matches(e)) {
+          out_->stream(event_line(e));
+        }
+        continue;
+      }
       if (traced || (follow_ && e.kind != event_kind::trace && follow_filter_.matches(e))) out_->stream(event_line(e));
     }
   }
@@ -934,6 +946,60 @@ class session {
       follow_ = true;
       follow_filter_ = f;
       a.text += "-- following events; `events off` stops\n";
+    }
+    return a;
+  }
+
+  answer logs_cmd(const std::vector<std::string>& args) {
+    if (args.size() == 1 && args[0] == "off") {
+      logs_followed_.clear();
+      maybe_unsubscribe();
+      answer a;
+      a.text = "logs off\n";
+      a.data = "off";
+      return a;
+    }
+    std::string path;
+    bool follow = false;
+    std::size_t last = 20;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--follow") {
+        follow = true;
+      } else if (args[i] == "--last" && i + 1 < args.size()) {
+        auto n = count_arg(args[++i]);
+        if (!n) return answer::error("--last takes a whole number, not '" + args[i] + "'");
+        last = *n;
+      } else if (path.empty() && !args[i].starts_with("--")) {
+        path = args[i];
+      } else {
+        return usage("logs");
+      }
+    }
+    if (path.empty()) return usage("logs");
+    std::string err;
+    auto t = resolve_path(path, err);
+    if (!t) return answer::error(err);
+    if (t->key.empty()) return answer::error(path + " is an application: give the path of a command child");
+    auto log = os_log(this_node(), t->key, last);
+    if (!log) {
+      return answer::error("no output kept for " + t->key +
+                           ": it is not a command child, or it has not started a program yet");
+    }
+    answer a;
+    a.data = json::array();
+    for (auto& l : *log) {
+      a.text += iso_time(l.time) + " " + (l.marker ? "--" : to_string(l.stream)) + " " +
+                (l.marker && l.text.starts_with("-- ") ? l.text.substr(3) : l.text) + "\n";
+      a.data.push_back(json{{"seq", l.seq},
+                            {"time", iso_time(l.time)},
+                            {"stream", to_string(l.stream)},
+                            {"marker", l.marker},
+                            {"text", l.text}});
+    }
+    if (follow) {
+      ensure_subscribed();
+      logs_followed_.insert(t->key);
+      a.text += "-- following " + t->key + "; `logs off` stops\n";
     }
     return a;
   }
@@ -1013,6 +1079,7 @@ class session {
   bool follow_ = false;
   filter follow_filter_;
   std::set<pid> traced_;
+  std::set<std::string> logs_followed_;  // keys of OS-process logs streamed here
 };
 
 // The commands, in the order `help` lists them.
@@ -1041,6 +1108,9 @@ const std::vector<command_info>& command_table() {
       {"suspend", "suspend TARGET", "suspend a GenServer (it answers only system messages)", &session::run_suspend},
       {"resume", "resume TARGET", "resume a suspended GenServer", &session::run_suspend},
       {"trace", "trace TARGET on|off", "stream a GenServer's calls, casts, infos and replies", &session::run_trace},
+      {"logs", "logs PATH [--follow] [--last N] | logs off",
+       "what a command child's program wrote (stdout, stderr); --follow streams it until `logs off`",
+       &session::run_logs},
       {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute", &session::run_stats},
       {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)",
        &session::run_toggle},

@@ -57,8 +57,8 @@ struct os_command {
   std::uint32_t lines_per_second = 1000;  // logged lines per second (and as a burst); more are dropped
   std::string ready_line;                 // an ECMAScript regex: the owner gets os_ready on the first match
   std::string stdout_level = "info", stderr_level = "warning";  // the level of their output events
-  // The log's key and the events' supervisor and child: by default the owner's label
-  // ("app/sup/child" for a supervised child), split at its last '/'.
+  // The log's key, and the events' supervisor and child (split at its last '/'): by default the
+  // owner's label, else its pid. The command behaviour sets the child's path ("app/sup/child").
   std::string log_key;
 };
 
