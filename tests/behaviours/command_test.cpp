@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -95,18 +96,26 @@ std::vector<std::string> log_texts(const std::string& key) {
   return out;
 }
 
-// An event of kind k for child `id`, within `limit`.
-std::optional<grove::event> next_event(grove::subscription& sub, grove::event_kind k, const std::string& id,
-                                       std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    for (auto& e : sub.take()) {
-      if (e.kind == k && e.child == id) return e;
+// A subscription read event by event: the next event of kind k for child `id`, within
+// `limit`; the events after it stay for the next look.
+struct event_reader {
+  std::shared_ptr<grove::subscription> sub = grove::events().subscribe(8192, grove::self());
+  std::deque<grove::event> pending;
+
+  std::optional<grove::event> next(grove::event_kind k, const std::string& id, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      while (!pending.empty()) {
+        grove::event e = std::move(pending.front());
+        pending.pop_front();
+        if (e.kind == k && e.child == id) return e;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      for (auto& e : sub->take()) pending.push_back(std::move(e));
+      if (pending.empty()) grove::receive_for(50ms, [](grove::subscription::ready) {});
     }
-    grove::receive_for(50ms, [](grove::subscription::ready) {});
   }
-  return std::nullopt;
-}
+};
 
 int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -130,6 +139,13 @@ bool port_accepts(int port) {
   close(fd);
   return ok;
 }
+
+// ASan keeps freed blocks in quarantine (up to 256 MB): a peak RSS there says nothing of a bound.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool rss_is_meaningful = false;
+#else
+constexpr bool rss_is_meaningful = true;
+#endif
 
 std::size_t peak_rss_kb() {
   std::ifstream f("/proc/self/status");
@@ -184,7 +200,7 @@ TEST_CASE("a program that cannot start fails the start with a reason that says w
 TEST_CASE("a crashing command is restarted with its backoff, as any child", "[command]") {
   grove::node n;
   n.run([] {
-    auto sub = grove::events().subscribe(4096, grove::self());
+    event_reader events;
     grove::child_spec c;
     c.id = "crashy";
     auto o = sh("echo starting; exit 7");
@@ -193,11 +209,11 @@ TEST_CASE("a crashing command is restarted with its backoff, as any child", "[co
     auto sup = grove::start_supervisor({.intensity = 100, .period = 10s}, {c}).value();
     std::vector<std::chrono::steady_clock::time_point> terminated, started;
     while (started.size() < 3) {
-      auto t = next_event(*sub, grove::event_kind::child_terminated, "crashy");
+      auto t = events.next(grove::event_kind::child_terminated, "crashy");
       REQUIRE(t);
       CHECK(t->reason == exit_reason::other("{exit_status,7}"));
       terminated.push_back(std::chrono::steady_clock::now());
-      auto s = next_event(*sub, grove::event_kind::progress, "crashy");
+      auto s = events.next(grove::event_kind::progress, "crashy");
       REQUIRE(s);
       started.push_back(std::chrono::steady_clock::now());
     }
@@ -211,7 +227,7 @@ TEST_CASE("a crashing command is restarted with its backoff, as any child", "[co
 TEST_CASE("a program that ignores SIGTERM is killed after its shutdown time: shutdown_error, killed", "[command]") {
   grove::node n;
   n.run([] {
-    auto sub = grove::events().subscribe(4096, grove::self());
+    event_reader events;
     grove::child_spec c;
     c.id = "stubborn";
     auto o = sh("trap '' TERM; echo armed; while :; do sleep 1; done");
@@ -222,7 +238,7 @@ TEST_CASE("a program that ignores SIGTERM is killed after its shutdown time: shu
     const int os_pid = os_pid_of("stubborn");
     const auto t0 = std::chrono::steady_clock::now();
     grove::terminate_child(sup, "stubborn");
-    auto e = next_event(*sub, grove::event_kind::shutdown_error, "stubborn");
+    auto e = events.next(grove::event_kind::shutdown_error, "stubborn");
     REQUIRE(e);
     CHECK(e->reason == exit_reason::killed());
     CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
@@ -234,7 +250,7 @@ TEST_CASE("a program that ignores SIGTERM is killed after its shutdown time: shu
 TEST_CASE("a program that stops on SIGTERM ends with shutdown, no error reported", "[command]") {
   grove::node n;
   n.run([] {
-    auto sub = grove::events().subscribe(4096, grove::self());
+    event_reader events;
     grove::child_spec c;
     c.id = "polite";
     auto o = sh("exec sleep 1000");
@@ -245,7 +261,7 @@ TEST_CASE("a program that stops on SIGTERM ends with shutdown, no error reported
     grove::terminate_child(sup, "polite");
     CHECK(await_down(m).reason == exit_reason::shutdown());
     CHECK(gone(os_pid));  // reaped before the owner ended
-    for (auto& ev : sub->take()) CHECK(ev.kind != grove::event_kind::shutdown_error);
+    for (auto& ev : events.sub->take()) CHECK(ev.kind != grove::event_kind::shutdown_error);
     grove::stop(sup, exit_reason::shutdown());
   });
 }
@@ -271,7 +287,7 @@ TEST_CASE("with kill_group, a program's grandchildren are gone after its shutdow
 TEST_CASE("no zombie is left after 1,000 restarts", "[command]") {
   grove::node n;
   n.run([] {
-    auto sub = grove::events().subscribe(8192, grove::self());
+    event_reader events;
     grove::child_spec c;
     c.id = "flapping";
     grove::command_options o;
@@ -280,7 +296,7 @@ TEST_CASE("no zombie is left after 1,000 restarts", "[command]") {
     auto sup = grove::start_supervisor({.intensity = 1000000, .period = 1s}, {c}).value();
     int restarts = 0;
     while (restarts < 1000) {
-      auto e = next_event(*sub, grove::event_kind::child_terminated, "flapping");
+      auto e = events.next(grove::event_kind::child_terminated, "flapping");
       REQUIRE(e);
       CHECK(e->reason == exit_reason::other("{exit_status,1}"));
       ++restarts;
@@ -356,7 +372,7 @@ TEST_CASE("100 MB without a newline neither blocks the node nor grows its memory
     // One line, cut at max_line; the rest of it (until a newline that never comes) dropped.
     REQUIRE(log.size() == 3);
     CHECK(log[1].text == std::string(4096, '\0') + " [cut at 4096 bytes]");
-    CHECK(peak_rss_kb() - before < 64 * 1024);
+    if (rss_is_meaningful) CHECK(peak_rss_kb() - before < 64 * 1024);
   });
 }
 
@@ -372,7 +388,7 @@ TEST_CASE("lines faster than the log's rate are dropped and counted, the log sta
     }
     // 2,000,000 lines far faster than 1,000 a second: all but about a second's worth dropped.
     CHECK(dropped > 1000000);
-    CHECK(peak_rss_kb() - before < 64 * 1024);
+    if (rss_is_meaningful) CHECK(peak_rss_kb() - before < 64 * 1024);
   });
 }
 
@@ -616,5 +632,46 @@ TEST_CASE("resource limits apply to the program", "[command]") {
     CHECK(lines[1] == "37");
     CHECK(lines[2] == "5");
     CHECK(lines[3] == std::to_string(512 * 1024));
+  });
+}
+
+TEST_CASE("environment, working directory and user: as asked", "[command]") {
+  setenv("GROVE_TEST_INHERITED", "from the node", 1);
+  grove::node n;
+  n.run([] {
+    grove::os_command c;
+    c.argv = {"sh", "-c", "echo \"$GROVE_TEST_INHERITED|$GROVE_TEST_ADDED|$HOME\"; pwd; id -u"};
+    c.env = {{"GROVE_TEST_ADDED", "added"}, {"HOME", "/replaced"}};
+    c.cwd = "/tmp";
+    c.log_key = "test/env";
+    auto p = grove::os_process::start(c);
+    grove::receive([](const grove::os_exited&) {});
+    auto lines = log_texts("test/env");
+    REQUIRE(lines.size() == 5);
+    CHECK(lines[1] == "from the node|added|/replaced");
+    CHECK(lines[2] == "/tmp");
+    CHECK(lines[3] == std::to_string(geteuid()));
+
+    c.inherit_env = false;
+    c.env = {{"ONLY", "this"}, {"PATH", "/usr/bin:/bin"}};
+    c.argv = {"sh", "-c", "echo \"[$GROVE_TEST_INHERITED][$ONLY]\""};
+    c.log_key = "test/env-only";
+    auto q = grove::os_process::start(c);
+    grove::receive([](const grove::os_exited&) {});
+    CHECK(log_texts("test/env-only").at(1) == "[][this]");
+
+    grove::os_command u;
+    u.argv = {"id", "-u"};
+    u.user = "nobody";
+    u.log_key = "test/user";
+    if (geteuid() == 0) {
+      auto r = grove::os_process::start(u);
+      grove::receive([](const grove::os_exited&) {});
+      CHECK(log_texts("test/user").at(1) == "65534");  // Debian's nobody
+    } else {
+      CHECK_THROWS_WITH(grove::os_process::start(u), Catch::Contains("not_root"));
+    }
+    u.user = "grove-no-such-user";
+    if (geteuid() == 0) CHECK_THROWS_WITH(grove::os_process::start(u), Catch::Contains("no_such_user"));
   });
 }

@@ -596,6 +596,7 @@ class os_reactor {
         }
       }
       tick();
+      ended_.clear();
       if (stopping_ && live_.empty()) return;
     }
   }
@@ -698,8 +699,9 @@ class os_reactor {
   void emit(state& s, os_stream stream, std::string text, bool cut) {
     if (s.ready && !s.ready_seen && std::regex_search(text, *s.ready)) {
       s.ready_seen = true;
-      send(s.owner, os_ready{text});
-      log_line(s, stream, std::move(text), cut);  // the ready line is logged, not delivered
+      // Logged (not delivered), before the owner hears: a start that completed finds it there.
+      log_line(s, stream, text, cut);
+      send(s.owner, os_ready{std::move(text)});
       return;
     }
     if (stream == os_stream::out && s.cmd.stdout_to_owner) {
@@ -819,9 +821,10 @@ class os_reactor {
     s.log->add(os_stream::out, "-- os pid " + std::to_string(p) + " exited: " + x.reason.str(), true);
     logs_.release(s.log);
     send(s.owner, std::move(x));
-    // Last: s may be freed with this (the owner's handle may be gone already).
+    // Kept until the end of this loop turn: events of this batch may still point at s.
     for (auto it = live_.begin(); it != live_.end(); ++it) {
       if (it->get() == &s) {
+        ended_.push_back(*it);
         live_.erase(it);
         break;
       }
@@ -836,6 +839,7 @@ class os_reactor {
   std::mutex mu_;
   std::vector<std::function<void()>> queue_;
   std::set<std::shared_ptr<state>> live_;
+  std::vector<std::shared_ptr<state>> ended_;  // reaped during this loop turn
   bool stopping_ = false;
 };
 

@@ -105,7 +105,7 @@ class kind_registry {
 };
 
 // Registers the built-in kinds (see <grove/app/builtin_kinds.hpp>): echo, counter, ticker,
-// crasher.
+// crasher, pool, partition_supervisor and command (an OS process, <grove/behaviours/command.hpp>).
 void add_builtin_kinds(kind_registry& kinds);
 
 }  // namespace grove
