@@ -52,6 +52,7 @@ runs=(
   "supervisor|"
   "table|"
   "bank|"
+  "os_process|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then
