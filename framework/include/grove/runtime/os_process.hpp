@@ -1,7 +1,7 @@
 // os_process: an operating-system process owned by a Grove process, as an Erlang port is.
 //
 // The owner (the process that calls os_process::start) gets a handle; the node's OS-process
-// reactor — one thread per node with epoll — forks and execs the program, reads its stdout and
+// reactor — one thread per node with epoll — starts the program, reads its stdout and
 // stderr line by line (never on a scheduler thread), writes its stdin, reaps it, and tells the
 // owner how it ended with an os_exited message. Guarantees (docs/concepts/os-processes.md):
 //  - nothing leaks: the program inherits only fds 0, 1 and 2; every exit is reaped (no zombie);
