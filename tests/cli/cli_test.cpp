@@ -167,15 +167,17 @@ TEST_CASE("grove run exits 3 when a permanent application dies, and 4 when one f
 
 TEST_CASE("grove run: a command child's program does not outlive the node, even one killed with SIGKILL", "[cli]") {
   const int sig = GENERATE(SIGTERM, SIGKILL);
-  auto yaml = temp_yaml("command.yaml", R"(applications:
+  // As root, also as another user: changing ids clears a parent-death signal set before.
+  const bool as_nobody = GENERATE(false, true) && geteuid() == 0;
+  auto yaml = temp_yaml("command.yaml", std::string(R"(applications:
   - name: ext
     start: permanent
     supervisor:
       children:
         - id: sleeper
           kind: command
-          args: { argv: [sh, -c, "echo my pid is $$$$; exec sleep 1000"], ready: { line: "^my pid" } }
-)");
+          args: { argv: [sh, -c, "echo my pid is $$$$; exec sleep 1000"], ready: { line: "^my pid" })") +
+                                            (as_nobody ? ", user: nobody" : "") + " }\n");
   grove_process p({"run", yaml, "--console", "off"});
   REQUIRE(p.wait_for("application ext started"));
   const auto& out = p.output();

@@ -60,7 +60,7 @@ bool accepts(const std::string& host, std::uint16_t port) {
 
 class command_server final : public gen_server<command_server> {
  public:
-  using handles = types<command_input, command_request, os_line, os_ready, os_exited>;
+  using handles = types<command_input, command_request, os_line, os_ready, os_input_closed, os_exited>;
 
   explicit command_server(command_options o) : o_(std::move(o)) {
     if (o_.lines) {
@@ -91,13 +91,14 @@ class command_server final : public gen_server<command_server> {
       if (left <= duration::zero()) break;
       const duration wait = port_ok ? left : std::min<duration>(left, std::chrono::milliseconds(50));
       receive_for(
-          wait, [&](const os_ready&) { line_ok = true; }, [&](const os_exited& x) { ended = x.reason; });
+          wait, [&](const os_ready&) { line_ok = true; }, [&](const os_exited& x) { ended = x.reason; },
+          [&](const os_line& l) { take(l); });  // a chatty program must not block before it is ready
     }
     if (ended) return init_result::error(exit_reason::other("{exited_before_ready," + ended->str() + "}"));
     if (line_ok && port_ok) return init_result::ok();
     // Not ready in time: the program goes (and is reaped) before the start fails.
     proc_.kill();
-    receive([](const os_exited&) {});
+    wait_exit();
     std::string what = !line_ok ? "line /" + o_.command.ready_line + "/" : "port " + std::to_string(*o_.ready_port);
     return init_result::error(exit_reason::other("{ready_timeout," + what + "}"));
   }
@@ -109,6 +110,8 @@ class command_server final : public gen_server<command_server> {
   deferred_t handle_call(const command_request& req, const from& f) {
     if (!o_.lines) {
       reply(f, detail::call_refused{exit_reason::other("{no_line_protocol," + proc_.log_key() + "}")});
+    } else if (input_closed_) {
+      reply(f, detail::call_refused{exit_reason::other("stdin_closed")});
     } else if (!proc_.write_line(req.line)) {
       reply(f, detail::call_refused{exit_reason::other("input_full")});
     } else {
@@ -117,25 +120,17 @@ class command_server final : public gen_server<command_server> {
     return deferred;
   }
 
-  void handle_info(const os_line& l) {
-    proc_.took_lines();
-    ++lines_in_;
-    if (!waiting_.empty()) {
-      reply(waiting_.front(), l.text);
-      waiting_.pop_front();
-      return;
-    }
-    if (!o_.deliver_to.empty()) {
-      if (auto to = whereis(o_.deliver_to)) {
-        const auto& key = proc_.log_key();
-        send(*to, command_output{key.substr(key.rfind('/') + 1), l.text, self()});
-        return;
-      }
-    }
-    proc_.log(os_stream::out, l.text, l.cut);
-  }
+  void handle_info(const os_line& l) { take(l); }
 
   void handle_info(const os_ready&) {}  // only init waits for it
+
+  // The program closed its stdin: the calls waiting fail (a reply it writes after all goes
+  // to deliver_to or the log), and so does any new one.
+  void handle_info(const os_input_closed&) {
+    input_closed_ = true;
+    for (auto& f : waiting_) reply(f, detail::call_refused{exit_reason::other("stdin_closed")});
+    waiting_.clear();
+  }
 
   void handle_info(const os_exited& x) {
     exited_ = x;
@@ -147,7 +142,7 @@ class command_server final : public gen_server<command_server> {
     proc_.stop();
     // No timeout of its own: the supervisor's shutdown time bounds this wait, then kills the
     // server, whose handle then SIGKILLs the program (shutdown_error, killed, as in OTP).
-    receive([](const os_exited&) {});
+    wait_exit();
   }
 
   std::string format_status() const {
@@ -156,17 +151,51 @@ class command_server final : public gen_server<command_server> {
     s += proc_.running() ? ", os pid " + std::to_string(proc_.os_pid()) : ", exited";
     if (o_.lines) {
       s += ", " + std::to_string(lines_in_) + " lines in, " + std::to_string(waiting_.size()) + " calls waiting";
+      if (input_closed_) s += ", stdin closed by the program";
     }
     if (refused_) s += ", " + std::to_string(refused_) + " input lines refused (stdin full or closed)";
     return s;
   }
 
  private:
+  // Until the program has exited, taking its lines meanwhile: one that writes as it stops
+  // must not block on a full pipe.
+  void wait_exit() {
+    bool done = false;
+    while (!done) {
+      receive([&](const os_exited&) { done = true; }, [&](const os_line& l) { take(l); });
+    }
+  }
+
+  // A stdout line (line protocol): the oldest waiting call's reply, else deliver_to's, else
+  // the log's.
+  void take(const os_line& l) {
+    proc_.took_lines();
+    ++lines_in_;
+    if (!waiting_.empty()) {
+      reply(waiting_.front(), l.text);
+      waiting_.pop_front();
+      return;
+    }
+    if (!o_.deliver_to.empty()) {
+      if (auto to = whereis(o_.deliver_to)) {
+        const auto& key = proc_.log_key();
+        try {
+          send(*to, command_output{key.substr(key.rfind('/') + 1), l.text, self()});
+          return;
+        } catch (const mailbox_full&) {  // its bounded mailbox is full: the line goes to the log
+        }
+      }
+    }
+    proc_.log(os_stream::out, l.text, l.cut);
+  }
+
   command_options o_;
   os_process proc_;
   std::deque<from> waiting_;
   std::uint64_t lines_in_ = 0, refused_ = 0;
   std::optional<os_exited> exited_;
+  bool input_closed_ = false;
 };
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -36,6 +37,8 @@
 #include <grove/runtime/events.hpp>
 #include <grove/runtime/node.hpp>
 #include <grove/runtime/process.hpp>
+
+#include "process_impl.hpp"
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -57,6 +60,15 @@ exit_reason os_exit_reason(int wait_status) {
 }
 
 namespace {
+
+// The reactor's messages to an owner: never thrown on (a full `fail` mailbox would end the
+// reactor's thread, and the node with it). A bounded mailbox that is full drops them, as it
+// drops timer messages: an owner of programs wants an unbounded mailbox (the default).
+template <class T>
+void tell(const pid& owner, T&& msg) {
+  detail::deliver_quiet(owner,
+                        std::make_unique<detail::message_envelope<std::remove_cvref_t<T>>>(std::forward<T>(msg)));
+}
 
 constexpr std::size_t input_capacity = 1 << 20;  // bytes queued for a program's stdin
 constexpr std::int64_t owner_window = 1000;      // os_line messages not yet taken before stdout pauses
@@ -156,6 +168,11 @@ struct os_process::state {
   std::shared_ptr<output_log> log;
   std::optional<std::regex> ready;
 
+  std::mutex spawn_mu;  // the start's outcome, also kept here in case its message was dropped
+  bool spawned = false;
+  int outcome_pid = 0;
+  exit_reason outcome_error;
+
   std::atomic<int> pid_{0};
   std::atomic<bool> reaped{false};
   std::atomic<std::int64_t> owed{0};  // os_line messages sent, not taken
@@ -175,8 +192,9 @@ struct os_process::state {
   bool discarding[2] = {false, false};
   double tokens = 0;
   std::chrono::steady_clock::time_point refilled;
-  std::uint64_t dropped = 0;  // lines over the rate, not yet reported
-  watch watches[4];           // out, err, in, exit
+  std::uint64_t dropped = 0;                       // lines over the rate, not yet reported
+  std::chrono::steady_clock::time_point reported;  // the last drop report
+  watch watches[4];                                // out, err, in, exit
 };
 
 namespace {
@@ -261,9 +279,10 @@ prepared prepare(const os_command& c) {
   p.argv_s = c.argv;
   // The program: as given when it names a path, else the first executable in PATH (the
   // program's PATH when env sets one), as execvp looks.
+  std::string checked;  // where the program is, seen from the node (a relative one is in cwd)
   if (c.argv[0].find('/') != std::string::npos) {
-    p.program = c.argv[0];
-    if (!c.cwd.empty() && p.program[0] != '/') p.program = c.cwd + "/" + p.program;  // relative to its cwd
+    p.program = c.argv[0];  // the child has changed to cwd when it execs
+    checked = !c.cwd.empty() && p.program[0] != '/' ? c.cwd + "/" + p.program : p.program;
   } else {
     auto it = env.find("PATH");
     std::string path = it != env.end() ? it->second : "/usr/local/bin:/usr/bin:/bin";
@@ -276,13 +295,18 @@ prepared prepare(const os_command& c) {
       std::string candidate = dir + "/" + c.argv[0];
       if (executable(candidate)) {
         p.program = candidate;
+        checked = candidate;
+        if (candidate[0] != '/' && !c.cwd.empty()) {  // a relative PATH entry: the node's cwd, not the child's
+          char here[4096];
+          if (::getcwd(here, sizeof here)) p.program = std::string(here) + "/" + candidate;
+        }
         break;
       }
       start = end + 1;
     }
     if (p.program.empty()) fail("{enoent," + c.argv[0] + "}");
   }
-  if (!executable(p.program)) fail("{" + errno_atom(errno) + "," + c.argv[0] + "}");
+  if (!executable(checked)) fail("{" + errno_atom(errno) + "," + c.argv[0] + "}");
   // User and group: only root may change them.
   if (!c.user.empty() || !c.group.empty()) {
     if (::geteuid() != 0) fail("{not_root,user_or_group_needs_root}");
@@ -403,8 +427,6 @@ GROVE_CHILD_ATTRS int run_child(void* arg) {
   unsigned long none = 0;
   ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);
   ::syscall(SYS_setpgid, 0, 0);  // its own group: a Ctrl-C at the node's terminal is the node's alone
-  if (long r = sys(::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)); r < 0) return die(stage_setup, r);
-  if (::syscall(SYS_getppid) != p.parent) ::syscall(SYS_exit, 127);  // the node died before the line above
   for (std::size_t i = 0; i < p.nlimits; ++i) {
     if (long r = sys(::syscall(SYS_prlimit64, 0, p.limits[i].first, &p.limits[i].second, nullptr)); r < 0) {
       return die(stage_rlimit, r);
@@ -415,6 +437,9 @@ GROVE_CHILD_ATTRS int run_child(void* arg) {
     if (long r = sys(::syscall(SYS_setresgid, p.gid, p.gid, p.gid)); r < 0) return die(stage_gid, r);
     if (long r = sys(::syscall(SYS_setresuid, p.uid, p.uid, p.uid)); r < 0) return die(stage_uid, r);
   }
+  // After the ids: a change of euid or egid clears the parent-death signal.
+  if (long r = sys(::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)); r < 0) return die(stage_setup, r);
+  if (::syscall(SYS_getppid) != p.parent) ::syscall(SYS_exit, 127);  // the node died before the line above
   if (p.cwd) {
     if (long r = sys(::syscall(SYS_chdir, p.cwd)); r < 0) return die(stage_chdir, r);
   }
@@ -444,19 +469,21 @@ pid_t clone_child(child_plan& plan) {
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of the node may run in the child
-#if GROVE_TSAN_BUILD
-  // ThreadSanitizer hooks even run_child's entry and exit, which would write the waiting
-  // thread's sanitizer state from the child: under it, a plain fork runs the same child code
-  // in memory of its own. The group is set on both sides (the child's setpgid may come late).
-  const pid_t child = ::fork();
-  if (child == 0) run_child(&plan);
-  if (child > 0) ::setpgid(child, child);
-#else
-  static constexpr std::size_t stack_size = 64 * 1024;
-  // One stack serves every child: the thread that clones waits while a child uses it.
-  static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
-  const pid_t child = ::clone(&run_child, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
-#endif
+  // A plain fork (the same child code, in memory of its own) where sharing the node's memory
+  // would be wrong: under ThreadSanitizer, whose hooks run even at run_child's entry and exit;
+  // and to change ids, which makes the memory of the process that does it non-dumpable — the
+  // node's, with CLONE_VM. The group is then set on both sides (the child's may come late).
+  pid_t child;
+  if (GROVE_TSAN_BUILD || plan.set_ids) {
+    child = ::fork();
+    if (child == 0) run_child(&plan);
+    if (child > 0) ::setpgid(child, child);
+  } else {
+    static constexpr std::size_t stack_size = 64 * 1024;
+    // One stack serves every child: the thread that clones waits while a child uses it.
+    static thread_local std::unique_ptr<char[]> stack(new char[stack_size]);
+    child = ::clone(&run_child, stack.get() + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  }
   const int err = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   errno = err;
@@ -521,7 +548,13 @@ class os_reactor {
     } catch (const process_error& e) {
       out.error = e.reason();
     }
-    send(s->owner, std::move(out));
+    {
+      std::lock_guard lk(s->spawn_mu);
+      s->outcome_pid = out.os_pid;
+      s->outcome_error = out.error;
+      s->spawned = true;
+    }
+    tell(s->owner, std::move(out));
   }
 
   // On the reactor's thread.
@@ -622,24 +655,23 @@ class os_reactor {
     s.watches[3] = {&s, watch_kind::exit};
     add(s.out_fd, EPOLLIN, &s.watches[0]);
     add(s.err_fd, EPOLLIN, &s.watches[1]);
-    if (s.in_fd >= 0) set_nonblocking(s.in_fd);
-    s.pidfd = sys_pidfd_open(child);
-    if (s.pidfd >= 0) {
-      ::fcntl(s.pidfd, F_SETFD, FD_CLOEXEC);
-      add(s.pidfd, EPOLLIN, &s.watches[3]);
-    } else {
-      s.poll_exit = true;
+    if (s.in_fd >= 0) {
+      set_nonblocking(s.in_fd);
+      add(s.in_fd, 0, &s.watches[2]);  // errors only until there is input: EPOLLERR says the program closed it
     }
+    s.pidfd = sys_pidfd_open(child);
+    if (s.pidfd >= 0 && !add(s.pidfd, EPOLLIN, &s.watches[3])) close_fd(s.pidfd);
+    s.poll_exit = s.pidfd < 0;  // no pidfd (a kernel before 5.3): waitid every tick
     s.tokens = s.cmd.lines_per_second;
     s.refilled = std::chrono::steady_clock::now();
     return child;
   }
 
-  void add(int fd, std::uint32_t events, watch* w) {
+  bool add(int fd, std::uint32_t events, watch* w, int op = EPOLL_CTL_ADD) {
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = w;
-    ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+    return ::epoll_ctl(ep_, op, fd, &ev) == 0;
   }
   void close_fd(int& fd) {
     if (fd < 0) return;
@@ -660,31 +692,37 @@ class os_reactor {
       bool ticking = false;
       for (auto& s : live_) ticking |= s->poll_exit || s->out_paused || s->dropped > 0;
       const int n = ::epoll_wait(ep_, evs, 64, ticking ? tick_ms : -1);
-      for (int i = 0; i < n; ++i) {
-        auto* w = static_cast<watch*>(evs[i].data.ptr);
-        if (w == &wake_watch_) {
-          run_commands();
-          continue;
+      for (int i = 0; i < n; ++i) try {
+          auto* w = static_cast<watch*>(evs[i].data.ptr);
+          if (w == &wake_watch_) {
+            run_commands();
+            continue;
+          }
+          state& s = *w->s;
+          if (s.reaped.load(std::memory_order_relaxed)) continue;  // ended earlier in this batch
+          switch (w->what) {
+            case watch_kind::out:
+              read_stream(s, os_stream::out, read_chunk);
+              break;
+            case watch_kind::err:
+              read_stream(s, os_stream::err, read_chunk);
+              break;
+            case watch_kind::in:
+              if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                input_closed(s);
+              } else {
+                write_input(s);
+              }
+              break;
+            case watch_kind::exit:
+              finish(s);
+              break;
+            case watch_kind::command:
+              break;
+          }
+        } catch (const std::exception& e) {  // an allocation failed, say: this program's turn is lost, not the node
+          std::fprintf(stderr, "grove: os_process reactor: %s\n", e.what());
         }
-        state& s = *w->s;
-        if (s.reaped.load(std::memory_order_relaxed)) continue;  // ended earlier in this batch
-        switch (w->what) {
-          case watch_kind::out:
-            read_stream(s, os_stream::out, read_chunk);
-            break;
-          case watch_kind::err:
-            read_stream(s, os_stream::err, read_chunk);
-            break;
-          case watch_kind::in:
-            write_input(s);
-            break;
-          case watch_kind::exit:
-            finish(s);
-            break;
-          case watch_kind::command:
-            break;
-        }
-      }
       tick();
       ended_.clear();
       if (stopping_ && live_.empty()) return;
@@ -699,7 +737,13 @@ class os_reactor {
       std::lock_guard lk(mu_);
       q.swap(queue_);
     }
-    for (auto& fn : q) fn();
+    for (auto& fn : q) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "grove: os_process reactor: %s\n", e.what());
+      }
+    }
   }
 
   void tick() {
@@ -710,7 +754,7 @@ class os_reactor {
         s.out_paused = false;
         add(s.out_fd, EPOLLIN, &s.watches[0]);
       }
-      if (s.dropped > 0) refill(s);  // reports the drop once the rate allows
+      if (s.dropped > 0 && std::chrono::steady_clock::now() - s.reported >= std::chrono::seconds(1)) report_drops(s);
       if (s.poll_exit) {
         siginfo_t info{};
         if (::waitid(P_PID, static_cast<id_t>(s.pid_.load()), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
@@ -786,40 +830,42 @@ class os_reactor {
     s.discarding[i] = false;
   }
 
+  // Whether a line matches the ready pattern: on its first 4 KiB, and a pattern that fails
+  // (libstdc++'s regex gives up on some inputs) matches nothing.
+  static bool ready_match(const std::regex& re, const std::string& text) {
+    try {
+      const auto end = text.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(text.size(), 4096));
+      return std::regex_search(text.begin(), end, re);
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
   void emit(state& s, os_stream stream, std::string text, bool cut) {
-    if (s.ready && !s.ready_seen && std::regex_search(text, *s.ready)) {
+    if (s.ready && !s.ready_seen && ready_match(*s.ready, text)) {
       s.ready_seen = true;
-      // Logged (not delivered), before the owner hears: a start that completed finds it there.
-      log_line(s, stream, text, cut);
-      send(s.owner, os_ready{std::move(text)});
+      // Logged whatever the rate (not delivered), before the owner hears: a start that
+      // completed finds it there.
+      publish(s, stream, text, false);
+      tell(s.owner, os_ready{std::move(text)});
       return;
     }
     if (stream == os_stream::out && s.cmd.stdout_to_owner) {
       s.owed.fetch_add(1, std::memory_order_acq_rel);
-      send(s.owner, os_line{std::move(text), cut});
+      tell(s.owner, os_line{std::move(text), cut});
       return;
     }
     log_line(s, stream, std::move(text), cut);
   }
 
-  // Refills s's tokens; reports the lines dropped since the last refill when one is there.
-  void refill(state& s) {
+  // Logs and publishes a line within the rate (a token bucket: lines_per_second a second, as
+  // many in a burst); counts it as dropped beyond. The count is reported by tick(), at most
+  // once a second, outside the rate: under a flood the log still gets its share of lines.
+  void log_line(state& s, os_stream stream, std::string text, bool cut) {
     const auto now = std::chrono::steady_clock::now();
     const double rate = std::max<double>(s.cmd.lines_per_second, 1);
     s.tokens = std::min(rate, s.tokens + rate * std::chrono::duration<double>(now - s.refilled).count());
     s.refilled = now;
-    if (s.dropped > 0 && s.tokens >= 1) {
-      s.tokens -= 1;
-      publish(s, os_stream::err,
-              "-- dropped " + std::to_string(s.dropped) + " lines (more than " +
-                  std::to_string(s.cmd.lines_per_second) + " a second)",
-              true);
-      s.dropped = 0;
-    }
-  }
-  // Logs and publishes a line within the rate; counts it as dropped beyond.
-  void log_line(state& s, os_stream stream, std::string text, bool cut) {
-    refill(s);
     if (s.tokens < 1) {
       ++s.dropped;
       return;
@@ -827,6 +873,14 @@ class os_reactor {
     s.tokens -= 1;
     if (cut) text += " [cut at " + std::to_string(s.cmd.max_line) + " bytes]";
     publish(s, stream, std::move(text), false);
+  }
+  void report_drops(state& s) {
+    publish(s, os_stream::err,
+            "-- dropped " + std::to_string(s.dropped) + " lines (more than " + std::to_string(s.cmd.lines_per_second) +
+                " a second)",
+            true);
+    s.dropped = 0;
+    s.reported = std::chrono::steady_clock::now();
   }
 
   void publish(state& s, os_stream stream, std::string text, bool marker) {
@@ -850,11 +904,8 @@ class os_reactor {
       if (put < 0 && errno == EINTR) continue;
       if (put < 0 && errno == EAGAIN) break;
       if (put < 0) {  // EPIPE: the program closed its stdin
-        s.in_closed = true;
-        s.in_queue.clear();
-        s.in_bytes = 0;
-        close_fd(s.in_fd);
-        s.in_armed = false;
+        lk.unlock();
+        input_closed(s);
         return;
       }
       s.in_bytes -= static_cast<std::size_t>(put);
@@ -866,13 +917,23 @@ class os_reactor {
     }
     const bool want = !s.in_queue.empty() && s.in_fd >= 0;
     if (want != s.in_armed) {
-      if (want) {
-        add(s.in_fd, EPOLLOUT, &s.watches[2]);
-      } else {
-        ::epoll_ctl(ep_, EPOLL_CTL_DEL, s.in_fd, nullptr);
-      }
+      add(s.in_fd, want ? std::uint32_t{EPOLLOUT} : std::uint32_t{0}, &s.watches[2], EPOLL_CTL_MOD);
       s.in_armed = want;
     }
+  }
+
+  // The program closed its stdin: what waits for it is dropped, and the owner told.
+  void input_closed(state& s) {
+    {
+      std::lock_guard lk(s.in_mu);
+      if (s.in_closed) return;
+      s.in_closed = true;
+      s.in_queue.clear();
+      s.in_bytes = 0;
+    }
+    close_fd(s.in_fd);
+    s.in_armed = false;
+    tell(s.owner, os_input_closed{});
   }
 
   // The program ended: what it wrote first, then its group, then the reaping, then the owner.
@@ -884,8 +945,10 @@ class os_reactor {
     // group can still be reached without risk of hitting another process.
     if (s.cmd.kill_group) ::kill(-p, SIGKILL);
     int status = 0;
-    while (::waitpid(p, &status, 0) < 0 && errno == EINTR) {
+    pid_t got;
+    while ((got = ::waitpid(p, &status, 0)) < 0 && errno == EINTR) {
     }
+    const bool known = got == p;  // not when another part of the application reaped it (SIGCHLD ignored, waitpid(-1))
     s.reaped.store(true, std::memory_order_release);
     close_fd(s.out_fd);
     close_fd(s.err_fd);
@@ -896,21 +959,16 @@ class os_reactor {
       s.in_queue.clear();
       s.in_bytes = 0;
     }
-    if (s.in_armed) ::epoll_ctl(ep_, EPOLL_CTL_DEL, s.in_fd, nullptr);
-    if (s.in_fd >= 0) ::close(s.in_fd);
-    s.in_fd = -1;
+    close_fd(s.in_fd);
     os_exited x;
-    x.reason = os_exit_reason(status);
-    x.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    x.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    x.reason = known ? os_exit_reason(status) : exit_reason::other("{exit_status,unknown}");
+    x.status = known && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    x.signal = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     x.os_pid = p;
-    if (s.dropped > 0) {  // the last report is due whatever the rate
-      s.tokens = std::max(s.tokens, 1.0);
-      refill(s);
-    }
+    if (s.dropped > 0) report_drops(s);  // the last report is due whatever the time
     s.log->add(os_stream::out, "-- os pid " + std::to_string(p) + " exited: " + x.reason.str(), true);
     logs_.release(s.log);
-    send(s.owner, std::move(x));
+    tell(s.owner, std::move(x));
     // Kept until the end of this loop turn: events of this batch may still point at s.
     for (auto it = live_.begin(); it != live_.end(); ++it) {
       if (it->get() == &s) {
@@ -972,11 +1030,21 @@ os_process os_process::start(const os_command& c) {
       if (armed) r.submit([&rr = r, st = s] { rr.kill_it(*st, SIGKILL); });
     }
   } guard{reactor, s};
-  std::optional<os_reactor::spawn_outcome> outcome;
-  receive(when<os_reactor::spawn_outcome>([token](const os_reactor::spawn_outcome& o) { return o.token == token; },
-                                          [&](const os_reactor::spawn_outcome& o) { outcome = o; }));
+  // The outcome comes as a message; a bounded mailbox that was full may have dropped it, so
+  // the state is looked at when none came for a while.
+  std::optional<std::pair<int, exit_reason>> outcome;
+  while (!outcome) {
+    const bool got = receive_for(std::chrono::milliseconds(100),
+                                 when<os_reactor::spawn_outcome>(
+                                     [token](const os_reactor::spawn_outcome& o) { return o.token == token; },
+                                     [&](const os_reactor::spawn_outcome& o) { outcome.emplace(o.os_pid, o.error); }));
+    if (!got) {
+      std::lock_guard lk(s->spawn_mu);
+      if (s->spawned) outcome.emplace(s->outcome_pid, s->outcome_error);
+    }
+  }
   guard.armed = false;
-  if (outcome->os_pid <= 0) throw process_error(outcome->error, "os_process");
+  if (outcome->first <= 0) throw process_error(outcome->second, "os_process");
   return os_process(std::move(s));
 }
 

@@ -12,6 +12,8 @@
 //    dropped and counted, a marker says how many; each owner's log keeps its last log_lines;
 //  - order: every line the program wrote before it exited reaches the log (or the owner)
 //    before os_exited does.
+// The owner's mailbox should be unbounded (the default): the reactor's messages are delivered
+// like timer messages, which a full bounded mailbox drops. The handle must not outlive its node.
 #pragma once
 
 #include <chrono>
@@ -70,10 +72,12 @@ struct os_line {  // a stdout line, with stdout_to_owner
 struct os_ready {  // the first line matching ready_line
   std::string line;
 };
-struct os_exited {     // the program ended and was reaped
-  exit_reason reason;  // normal (status 0), {exit_status,N} or {signal,SIGNAME}
-  int status = -1;     // the exit status, or -1
-  int signal = 0;      // the signal that ended it, or 0
+struct os_input_closed {};  // the program closed its stdin (with input): what was queued is dropped
+struct os_exited {          // the program ended and was reaped
+  exit_reason
+      reason;       // normal (status 0), {exit_status,N} or {signal,SIGNAME} ({exit_status,unknown}: reaped elsewhere)
+  int status = -1;  // the exit status, or -1
+  int signal = 0;   // the signal that ended it, or 0
   int os_pid = 0;
 };
 
