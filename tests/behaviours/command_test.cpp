@@ -397,7 +397,7 @@ TEST_CASE("lines faster than the log's rate are dropped and counted, the log sta
       if (e.text.rfind("-- dropped ", 0) == 0) {
         dropped += std::stoll(e.text.substr(11));
         ++reports;
-      } else {
+      } else if (e.text.rfind("-- ", 0) != 0) {  // not the start and exit markers
         ++logged;
       }
     }
@@ -545,9 +545,17 @@ TEST_CASE("output lines are logged and published with their stream's level; long
     auto p = grove::os_process::start(c);
     grove::receive([](const grove::os_exited&) {});
     std::vector<grove::event> out;
+    std::size_t markers = 0;
     for (auto& e : sub->take()) {
-      if (e.kind == grove::event_kind::output) out.push_back(e);
+      if (e.kind != grove::event_kind::output) continue;
+      if (e.text.rfind("-- ", 0) == 0) {  // its start and its exit, for `logs --follow`
+        CHECK(e.level == "debug");
+        ++markers;
+      } else {
+        out.push_back(e);
+      }
     }
+    CHECK(markers == 2);
     REQUIRE(out.size() == 4);
     std::string out_level, err_level;
     for (auto& e : out) {

@@ -980,8 +980,10 @@ class session {
     auto t = resolve_path(path, err);
     if (!t) return answer::error(err);
     if (t->key.empty()) return answer::error(path + " is an application: give the path of a command child");
+    if (follow) ensure_subscribed();  // before the snapshot: a line in between shows twice, none is lost
     auto log = os_log(this_node(), t->key, last);
     if (!log) {
+      if (follow) maybe_unsubscribe();
       return answer::error("no output kept for " + t->key +
                            ": it is not a command child, or it has not started a program yet");
     }

@@ -543,7 +543,7 @@ class os_reactor {
         live_.insert(s);
         std::string line = "-- started os pid " + std::to_string(out.os_pid) + ":";
         for (auto& a : s->cmd.argv) line += " " + a;
-        s->log->add(os_stream::out, std::move(line), true);
+        publish(*s, os_stream::out, std::move(line), true, "debug");
       }
     } catch (const process_error& e) {
       out.error = e.reason();
@@ -883,14 +883,16 @@ class os_reactor {
     s.reported = std::chrono::steady_clock::now();
   }
 
-  void publish(state& s, os_stream stream, std::string text, bool marker) {
+  // Logs and publishes (markers at `marker_level`: a start or exit is news to `logs --follow`,
+  // not to the node's log).
+  void publish(state& s, os_stream stream, std::string text, bool marker, const char* marker_level = "warning") {
     event e;
     e.kind = event_kind::output;
     e.supervisor = s.supervisor;
     e.child = s.child;
     e.old_pid = s.owner;
     e.label = to_string(stream);
-    e.level = marker ? "warning" : stream == os_stream::out ? s.cmd.stdout_level : s.cmd.stderr_level;
+    e.level = marker ? marker_level : stream == os_stream::out ? s.cmd.stdout_level : s.cmd.stderr_level;
     e.text = text;
     s.log->add(stream, std::move(text), marker);
     if (!stopping_) bus_.publish(std::move(e));
@@ -966,7 +968,7 @@ class os_reactor {
     x.signal = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     x.os_pid = p;
     if (s.dropped > 0) report_drops(s);  // the last report is due whatever the time
-    s.log->add(os_stream::out, "-- os pid " + std::to_string(p) + " exited: " + x.reason.str(), true);
+    publish(s, os_stream::out, "-- os pid " + std::to_string(p) + " exited: " + x.reason.str(), true, "debug");
     logs_.release(s.log);
     tell(s.owner, std::move(x));
     // Kept until the end of this loop turn: events of this batch may still point at s.
