@@ -1,6 +1,7 @@
 // Applications from YAML: kinds and their args errors, start order and reverse stop, start
 // types deciding what an application's end does to the node, and the built-in kinds.
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <sstream>
@@ -267,6 +268,71 @@ applications:
           return now && *now != before;
         },
         "crash restarted under its name");
+  });
+  s.svc.stop();
+  CHECK(s.join() == 0);
+}
+
+TEST_CASE("crasher stages OTP scenarios; every end of a child is an exit event", "[app]") {
+  running_service s;
+  REQUIRE(s.load(R"(
+applications:
+  - name: a
+    supervisor:
+      intensity: 5
+      children:
+        - { id: done, kind: crasher, name: done, restart: transient, args: { stop: normal } }
+        - { id: quits, kind: crasher, name: quits, restart: permanent, args: { stop: shutdown } }
+        - id: slow
+          kind: crasher
+          name: slow
+          shutdown: 100ms
+          args: { trap_exit: true, terminate_sleep: 30s }
+)"));
+  s.start();
+  REQUIRE(s.svc.wait_started(10s));
+  s.svc.running_node()->run([] {
+    auto sub = grove::events().subscribe(4096, grove::self());
+    std::deque<event> seen;
+    // The next event of kind k for child id (the others stay).
+    auto next = [&](event_kind k, const std::string& id) -> std::optional<event> {
+      const auto deadline = std::chrono::steady_clock::now() + 10s;
+      for (;;) {
+        for (auto it = seen.begin(); it != seen.end(); ++it) {
+          if (it->kind == k && it->child == id) {
+            event e = *it;
+            seen.erase(it);
+            return e;
+          }
+        }
+        if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+        for (auto& e : sub->take()) seen.push_back(std::move(e));
+        grove::receive_for(50ms, [](grove::subscription::ready) {});
+      }
+    };
+    // A transient child ending normally: an exit event, no child_terminated, not restarted.
+    grove::cast(grove::server_ref("done"), grove::builtin::crash_now{"finished"});
+    auto e = next(event_kind::exit, "done");
+    REQUIRE(e);
+    CHECK(e->reason == grove::exit_reason::normal());
+    CHECK(std::string(grove::level_of(*e)) == "debug");
+    // A permanent child stopping with shutdown: reported and restarted.
+    grove::cast(grove::server_ref("quits"), grove::builtin::crash_now{"bye"});
+    e = next(event_kind::exit, "quits");
+    REQUIRE(e);
+    CHECK(e->reason == grove::exit_reason::shutdown());
+    CHECK(next(event_kind::child_terminated, "quits"));
+    CHECK(next(event_kind::progress, "quits"));
+    // Trapping exits and slow to terminate: killed after its shutdown time, as OTP reports it.
+    auto top = *grove::whereis("a");
+    grove::terminate_child(top, "slow");
+    e = next(event_kind::exit, "slow");
+    REQUIRE(e);
+    CHECK(e->reason == grove::exit_reason::killed());
+    auto err = next(event_kind::shutdown_error, "slow");
+    REQUIRE(err);
+    CHECK(err->reason == grove::exit_reason::killed());
+    for (auto& left : seen) CHECK_FALSE((left.kind == event_kind::child_terminated && left.child == "done"));
   });
   s.svc.stop();
   CHECK(s.join() == 0);

@@ -125,12 +125,25 @@ class ticker final : public gen_server<ticker> {
 
 struct crash_timer {};
 
+// How a crasher ends when its time comes: by raising (a crash), or by stopping with normal or
+// shutdown (so that a tree can stage a transient child ending normally, say).
+enum class crasher_end : unsigned char { raise, normal, shutdown };
+
 class crasher final : public gen_server<crasher> {
  public:
   using handles = types<crash_timer, crash_now>;
-  crasher(bool at_start, duration after, double rate, std::string reason, std::uint64_t seed)
-      : at_start_(at_start), after_(after), rate_(rate), reason_(std::move(reason)), rng_(seed) {}
+  crasher(bool at_start, duration after, double rate, std::string reason, std::uint64_t seed, crasher_end end,
+          bool trap, duration terminate_sleep)
+      : at_start_(at_start),
+        after_(after),
+        rate_(rate),
+        reason_(std::move(reason)),
+        rng_(seed),
+        end_(end),
+        trap_(trap),
+        terminate_sleep_(terminate_sleep) {}
   init_result init() {
+    if (trap_) trap_exit(true);  // its supervisor's shutdown then runs terminate
     if (at_start_) return init_result::stop(exit_reason::other(reason_));  // fails to start
     if (after_ > duration::zero()) {
       send_after(after_, self(), crash_now{reason_});
@@ -142,9 +155,13 @@ class crasher final : public gen_server<crasher> {
     }
     return init_result::ok();
   }
-  void handle_info(const crash_now& c) { throw induced_crash(c.reason); }
+  void handle_info(const crash_now& c) { end(c.reason); }
   void handle_info(const crash_timer&) {}
-  void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
+  void handle_cast(const crash_now& c) { end(c.reason); }
+  // Slow to stop, if asked: a terminate that outlasts the shutdown time is killed (shutdown_error).
+  void terminate(const exit_reason&) {
+    if (terminate_sleep_ > duration::zero()) sleep(terminate_sleep_);
+  }
   std::string format_status() const {
     if (after_ > duration::zero())
       return "crasher, crashes " + std::to_string(after_.count() / 1000000) + " ms after start";
@@ -158,6 +175,22 @@ class crasher final : public gen_server<crasher> {
   double rate_;
   std::string reason_;
   std::mt19937_64 rng_;
+  crasher_end end_;
+  bool trap_;
+  duration terminate_sleep_;
+
+  void end(const std::string& reason) {
+    switch (end_) {
+      case crasher_end::raise:
+        throw induced_crash(reason);
+      case crasher_end::normal:
+        stop_after(exit_reason::normal());
+        break;
+      case crasher_end::shutdown:
+        stop_after(exit_reason::shutdown());
+        break;
+    }
+  }
 };
 
 }  // namespace
@@ -353,24 +386,34 @@ void add_builtin_kinds(kind_registry& kinds) {
                                                        {}, {});
               };
             });
-  kinds.add("crasher",
-            "crashes on command, after a delay, at a random rate, or fails to start (args: after, rate, at_start, "
-            "reason, seed)",
-            [](const kind_context& k) {
-              k.args().only({"after", "rate", "at_start", "reason", "seed"});
-              auto after = k.args().get<duration>("after", duration::zero());
-              auto rate = k.args().get<double>("rate", 0.0);
-              if (!(rate >= 0 && rate <= config::limits::max_crash_rate)) {  // also refuses .nan and .inf
-                k.args().error(
-                    "rate",
-                    "must be between 0 and " + std::to_string(static_cast<long>(config::limits::max_crash_rate)),
-                    "crashes per second, e.g. 0.5");
-              }
-              auto seed = k.args().get<std::int64_t>("seed", static_cast<std::int64_t>(std::random_device{}()));
-              return k.gen_server<builtin::crasher>(k.args().get<bool>("at_start", false), after, rate,
-                                                    k.args().get<std::string>("reason", "induced crash"),
-                                                    static_cast<std::uint64_t>(seed));
-            });
+  kinds.add(
+      "crasher",
+      "crashes on command, after a delay, at a random rate, or fails to start; or stops normal or shutdown "
+      "instead; may trap exits and be slow to terminate (args: after, rate, at_start, reason, seed, stop, "
+      "trap_exit, terminate_sleep)",
+      [](const kind_context& k) {
+        k.args().only({"after", "rate", "at_start", "reason", "seed", "stop", "trap_exit", "terminate_sleep"});
+        auto after = k.args().get<duration>("after", duration::zero());
+        auto rate = k.args().get<double>("rate", 0.0);
+        if (!(rate >= 0 && rate <= config::limits::max_crash_rate)) {  // also refuses .nan and .inf
+          k.args().error("rate",
+                         "must be between 0 and " + std::to_string(static_cast<long>(config::limits::max_crash_rate)),
+                         "crashes per second, e.g. 0.5");
+        }
+        auto seed = k.args().get<std::int64_t>("seed", static_cast<std::int64_t>(std::random_device{}()));
+        const auto stop = k.args().get<std::string>("stop", "raise");
+        if (stop != "raise" && stop != "normal" && stop != "shutdown") {
+          k.args().error("stop", "got '" + stop + "'", "one of: raise, normal, shutdown");
+        }
+        const auto end = stop == "normal"     ? builtin::crasher_end::normal
+                         : stop == "shutdown" ? builtin::crasher_end::shutdown
+                                              : builtin::crasher_end::raise;
+        const auto slow = k.args().get<duration>("terminate_sleep", duration::zero());
+        if (slow < duration::zero()) k.args().error("terminate_sleep", "must not be negative");
+        return k.gen_server<builtin::crasher>(
+            k.args().get<bool>("at_start", false), after, rate, k.args().get<std::string>("reason", "induced crash"),
+            static_cast<std::uint64_t>(seed), end, k.args().get<bool>("trap_exit", false), slow);
+      });
 }
 
 }  // namespace grove

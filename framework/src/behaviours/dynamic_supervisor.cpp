@@ -44,6 +44,7 @@ void dynamic_supervisor::stop_all() {
   }
   for (auto& s : all) {
     detail::unlink_flush(s.who, s.how);
+    reporter_.report(event_kind::exit, id_of(*s.c), s.who, {}, s.how, static_cast<int>(restarts_.size()));
     if (detail::shutdown_failed(s.c->spec, s.how)) {
       reporter_.report(event_kind::shutdown_error, id_of(*s.c), s.who, {}, s.how, static_cast<int>(restarts_.size()));
     }
@@ -76,6 +77,7 @@ child_result dynamic_supervisor::handle_call(const terminate_q& q, const from&) 
   child c = std::move(*it);
   children_.erase(it);
   exit_reason how = detail::stop_child(c.who, detail::shutdown_of(c.spec));
+  reporter_.report(event_kind::exit, id_of(c), c.who, {}, how, static_cast<int>(restarts_.size()));
   if (detail::shutdown_failed(c.spec, how)) {
     reporter_.report(event_kind::shutdown_error, id_of(c), c.who, {}, how, static_cast<int>(restarts_.size()));
   }
@@ -118,6 +120,7 @@ void dynamic_supervisor::handle_info(const exit_signal& e) {
   if (it == children_.end()) return;
   const restart_type type = it->spec.restart;
   it->last_exit = e.reason;
+  reporter_.report(event_kind::exit, id_of(*it), e.from, {}, e.reason, static_cast<int>(restarts_.size()));
   const bool restarts = detail::restarts_after(type, e.reason);
   const bool within = !restarts || add_restart();
   if (detail::reported_end(type, e.reason)) {

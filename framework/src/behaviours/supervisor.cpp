@@ -200,6 +200,7 @@ void supervisor::shut_down(child& c) {
   const pid p = c.who;
   c.who = pid{};
   exit_reason how = detail::stop_child(p, detail::shutdown_of(c.spec));
+  reporter_.report(event_kind::exit, c.spec.id, p, {}, how, static_cast<int>(restarts_.size()));
   if (detail::shutdown_failed(c.spec, how)) {
     reporter_.report(event_kind::shutdown_error, c.spec.id, p, {}, how, static_cast<int>(restarts_.size()));
   }
@@ -335,6 +336,7 @@ void supervisor::handle_info(const exit_signal& e) {
   if (it == children_.end()) return;  // not (or no longer) a child
   it->who = pid{};
   it->last_exit = e.reason;
+  reporter_.report(event_kind::exit, it->spec.id, e.from, {}, e.reason, static_cast<int>(restarts_.size()));
   const restart_type type = it->spec.restart;
   const bool significant = it->spec.significant;
   const bool restarts = detail::restarts_after(type, e.reason);

@@ -18,6 +18,7 @@ const char* level_of(const event& e) noexcept {
     case event_kind::long_schedule:
       return "warning";
     case event_kind::trace:
+    case event_kind::exit:
       return "debug";
     case event_kind::output:
       return e.level.empty() ? "info" : e.level.c_str();

@@ -31,6 +31,8 @@ const char* to_string(event_kind k) noexcept {
       return "trace";
     case event_kind::long_schedule:
       return "long_schedule";
+    case event_kind::exit:
+      return "exit";
     case event_kind::output:
       return "output";
     case event_kind::dropped:

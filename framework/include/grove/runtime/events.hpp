@@ -1,6 +1,7 @@
 // events: the node-wide bus of structured reports — what OTP's logger receives as progress,
 // supervisor and crash reports. Supervisors publish each child start, termination, start error,
-// shutdown error and the intensity being reached; the runtime publishes every crash of any
+// shutdown error, the intensity being reached and (at debug level) every end of a child; the
+// runtime publishes every crash of any
 // process; the OS-process reactor publishes what OS processes write (`output`, kept out of
 // the history and the counts so that a chatty program does not push the rest out).
 // Subscribers each get a bounded queue: publishing never waits for a subscriber, and one that
@@ -32,6 +33,7 @@ enum class event_kind : unsigned char {
   application,        // an application started or stopped (child = application, reason)
   trace,              // a traced GenServer handled a message (old_pid = it, label = what)
   long_schedule,      // a process ran past node_options::long_schedule without suspending (old_pid, label, ran)
+  exit,               // a child of a supervisor ended, however and whyever (old_pid, reason): debug level
   output,             // a line an OS process wrote (old_pid = its owner, label = stdout|stderr, text, level)
   dropped             // only in a subscriber's stream: `dropped` events were lost before it
 };
