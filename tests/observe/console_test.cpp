@@ -591,3 +591,35 @@ TEST_CASE("console: logs shows what a command child's program wrote; --follow st
   CHECK(c.ask("logs off").find("logs off") != std::string::npos);
   n.run([top] { grove::stop(top, grove::exit_reason::shutdown()); });
 }
+
+TEST_CASE("console: sync answers once no child is starting, stopping or waiting to restart", "[console]") {
+  grove::node n{{.schedulers = 2, .name = "console-test"}};
+  grove::pid top = n.run([] {
+    auto w = worker_spec("w1");
+    w.backoff = grove::backoff_spec{.min_delay = 300ms, .max_delay = 1s};
+    return grove::start_supervisor({.intensity = 10}, {w, worker_spec("w2")}, {.spawn = {.label = "app"}}).value();
+  });
+  grove::console_options o;
+  o.address = "127.0.0.1:0";
+  o.applications = [top] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
+  grove::console con(n, o);
+  std::string err;
+  REQUIRE(con.start(err));
+  client c(con.port());
+  c.until("grove> ");
+  CHECK(c.ask("sync").find("synced: 1 supervisors") != std::string::npos);
+  const std::string before = pid_in_row(c.ask("tree app"), "w1");
+  REQUIRE_FALSE(before.empty());
+  CHECK(c.ask("kill app/w1").find("sent exit signal kill") != std::string::npos);
+  // The restart waits 300 ms of backoff: sync answers only after it.
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string synced = c.ask("sync");
+  INFO(synced);
+  CHECK(synced.find("synced: 1 supervisors") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 250ms);
+  const std::string after = pid_in_row(c.ask("tree app"), "w1");
+  CHECK_FALSE(after.empty());
+  CHECK(after != before);
+  CHECK(c.ask("sync now").find("usage: sync") != std::string::npos);
+  n.run([top] { grove::stop(top, grove::exit_reason::shutdown()); });
+}

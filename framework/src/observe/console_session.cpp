@@ -311,6 +311,7 @@ class session {
   answer run_trace(const std::string&, const command_args& a, bool&) { return trace_cmd(a); }
   answer run_stats(const std::string&, const command_args&, bool&) { return stats(); }
   answer run_logs(const std::string&, const command_args& a, bool&) { return logs_cmd(a); }
+  answer run_sync(const std::string&, const command_args& a, bool&) { return sync_cmd(a); }
 
   answer dispatch(const std::string& cmd, const std::vector<std::string>& args, bool& quit) {
     if (const command_info* c = find_command(cmd)) return (this->*c->run)(cmd, args, quit);
@@ -1026,6 +1027,58 @@ class session {
     return a;
   }
 
+  // Walks every application's tree, asking each supervisor for its status: a supervisor
+  // answers only once it has handled what came before, and never in the middle of starting or
+  // stopping a child. Settled when a walk finds no child waiting to restart and the same
+  // children as the walk before it; within the command timeout.
+  answer sync_cmd(const std::vector<std::string>& args) {
+    if (!args.empty()) return usage("sync");
+    const auto budget = cfg_->opts.command_timeout;
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    std::map<pid, std::vector<std::pair<std::string, pid>>> last;
+    for (int walks = 1;; ++walks) {
+      std::map<pid, std::vector<std::pair<std::string, pid>>> seen;
+      bool restarting = false, lost = false;
+      std::vector<pid> todo;
+      for (auto& app : app_list()) {
+        if (app.top) todo.push_back(app.top);
+      }
+      while (!todo.empty()) {
+        const pid sup = todo.back();
+        todo.pop_back();
+        const auto left = std::chrono::duration_cast<duration>(deadline - std::chrono::steady_clock::now());
+        if (left <= duration::zero()) break;
+        try {
+          auto st = supervisor_status_of(sup, left);
+          auto& kids = seen[sup];
+          for (auto& c : st.children) {
+            kids.emplace_back(c.id, c.who);
+            restarting |= c.restarting;
+            if (c.type == child_type::supervisor && c.who) todo.push_back(c.who);
+          }
+        } catch (const call_error&) {  // it ended meanwhile: the tree is still moving
+          lost = true;
+        }
+      }
+      if (!restarting && !lost && walks > 1 && seen == last) {
+        answer a;
+        a.text = "synced: " + std::to_string(seen.size()) + " supervisors, no child starting, stopping or waiting to " +
+                 "restart\n";
+        a.data = json{{"synced", true}, {"supervisors", seen.size()}, {"walks", walks}};
+        return a;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return answer::error("not settled within " + std::to_string(budget.count()) + " ms" +
+                             (restarting ? ": a child is waiting to restart" : ": children still changing"));
+      }
+      last = std::move(seen);
+      if (restarting) {
+        struct never {};
+        receive_for(std::chrono::milliseconds(10), [](never) {});  // a backoff: look again shortly
+      }
+    }
+  }
+
   answer stats() {
     node& n = this_node();
     auto total_in = [&] {
@@ -1114,6 +1167,8 @@ const std::vector<command_info>& command_table() {
        "what a command child's program wrote (stdout, stderr); --follow streams it until `logs off`",
        &session::run_logs},
       {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute", &session::run_stats},
+      {"sync", "sync", "wait until every supervisor has handled its mailbox and no child is starting or stopping",
+       &session::run_sync},
       {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)",
        &session::run_toggle},
       {"color", "color on|off", "colour in text answers", &session::run_toggle},
