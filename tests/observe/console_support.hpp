@@ -65,6 +65,10 @@ class client {
   }
   std::string rest() { return std::exchange(buf_, {}); }
   bool at_eof() const { return eof_; }
+  // A client that stalled and now reads at full speed: a 4 KiB receive window, far below
+  // loopback's 64 KiB segments, can leave the sender to zero-window probes that back off
+  // (200 ms, 400 ms, ... seconds), which is the kernel's pace, not the node's.
+  void grow_receive_buffer(int bytes = 1 << 20) { setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes); }
   // Shuts down the sending half: the node sees EOF and should still answer.
   void shut_write() { ::shutdown(fd_, SHUT_WR); }
   // Closes the connection (as a client that goes away).

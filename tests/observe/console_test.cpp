@@ -300,6 +300,7 @@ TEST_CASE("console: a stalled client loses events, is told how many, and slows n
   other.until("grove> ");
   CHECK(other.ask("tree").find("w1") != std::string::npos);
   // The stalled client catches up: what it missed is reported, then the stream goes on.
+  stalled.grow_receive_buffer();
   stalled.send_line("events off");
   const auto asked = std::chrono::steady_clock::now();
   auto seen = stalled.until("events off");
