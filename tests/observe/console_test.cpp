@@ -68,6 +68,14 @@ struct fixture {
   }
 };
 
+// A console on loopback over one application, "app", whose top supervisor is `top`.
+grove::console_options app_console(grove::pid top) {
+  grove::console_options o;
+  o.address = "127.0.0.1:0";
+  o.applications = [top] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
+  return o;
+}
+
 // The console session processes of a node.
 std::vector<grove::pid> session_pids(grove::node& n) {
   std::vector<grove::pid> out;
@@ -561,10 +569,7 @@ TEST_CASE("console: logs shows what a command child's program wrote; --follow st
     ext.shutdown = grove::shutdown_spec::brutal_kill();
     return grove::start_supervisor({.intensity = 10}, {ext, worker_spec("w1")}, {.spawn = {.label = "app"}}).value();
   });
-  grove::console_options o;
-  o.address = "127.0.0.1:0";
-  o.applications = [top] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
-  grove::console con(n, o);
+  grove::console con(n, app_console(top));
   std::string err;
   REQUIRE(con.start(err));
   client c(con.port());
@@ -600,10 +605,7 @@ TEST_CASE("console: sync answers once no child is starting, stopping or waiting 
     w.backoff = grove::backoff_spec{.min_delay = 300ms, .max_delay = 1s};
     return grove::start_supervisor({.intensity = 10}, {w, worker_spec("w2")}, {.spawn = {.label = "app"}}).value();
   });
-  grove::console_options o;
-  o.address = "127.0.0.1:0";
-  o.applications = [top] { return std::vector<grove::console_app>{{"app", "permanent", top}}; };
-  grove::console con(n, o);
+  grove::console con(n, app_console(top));
   std::string err;
   REQUIRE(con.start(err));
   client c(con.port());
