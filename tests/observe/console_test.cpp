@@ -624,5 +624,9 @@ TEST_CASE("console: sync answers once no child is starting, stopping or waiting 
   CHECK_FALSE(after.empty());
   CHECK(after != before);
   CHECK(c.ask("sync now").find("usage: sync") != std::string::npos);
+  // The kill as a debug-level exit event: listed only when asked for by kind.
+  CHECK(c.ask("events --filter kind=exit").find("exit supervisor=app child=w1 old_pid=" + before + " reason=killed") !=
+        std::string::npos);
+  CHECK(c.ask("events").find(" exit ") == std::string::npos);
   n.run([top] { grove::stop(top, grove::exit_reason::shutdown()); });
 }

@@ -881,6 +881,13 @@ class session {
     }
   }
 
+  // What `events` shows: not traces (see `trace`), and the debug-level `exit` events only
+  // when asked for by kind (each also comes as child_terminated when it matters).
+  static bool listed(const event& e, const filter& f) {
+    if (e.kind == event_kind::trace) return false;
+    return e.kind != event_kind::exit || f.kind == "exit";
+  }
+
   void pump_events() {
     if (!sub_) return;
     for (auto& e : sub_->take()) {
@@ -898,7 +905,7 @@ class session {
         }
         continue;
       }
-      if (traced || (follow_ && e.kind != event_kind::trace && follow_filter_.matches(e))) out_->stream(event_line(e));
+      if (traced || (follow_ && listed(e, follow_filter_) && follow_filter_.matches(e))) out_->stream(event_line(e));
     }
   }
 
@@ -935,7 +942,7 @@ class session {
     a.data = json::array();
     std::vector<event> recent;
     for (auto& e : events().recent(event_bus::history_size)) {
-      if (e.kind != event_kind::trace && f.matches(e)) recent.push_back(e);
+      if (listed(e, f) && f.matches(e)) recent.push_back(e);
     }
     if (recent.size() > last) recent.erase(recent.begin(), recent.end() - static_cast<std::ptrdiff_t>(last));
     for (auto& e : recent) {
