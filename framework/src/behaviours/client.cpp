@@ -1,6 +1,7 @@
 #include <grove/behaviours/client.hpp>
 
 #include <stdexcept>
+#include <utility>
 
 #include <grove/runtime/errors.hpp>
 
@@ -51,7 +52,9 @@ void client::post(std::function<void()> fn) {
   std::unique_lock lk(t->m);
   t->cv.wait(lk, [&] { return t->done; });
   if (t->abandoned) throw node_stopping();
-  if (t->error) std::rethrow_exception(t->error);
+  // Take the exception out: the process may drop its share of the task later, and the thread
+  // that rethrows should hold the exception's only reference.
+  if (auto e = std::exchange(t->error, nullptr)) std::rethrow_exception(e);
 }
 
 }  // namespace grove

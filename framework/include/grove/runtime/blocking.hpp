@@ -40,7 +40,7 @@ auto blocking(F&& fn) -> std::invoke_result_t<F&> {
     }
   });
   detail::blocking_wait(token);
-  if (st->error) std::rethrow_exception(st->error);
+  if (auto e = std::exchange(st->error, nullptr)) std::rethrow_exception(e);  // the only reference
   if constexpr (!std::is_void_v<R>) return std::move(*st->value);
 }
 

@@ -191,7 +191,7 @@ auto node::run(F&& fn, const spawn_options& opts) -> std::invoke_result_t<F&> {
     st->cv.wait(lk, [&] { return st->done; });
   }
   wait_ended(runner);  // its links, monitors and slot are released too
-  if (st->error) std::rethrow_exception(st->error);
+  if (auto e = std::exchange(st->error, nullptr)) std::rethrow_exception(e);  // the only reference
   if constexpr (!std::is_void_v<R>) return std::move(*st->value);
 }
 
