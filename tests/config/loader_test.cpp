@@ -247,7 +247,7 @@ TEST_CASE("an unknown key names the nearest valid key", "[config]") {
       "overflow, args)\n  hint: did you mean 'shutdown'?\n");
   // Nothing close: no hint.
   CHECK(errors("node:\n  colour: blue\n") ==
-        "test.yaml:2:3: error: node.colour: unknown key (expected one of: name, schedulers, logging, console)\n");
+        "test.yaml:2:3: error: node.colour: unknown key (expected one of: name, schedulers, logging, console, http)\n");
   CHECK(errors("nodes: {}\n") ==
         "test.yaml:1:1: error: nodes: unknown key (expected one of: include, node, applications)\n"
         "  hint: did you mean 'node'?\n");
@@ -669,6 +669,26 @@ TEST_CASE("a console beyond loopback needs a token, from the file or GROVE_CONSO
   CHECK(errors(open, options({{"GROVE_CONSOLE_TOKEN", "s3cret"}})).empty());
   CHECK(errors("node:\n  console: { address: \"127.0.0.1:99999\" }\n").find("port up to 65535") != std::string::npos);
   CHECK(errors("node:\n  console: { address: \"[::1]:7070\" }\n").empty());
+}
+
+TEST_CASE("the HTTP endpoint beyond loopback needs a token, from the file or GROVE_HTTP_TOKEN", "[config][limits]") {
+  const std::string open = "node:\n  http: { listen: \"0.0.0.0:8080\" }\n";
+  CHECK(errors(open) ==
+        "test.yaml:2:19: error: node.http.listen: http address 0.0.0.0:8080 is not loopback: set a token "
+        "(node.http.token or GROVE_HTTP_TOKEN) to bind it\n");
+  CHECK(errors("node:\n  http: { listen: \"0.0.0.0:8080\", token: s3cret }\n").empty());
+  CHECK(errors(open, options({{"GROVE_HTTP_TOKEN", "s3cret"}})).empty());
+  CHECK(errors(open, options({{"GROVE_CONSOLE_TOKEN", "s3cret"}})).find("not loopback") != std::string::npos);
+  CHECK(errors("node:\n  http: { listen: stdio }\n").find("node.http.listen: got 'stdio' (expected off or host:port") !=
+        std::string::npos);
+  CHECK(errors("node:\n  http: { listen: off, max_connections: 0 }\n").find("node.http.max_connections") !=
+        std::string::npos);
+  CHECK(errors("node:\n  http: { listen: \"127.0.0.1:8080\", colour: 1 }\n").find("node.http.colour: unknown key") !=
+        std::string::npos);
+  auto r = load("node:\n  http: { listen: \"127.0.0.1:0\", max_connections: 8 }\n");
+  REQUIRE(r.config);
+  CHECK(r.config->http.listen == "127.0.0.1:0");
+  CHECK(r.config->http.max_connections == 8);
 }
 
 TEST_CASE("enum names and durations print as in YAML", "[config]") {

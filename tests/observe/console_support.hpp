@@ -1,4 +1,4 @@
-// A console client over TCP, for tests: reads until a text appears, with deadlines.
+// A console (or HTTP) client over TCP, for tests: reads until a text appears, with deadlines.
 #pragma once
 
 #include <arpa/inet.h>
@@ -35,6 +35,19 @@ class client {
     if (fd_ >= 0) close(fd_);
   }
 
+  void send_raw(const std::string& s) {
+    REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
+  }
+  // Reads until `n` bytes are buffered (within the deadline); takes them ("" on deadline).
+  std::string take(std::size_t n, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (buf_.size() < n) {
+      if (!read_some(deadline)) return "";
+    }
+    std::string out = buf_.substr(0, n);
+    buf_.erase(0, n);
+    return out;
+  }
   void send_line(const std::string& line) {
     std::string s = line + "\n";
     REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));

@@ -31,7 +31,8 @@ namespace {
 // `grove`).
 std::string usage_text(const std::string& prog) {
   const std::string pad(prog.size(), ' ');
-  return "usage: " + prog + " run FILE.yaml [--schedulers N] [--console ADDR] [--log-format text|json]\n" + "       " +
+  return "usage: " + prog +
+         " run FILE.yaml [--schedulers N] [--console ADDR] [--http ADDR] [--log-format text|json]\n" + "       " +
          prog + " check FILE.yaml\n" + "       " + prog + " console [ADDR]\n" + "       " + prog +
          " --help | --version\n";
 }
@@ -105,6 +106,8 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hoo
   opts.add_options()("help,h", "show this help")("version", "show the version")(
       "schedulers", po::value<std::string>(), "scheduler threads (run; default: node.schedulers, else one per core)")(
       "console", po::value<std::string>(), "console address: host:port, stdio or off (run; over node.console)")(
+      "http", po::value<std::string>(),
+      "dashboard, API and /metrics address: host:port or off (run; over node.http.listen)")(
       "log-format", po::value<std::string>(), "text or json (run; over node.logging.format)")(
       "shutdown-timeout", po::value<std::string>(),
       "seconds to stop the applications before giving up (run; default 30)");
@@ -164,6 +167,7 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hoo
     so.schedulers = static_cast<unsigned>(*n);
   }
   if (vm.count("console")) so.console = vm["console"].as<std::string>();
+  if (vm.count("http")) so.http = vm["http"].as<std::string>();
   if (vm.count("log-format")) {
     const std::string f = vm["log-format"].as<std::string>();
     if (f == "text") {

@@ -13,6 +13,7 @@
 #include <grove/behaviours/supervisor.hpp>
 #include <grove/observe/console.hpp>
 #include <grove/observe/events.hpp>
+#include <grove/observe/http.hpp>
 #include <grove/observe/logger.hpp>
 
 #include "plan.hpp"
@@ -79,6 +80,11 @@ struct service::impl {
     if (opts.console) {  // --console, over node.console.address: checked as the YAML's would be
       if (std::string problem = console_address_problem(*opts.console, console_token()); !problem.empty()) {
         errors.add({"--console", 0, 0}, "", problem);
+      }
+    }
+    if (opts.http && *opts.http != "off") {  // --http, over node.http.listen
+      if (std::string problem = http_address_problem(*opts.http, http_token()); !problem.empty()) {
+        errors.add({"--http", 0, 0}, "", problem);
       }
     }
     if (!errors.empty()) {
@@ -258,7 +264,8 @@ struct service::impl {
       lo.stream = opts.log_stream;
       event_logger logger(n, lo);
       std::unique_ptr<console> con;
-      if (std::string error; !start_console(n, con, error)) {
+      std::unique_ptr<http_endpoint> web;
+      if (std::string error; !start_console(n, con, error) || !start_http(n, web, error)) {
         messages() << "grove: " << error << "\n";
         code = static_cast<int>(exit_code::start_failed);
       } else {
@@ -275,6 +282,7 @@ struct service::impl {
           waited = true;
         }
         con.reset();  // no session outlives the applications' stop
+        web.reset();
         logger.flush();
         std::unique_lock lk(mu);
         running = nullptr;
@@ -348,6 +356,32 @@ struct service::impl {
       messages() << "grove: console on " << where << " — connect with: " << opts.program << " console " << where
                  << "  (or nc " << host << " " << con->port() << ")\n";
     }
+    return true;
+  }
+
+  // The endpoint's token: node.http.token, else GROVE_HTTP_TOKEN (the loader's rule).
+  std::string http_token() const {
+    if (!cfg->http.token.empty()) return cfg->http.token;
+    const char* t = opts.load.getenv ? opts.load.getenv("GROVE_HTTP_TOKEN") : std::getenv("GROVE_HTTP_TOKEN");
+    return t ? t : "";
+  }
+
+  // Starts the HTTP endpoint (dashboard, API, /metrics) the configuration or --http asks for.
+  bool start_http(grove::node& n, std::unique_ptr<http_endpoint>& web, std::string& error) {
+    const std::string listen = opts.http.value_or(cfg->http.listen);
+    if (listen.empty() || listen == "off") return true;
+    http_options ho;
+    ho.listen = listen;
+    ho.token = http_token();
+    ho.max_connections = cfg->http.max_connections;
+    ho.applications = [this] { return console_apps(); };
+    ho.child_template = [this](const std::string& path, const std::string& args, std::string& error) {
+      return from_template(path, args, error);
+    };
+    web = std::make_unique<http_endpoint>(n, ho);
+    if (!web->start(error)) return false;
+    const std::string host = listen.substr(0, listen.rfind(':'));
+    messages() << "grove: dashboard on http://" << host << ":" << web->port() << "/  (metrics: /metrics)\n";
     return true;
   }
 

@@ -153,7 +153,7 @@ void dynamic_supervisor::try_restart(std::vector<child>::iterator it) {
   }
   it->who = started;
   it->restarting = false;
-  reporter_.report(event_kind::progress, id_of(*it), {}, started, {}, 0);
+  reporter_.report(event_kind::progress, id_of(*it), {}, started, {}, std::max(1, static_cast<int>(restarts_.size())));
 }
 
 void dynamic_supervisor::handle_info(const retry& r) {

@@ -441,6 +441,7 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
     void alias_off() { alias_deactivate(m.id); }
     ~cleanup() { demonitor_with_alias(m); }  // also when the caller is killed meanwhile
   } guard{m};
+  const std::int64_t timed = call_started();
   deliver(*server, make(ctx, from{me, tag}));
   auto match = [](const envelope& e, void* c) {
     const std::uint64_t t = *static_cast<std::uint64_t*>(c);
@@ -457,6 +458,7 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
     // A pointer compare suffices: call_refused envelopes are made only in this file.
     if (e->type == &typeid(call_refused)) [[unlikely]]
       throw call_error(static_cast<message_envelope<call_refused>&>(*e).value.reason, target.str());
+    call_answered(timed);
     return e;
   }
   throw call_error(static_cast<message_envelope<down>&>(*e).value.reason, target.str());

@@ -129,14 +129,17 @@ std::optional<exit_reason> detail::start_child_process(const child_spec& spec, p
   return exit_reason::other("bad_start_result");
 }
 
-std::optional<exit_reason> supervisor::start(child& c) {
+std::optional<exit_reason> supervisor::start(child& c, bool restart) {
   pid started;
   auto err = detail::start_child_process(c.spec, started, reporter_.path);
   if (!err) {
     c.who = started;
     c.restarting = false;
     c.started_at = now();
-    if (started) reporter_.report(event_kind::progress, c.spec.id, {}, started, {}, 0);
+    if (started) {
+      const int in_window = restart ? std::max(1, static_cast<int>(restarts_.size())) : 0;
+      reporter_.report(event_kind::progress, c.spec.id, {}, started, {}, in_window);
+    }
   } else {
     reporter_.report(event_kind::start_error, c.spec.id, {}, {}, *err, static_cast<int>(restarts_.size()));
   }
@@ -305,7 +308,7 @@ void supervisor::start_from(iterator from, const std::string& target) {
   for (auto c = from; c != children_.end(); ++c) {
     if (c->who) continue;
     if (flags_.strategy == strategy::one_for_one && c->spec.id != target) continue;
-    if (start(*c)) {
+    if (start(*c, true)) {
       c->restarting = true;
       send(self(), retry{c->spec.id, true, false});  // retried as a message, counted against the intensity
       return;

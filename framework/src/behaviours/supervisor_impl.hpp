@@ -102,7 +102,8 @@ class supervisor final : public gen_server<supervisor> {
   iterator find(const std::string& id);
   iterator find(const pid& p);
   // Starts c; on failure returns the reason.
-  std::optional<exit_reason> start(child& c);
+  // `restart`: the start is a restart (its progress event carries the restarts in the window).
+  std::optional<exit_reason> start(child& c, bool restart = false);
   void shut_down(child& c);
   void terminate_all_reverse(iterator first, iterator last);
   bool add_restart();  // false: intensity reached

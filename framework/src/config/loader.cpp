@@ -14,6 +14,7 @@
 #include <grove/config/config.hpp>
 #include <grove/config/limits.hpp>
 #include <grove/observe/console.hpp>
+#include <grove/observe/http.hpp>
 
 #include "tree.hpp"
 #include "values.hpp"
@@ -260,7 +261,7 @@ class loader {
   void read_node(const tree_node& n, const std::string& path, node_config& out) {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
-    check_keys(n, path, {"name", "schedulers", "logging", "console"});
+    check_keys(n, path, {"name", "schedulers", "logging", "console", "http"});
     if (auto v = field(n, "name")) detail::read_string(*v, detail::join_path(path, "name"), errors_, out.name, true);
     int schedulers = 0;
     if (read_int_field(n, path, "schedulers", schedulers, 1, limits::max_schedulers,
@@ -282,6 +283,42 @@ class loader {
       }
     }
     if (auto v = field(n, "console")) read_console(*v, detail::join_path(path, "console"), out.console);
+    if (auto v = field(n, "http")) read_http(*v, detail::join_path(path, "http"), out.http);
+  }
+
+  void read_http(const tree_node& n, const std::string& path, http_config& out) {
+    if (!expect_map(n, path)) return;
+    out.pos = n.pos;
+    check_keys(n, path, {"listen", "token", "max_connections"});
+    if (auto t = field(n, "token")) detail::read_string(*t, detail::join_path(path, "token"), errors_, out.token, true);
+    if (auto a = field(n, "listen")) {
+      std::string p = detail::join_path(path, "listen");
+      std::string listen;
+      if (detail::read_string(*a, p, errors_, listen, true)) {
+        auto parsed = parse_console_address(listen);
+        if (listen == "off") {
+          out.listen = listen;
+        } else if (parsed && parsed->what == console_address::kind::tcp) {
+          out.listen = listen;
+          // As for the console: nothing open beyond this machine without a token.
+          if (std::string problem = http_address_problem(listen, env_token(out.token, "GROVE_HTTP_TOKEN"));
+              !problem.empty()) {
+            errors_.add(a->pos, p, problem);
+          }
+        } else {
+          detail::report_got(*a, p, errors_, "off or host:port with a port up to 65535, like 127.0.0.1:8080");
+        }
+      }
+    }
+    read_int_field(n, path, "max_connections", out.max_connections, 1, limits::max_http_connections,
+                   "an integer between 1 and " + std::to_string(limits::max_http_connections));
+  }
+
+  // A token from the configuration, else from the environment variable `var`.
+  std::string env_token(const std::string& configured, const char* var) const {
+    if (!configured.empty()) return configured;
+    const char* t = options_.getenv ? options_.getenv(var) : std::getenv(var);
+    return t ? t : "";
   }
 
   void read_console(const tree_node& n, const std::string& path, console_config& out) {

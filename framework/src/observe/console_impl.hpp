@@ -155,6 +155,10 @@ struct console_session_config {
   bool color = false;  // the session is a terminal
 };
 
+// The body of a process that answers one command line in JSON on `out` (the HTTP endpoint's
+// requests); a command that streams goes on until console_closed.
+void run_console_request(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
+                         std::shared_ptr<const console_session_config> cfg, const std::string& line);
 // The body of a session's process: reads console_line messages, answers on `out`.
 void run_console_session(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
                          std::shared_ptr<const console_session_config> cfg);

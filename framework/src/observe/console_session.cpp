@@ -1,5 +1,6 @@
 // A console session: the process that reads a client's lines and answers them.
 #include <algorithm>
+#include <cmath>
 #include <iomanip>
 #include <map>
 #include <optional>
@@ -176,6 +177,18 @@ class session {
   void run() {
     out_->answer(std::string("grove console on node ") + this_node().name() + " — `help` lists the commands\n" +
                  prompt());
+    serve();
+  }
+
+  // One command answered in JSON, without greeting; a command that streams (events --follow)
+  // goes on until the connection is closed.
+  void run_one(const std::string& line) {
+    json_ = true;
+    if (on_line(line) && (follow_ || !logs_followed_.empty())) serve();
+  }
+
+ private:
+  void serve() {
     for (;;) {
       bool more = true;
       // One line per receive: the runtime's turn budget lets others on this thread run
@@ -193,7 +206,6 @@ class session {
     }
   }
 
- private:
   std::string prompt() const { return json_ ? "" : "grove> "; }
 
   std::string paint(const std::string& s, const char* code) const {
@@ -714,6 +726,10 @@ class session {
     const std::string s = sys::get_state(*p, cfg_->opts.command_timeout);
     a.text = s + "\n";
     a.data = json{{"pid", p->str()}, {"state", s}};
+    try {  // JSON also gives the server's last messages (sys's log of 16), oldest first
+      a.data["recent"] = sys::last_events(*p, cfg_->opts.command_timeout);
+    } catch (const call_error&) {  // it ended meanwhile: the state stands
+    }
     return a;
   }
 
@@ -1096,12 +1112,24 @@ class session {
       return s;
     };
     const auto t0 = std::chrono::steady_clock::now();
+    const node_totals idle_before = n.totals();
     const std::uint64_t before = total_in();
     struct never {};
     receive_for(std::chrono::milliseconds(250), [](never) {});  // a 250 ms sample; commands wait their turn
     const std::uint64_t after = total_in();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double rate = after >= before ? static_cast<double>(after - before) / secs : 0.0;
+    // Busy share of each scheduler thread over the sample: 1 - idle time / time passed.
+    const node_totals idle_after = n.totals();
+    std::vector<double> busy;
+    std::string busy_text;
+    for (std::size_t i = 0; i < idle_after.scheduler_idle.size() && i < idle_before.scheduler_idle.size(); ++i) {
+      const double idle =
+          std::chrono::duration<double>(idle_after.scheduler_idle[i] - idle_before.scheduler_idle[i]).count();
+      const double share = std::clamp(1.0 - idle / secs, 0.0, 1.0);
+      busy.push_back(std::round(share * 1000) / 1000);
+      busy_text += (busy_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(share * 100))) + "%";
+    }
     auto queues = n.run_queue_lengths();
     std::string q;
     for (auto v : queues) q += (q.empty() ? "" : " ") + std::to_string(v);
@@ -1114,6 +1142,7 @@ class session {
                     {"processes", std::to_string(n.process_count())},
                     {"schedulers", std::to_string(n.schedulers())},
                     {"run queues", q},
+                    {"utilisation", busy_text + " (busy share of each scheduler thread, 250 ms sample)"},
                     {"messages/s", r.str() + " (received by live processes, 250 ms sample)"},
                     {"restarts/min", std::to_string(restarts_min) + " (child_terminated events, last 60 s)"},
                     {"crashes", std::to_string(bus.count(event_kind::crash)) + " since the event bus started"},
@@ -1122,6 +1151,7 @@ class session {
                   {"processes", n.process_count()},
                   {"schedulers", n.schedulers()},
                   {"run_queues", queues},
+                  {"utilisation", busy},
                   {"messages_per_s", rate},
                   {"restarts_last_minute", restarts_min},
                   {"crashes", bus.count(event_kind::crash)},
@@ -1188,6 +1218,15 @@ const std::vector<command_info>& command_table() {
 }
 
 }  // namespace
+
+void run_console_request(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
+                         std::shared_ptr<const console_session_config> cfg, const std::string& line) {
+  struct closer {
+    console_output& o;
+    ~closer() { o.close(); }
+  } guard{*out};
+  session(out, std::move(link), std::move(cfg)).run_one(line);
+}
 
 void run_console_session(std::shared_ptr<console_output> out, std::shared_ptr<console_link> link,
                          std::shared_ptr<const console_session_config> cfg) {

@@ -93,6 +93,9 @@ void die(process* p, const exit_reason& reason) {
     p->state = life::free;
   }
   node_impl* n = p->node;
+  n->ended_in.fetch_add(p->mail.messages_in.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  n->ended_out.fetch_add(p->messages_out.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  n->ended.fetch_add(1, std::memory_order_relaxed);
   n->table.release(p);
   n->process_ended();
 }

@@ -1,6 +1,7 @@
 #include <grove/runtime/events.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -74,12 +75,14 @@ struct event_bus::impl {
   std::uint64_t counts[16] = {};
   std::deque<std::pair<event_kind, std::chrono::system_clock::time_point>> times;  // the last 4,096
   std::vector<subscription::state*> subscribers;
+  std::atomic<std::uint64_t> drops{0};  // events lost by any subscriber
 };
 
 bool subscription::state::offer(const event& e) {
   if (closed) return false;
   if (queue.size() >= capacity) {
     ++dropped;
+    if (bus) bus->drops.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   queue.push_back(e);
@@ -227,6 +230,8 @@ std::uint64_t event_bus::count(event_kind k) const {
   std::unique_lock lk(impl_->mu);
   return impl_->counts[static_cast<std::size_t>(k) & 15];
 }
+
+std::uint64_t event_bus::dropped() const { return impl_->drops.load(std::memory_order_relaxed); }
 
 std::size_t event_bus::count_within(event_kind k, std::chrono::seconds window) const {
   const auto since = std::chrono::system_clock::now() - window;

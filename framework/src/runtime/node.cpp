@@ -344,6 +344,27 @@ node::stack_memory node::stack_memory_stats() const {
   return {impl_->stacks.mapped_bytes(), impl_->stacks.warm_bytes(), impl_->stacks.released_bytes()};
 }
 
+node_totals node::totals() const {
+  node_totals t;
+  t.ended = impl_->ended.load(std::memory_order_relaxed);
+  t.ended_messages_in = impl_->ended_in.load(std::memory_order_relaxed);
+  t.ended_messages_out = impl_->ended_out.load(std::memory_order_relaxed);
+  t.spawned = impl_->spawned.load(std::memory_order_relaxed);
+  t.uptime = std::chrono::steady_clock::now() - impl_->started_at;
+  for (auto& s : impl_->schedulers) {
+    t.scheduler_idle.emplace_back(s->fibers().idle_ns());
+    const detail::call_counters& c = s->calls();
+    t.calls += c.calls.load(std::memory_order_relaxed);
+    t.sampled_call_time += std::chrono::nanoseconds(c.sampled_ns.load(std::memory_order_relaxed));
+    for (std::size_t b = 0; b < t.call_latency.size(); ++b) {
+      const std::uint64_t v = c.buckets[b].load(std::memory_order_relaxed);
+      t.call_latency[b] += v;
+      t.sampled_calls += v;
+    }
+  }
+  return t;
+}
+
 std::vector<pid> node::processes() const {
   std::vector<pid> out;
   for (std::uint32_t s = 0; s < impl_->table.high_water(); ++s) {

@@ -83,6 +83,11 @@ class node_impl {
 
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> live{0};
+  std::atomic<std::uint64_t> spawned{0};  // beside live: one more add on a line already written
+  // Counted when a process ends (node::totals).
+  alignas(64) std::atomic<std::uint64_t> ended{0};
+  std::atomic<std::uint64_t> ended_in{0}, ended_out{0};
+  const std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> next_ref{1};
   std::atomic<unsigned> next_placement{0};
   alignas(64) std::atomic<int> spinning{0};  // scheduler threads idle and looking for work

@@ -235,15 +235,25 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   // Spin briefly: a partner on another thread often has work within that; look for work to
   // steal meanwhile.
   n->spinning.fetch_add(1, std::memory_order_seq_cst);
-  const auto until = std::chrono::steady_clock::now() + spin_time;
+  // Idle time is taken from the clock reads the spin makes anyway (the last one seen): finding
+  // work early reads no clock more.
+  const auto began = std::chrono::steady_clock::now();
+  auto seen = began;
+  auto add_idle = [&](std::chrono::steady_clock::time_point to) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(to - began).count();
+    idle_ns_.store(idle_ns_.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(ns),
+                   std::memory_order_relaxed);
+  };
+  const auto until = began + spin_time;
   for (unsigned i = 0;; ++i) {
     if (woken_.exchange(false, std::memory_order_acq_rel) || work_elsewhere()) {
       n->spinning.fetch_sub(1, std::memory_order_seq_cst);
       recheck_ = recheck_min;
+      add_idle(seen);
       return;
     }
     for (int k = 0; k < 16; ++k) spin_pause();
-    if ((i & 7) == 7 && std::chrono::steady_clock::now() >= until) break;
+    if ((i & 7) == 7 && (seen = std::chrono::steady_clock::now()) >= until) break;
   }
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
   std::unique_lock lk(mutex_);
@@ -258,6 +268,7 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
     woken_.store(false, std::memory_order_relaxed);
   }
   sleeping_.store(false, std::memory_order_relaxed);
+  add_idle(std::chrono::steady_clock::now());
 }
 
 void ready_queue::notify() noexcept {
@@ -269,6 +280,26 @@ void ready_queue::notify() noexcept {
 }
 
 // ---- scheduler ------------------------------------------------------------------------------
+
+std::int64_t call_started() noexcept {
+  scheduler* s = scheduler::on_this_thread();
+  return s && s->calls().sample_next() ? timestamp() : 0;
+}
+
+void call_answered(std::int64_t started) noexcept {
+  if (started == 0) return;
+  // The process may have moved to another thread meanwhile: this thread's block is the one
+  // written, so each block keeps one writer.
+  if (scheduler* s = scheduler::on_this_thread()) s->calls().record(timestamp_to_ns(timestamp() - started));
+}
+
+void call_counters::record(std::int64_t ns) noexcept {
+  std::size_t b = 0;
+  while (b < call_buckets && ns > call_latency_bounds_ns[b]) ++b;
+  buckets[b].store(buckets[b].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  sampled_ns.store(sampled_ns.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(ns),
+                   std::memory_order_relaxed);
+}
 
 scheduler::scheduler(node_impl* n, unsigned index) : node_(n), index_(index) {}
 

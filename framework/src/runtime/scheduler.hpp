@@ -21,6 +21,7 @@
 //   first wait or a process spawned with placement::pinned.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -33,11 +34,30 @@
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/scheduler.hpp>
 
+#include <grove/runtime/node.hpp>
+
 #include "process_impl.hpp"
 
 namespace grove::detail {
 
 class scheduler;
+
+// Calls counted where they are made, one block per scheduler thread: plain loads and stores,
+// no locked instruction on the call path. Every call is counted; one in `sample_every` is
+// timed into the histogram (bucket bounds in call_bucket_ns, the last bucket for slower ones).
+inline constexpr std::size_t call_buckets = call_latency_bounds_ns.size();
+struct call_counters {
+  static constexpr unsigned sample_every = 16;
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> sampled_ns{0};
+  std::array<std::atomic<std::uint64_t>, call_buckets + 1> buckets{};
+  bool sample_next() noexcept {  // counts the call; true when this one is to be timed
+    const std::uint64_t c = calls.load(std::memory_order_relaxed);
+    calls.store(c + 1, std::memory_order_relaxed);
+    return c % sample_every == 0;
+  }
+  void record(std::int64_t ns) noexcept;
+};
 
 // The ready fibers of one thread. Owned by the scheduler (it outlives the thread, so a thief
 // never reads freed memory); Boost's algorithm object forwards to it.
@@ -62,6 +82,8 @@ class ready_queue {
             (run_next_migratable_.load(std::memory_order_relaxed) || held_count_.load(std::memory_order_relaxed) > 0));
   }
   bool parked() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
+  // Time the thread spent with nothing to run (spinning for work, then asleep), in ns.
+  std::uint64_t idle_ns() const noexcept { return idle_ns_.load(std::memory_order_relaxed); }
 
   // While one lives on this thread, fibers it wakes go to the back of the queue (FIFO), not
   // into "run next": timers that fire together wake their processes in order.
@@ -102,6 +124,7 @@ class ready_queue {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::chrono::microseconds recheck_{1000};  // owner only: see recheck_min in scheduler.cpp
+  std::atomic<std::uint64_t> idle_ns_{0};    // written by the owner only
 };
 
 class scheduler {
@@ -148,6 +171,9 @@ class scheduler {
   boost::fibers::context* steal_process_from(scheduler& victim, bool victim_stale) noexcept;
 
   static scheduler* on_this_thread() noexcept;
+  // GenServer calls made by processes of this thread (written by this thread only).
+  call_counters& calls() noexcept { return calls_; }
+  const call_counters& calls() const noexcept { return calls_; }
   static bool in_worker() noexcept;
   // Whether the running fiber is a worker inside an activation; a fiber that suspends saves
   // and clears it, and restores it when it resumes.
@@ -191,6 +217,7 @@ class scheduler {
   bool stop_ = false;
   unsigned workers_ = 0;
   static constexpr std::size_t max_parked = 8;
+  call_counters calls_;
 };
 
 }  // namespace grove::detail

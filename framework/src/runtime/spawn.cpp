@@ -82,6 +82,7 @@ spawn_result spawn_common(node* on, const spawn_options& opts, spawn_link_mode m
     p->monitored_by.push_back({r.mref.id, parent->self()});
   }
   n->live.fetch_add(1, std::memory_order_relaxed);
+  n->spawned.fetch_add(1, std::memory_order_relaxed);
   {
     spinlock_lock lk(p->lock);
     p->mail.open(capacity, overflow);

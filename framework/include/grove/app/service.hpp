@@ -56,6 +56,7 @@ struct service_hooks {
 struct service_options {
   std::optional<unsigned> schedulers;            // over node.schedulers
   std::optional<std::string> console;            // over node.console.address
+  std::optional<std::string> http;               // over node.http.listen
   std::optional<config::log_format> log_format;  // over node.logging.format
   std::ostream* log_stream = nullptr;            // where events are logged; nullptr = stderr
   std::ostream* messages = nullptr;              // how the run ended, for people; nullptr = stderr
@@ -102,7 +103,7 @@ class service {
 };
 
 // The `grove` command line, for the grove binary and for services that link Grove:
-// `run FILE [--schedulers N] [--console ADDR] [--log-format text|json]`, `check FILE`,
+// `run FILE [--schedulers N] [--console ADDR] [--http ADDR] [--log-format text|json]`, `check FILE`,
 // `console [ADDR]` (a client for a node's console), `--help`, `--version`. Returns the exit code.
 // `hooks` run in `run` (service_hooks).
 int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hooks hooks = {});

@@ -130,11 +130,20 @@ struct console_config {
   source_pos pos;
 };
 
+// node.http: the dashboard, its API and /metrics (docs/dashboard.md).
+struct http_config {
+  std::string listen = "off";  // "off" or "host:port"
+  std::string token;           // else GROVE_HTTP_TOKEN
+  int max_connections = 64;
+  source_pos pos;
+};
+
 struct node_config {
   std::string name;
   std::optional<int> schedulers;  // none: one per core
   logging_config logging;
   console_config console;
+  http_config http;
   std::vector<application_config> applications;  // in file order
   // Application names in start order: each step starts the earliest-declared application whose
   // dependencies have all started. Stop in reverse.

@@ -19,6 +19,7 @@ inline constexpr int max_includes = 256;             // files included, all leve
 // Counts that allocate.
 inline constexpr int max_schedulers = 1024;
 inline constexpr int max_console_sessions = 1024;
+inline constexpr int max_http_connections = 4096;
 inline constexpr std::int64_t max_partitions = 1024;            // partition_supervisor
 inline constexpr std::int64_t max_pool_workers = 100'000;       // pool: size + max_overflow
 inline constexpr double max_crash_rate = 1'000'000.0;           // crasher: crashes per second

@@ -78,6 +78,10 @@ std::int64_t timestamp() noexcept;
 std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept;
 // When the calling process's turn began (a timestamp), or 0 outside a process.
 std::int64_t turn_started() noexcept;
+// Call statistics (node::totals): call_started counts a call the running process makes and
+// returns a timestamp when this one is to be timed (else 0); call_answered(that) times it.
+std::int64_t call_started() noexcept;
+void call_answered(std::int64_t started) noexcept;
 // The exit reason an exception in flight stands for (call inside a catch block).
 exit_reason reason_of_current_exception() noexcept;
 

@@ -109,6 +109,8 @@ class event_bus {
   // Events of kind k published so far, and within the last `window`.
   std::uint64_t count(event_kind k) const;
   std::size_t count_within(event_kind k, std::chrono::seconds window) const;
+  // Events subscribers lost because their queue was full, in all.
+  std::uint64_t dropped() const;
 
   static constexpr std::size_t history_size = 256;
 

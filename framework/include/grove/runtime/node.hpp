@@ -7,6 +7,7 @@
 // logs such a process by pid and label every few seconds while it waits.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -61,6 +62,30 @@ struct node_options {
   bool record_messages = false;
 };
 
+// Upper bounds (ns) of the buckets of node_totals::call_latency: 1 µs to 5 s.
+inline constexpr std::array<std::int64_t, 20> call_latency_bounds_ns{
+    1'000,      2'500,       5'000,       10'000,      25'000,        50'000,       100'000,
+    250'000,    500'000,     1'000'000,   2'500'000,   5'000'000,     10'000'000,   25'000'000,
+    50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000, 5'000'000'000};
+
+// Counters since the node started, for metrics. Reading them walks no process: they are kept
+// where the work happens (per scheduler thread, or once per process start and end) and cost
+// the message path nothing.
+struct node_totals {
+  std::uint64_t spawned = 0;             // processes started
+  std::uint64_t ended = 0;               // processes that ended
+  std::uint64_t ended_messages_in = 0;   // messages taken by processes that ended (add info() of live ones)
+  std::uint64_t ended_messages_out = 0;  // messages sent by processes that ended
+  std::chrono::nanoseconds uptime{0};
+  // Per scheduler thread: time it had nothing to run (looking for work, then asleep).
+  std::vector<std::chrono::nanoseconds> scheduler_idle;
+  std::uint64_t calls = 0;          // GenServer calls made by processes (client threads' included)
+  std::uint64_t sampled_calls = 0;  // of those, the ones timed: one in 16 per thread, answered ones only
+  std::chrono::nanoseconds sampled_call_time{0};
+  // Timed calls per latency bucket (call_latency_bounds_ns; the last: slower), not cumulative.
+  std::array<std::uint64_t, call_latency_bounds_ns.size() + 1> call_latency{};
+};
+
 class node {
  public:
   explicit node(node_options opts = {});
@@ -98,6 +123,7 @@ class node {
     std::size_t mapped = 0, warm = 0, released = 0;
   };
   stack_memory stack_memory_stats() const;
+  node_totals totals() const;
 
   std::chrono::steady_clock::time_point now() const;
   // Manual clock only: moves time forward by d, firing due timers in deadline order. Callable
