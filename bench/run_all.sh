@@ -53,6 +53,7 @@ runs=(
   "table|"
   "bank|"
   "os_process|"
+  "http|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then

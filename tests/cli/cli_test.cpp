@@ -238,6 +238,22 @@ TEST_CASE("grove run says where its console listens and how to connect", "[cli][
   }
 }
 
+TEST_CASE("grove run --http serves the dashboard and says where; beyond loopback it needs a token", "[cli][http]") {
+  grove_process p({"run", demo, "--console", "off", "--http", "127.0.0.1:0"});
+  REQUIRE(p.wait_for("grove: dashboard on http://127.0.0.1:"));
+  REQUIRE(p.wait_for("(metrics: /metrics)"));
+  p.signal(SIGTERM);
+  CHECK(p.finish() == 0);
+  for (const char* command : {"run", "check"}) {
+    grove_process bad({command, demo, "--http", "0.0.0.0:0"});
+    CHECK(bad.finish() == 1);
+    CHECK(bad.output().find("--http: error: http address 0.0.0.0:0 is not loopback: set a token") != std::string::npos);
+    grove_process malformed({command, demo, "--http", "stdio"});
+    CHECK(malformed.finish() == 1);
+    CHECK(malformed.output().find("is not host:port") != std::string::npos);
+  }
+}
+
 TEST_CASE("numbers on the command line are checked against the same limits as the YAML", "[cli][limits]") {
   for (std::vector<std::string> args : {std::vector<std::string>{"run", demo, "--schedulers", "-1"},
                                         {"run", demo, "--schedulers", "2000"},

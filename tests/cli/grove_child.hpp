@@ -52,7 +52,17 @@ class grove_child {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), environ) == 0);
+    // The demo's dashboard takes ${GROVE_HTTP_PORT:-8080}: any free port here, so that tests
+    // run side by side (and beside a running demo).
+    std::vector<std::string> env_text;
+    for (char** e = environ; *e; ++e) {
+      if (std::string(*e).rfind("GROVE_HTTP_PORT=", 0) != 0) env_text.emplace_back(*e);
+    }
+    env_text.emplace_back("GROVE_HTTP_PORT=0");
+    std::vector<char*> env;
+    for (auto& e : env_text) env.push_back(e.data());
+    env.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), env.data()) == 0);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     out_ = out[0];

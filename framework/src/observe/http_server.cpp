@@ -267,6 +267,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       if (req.method() != bhttp::verb::get) return refuse(bhttp::status::method_not_allowed, "GET only");
       return respond(bhttp::status::ok, f.type, std::string(f.body));
     }
+    if (path == "/favicon.ico") return respond(bhttp::status::no_content, "image/x-icon", {});  // none: no 404 noise
     if (path != "/metrics" && !path.starts_with("/api/")) return refuse(bhttp::status::not_found, "not found");
     if (!authorized(req)) {
       keep_alive_ = false;
@@ -289,7 +290,8 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       // A JSON body cannot come from a plain form of another site, and an Origin, when given,
       // must be this endpoint's.
       if (!sv(req[bhttp::field::content_type]).starts_with("application/json")) {
-        return refuse(bhttp::status::unsupported_media_type, "send a JSON body: {\"args\":\"...\"}");
+        return refuse(bhttp::status::unsupported_media_type,
+                      "send Content-Type: application/json and a body {\"args\":\"...\"}");
       }
       const std::string_view origin = sv(req[bhttp::field::origin]);
       if (!origin.empty() && origin != "http://" + std::string(sv(req[bhttp::field::host]))) {

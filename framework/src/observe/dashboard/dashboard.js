@@ -475,7 +475,7 @@ function updateTreeRow(row, m) {
   if (m.ownRestarts) restartsCell.append(el('span', { class: 'muted', text: ` ↻${m.ownRestarts}` }));
   restartsCell.title = m.restartsText.includes('/')
     ? 'restarts in the current window / intensity' + (m.ownRestarts ? `; itself restarted ${m.ownRestarts} times` : '')
-    : 'restart count';
+    : 'restarts in the supervisor\'s current window';
   exitCell.textContent = m.lastExit;
   exitCell.title = m.lastExit;
 
