@@ -287,10 +287,14 @@ std::int64_t call_started() noexcept {
 }
 
 void call_answered(std::int64_t started) noexcept {
-  if (started == 0) return;
+  // Ticks to ns by a factor taken once (timestamp_to_ns reads the system clock each time).
+  static const double once = static_cast<double>(timestamp_to_ns(1'000'000'000)) / 1e9;
+  const double ns_per_tick = once > 0 ? once : static_cast<double>(timestamp_to_ns(1'000'000'000)) / 1e9;
   // The process may have moved to another thread meanwhile: this thread's block is the one
   // written, so each block keeps one writer.
-  if (scheduler* s = scheduler::on_this_thread()) s->calls().record(timestamp_to_ns(timestamp() - started));
+  if (scheduler* s = scheduler::on_this_thread()) {
+    s->calls().record(static_cast<std::int64_t>(static_cast<double>(timestamp() - started) * ns_per_tick));
+  }
 }
 
 void call_counters::record(std::int64_t ns) noexcept {
