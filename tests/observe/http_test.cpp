@@ -23,10 +23,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
+struct hold {};  // keeps the server busy until `release`
+struct release {};
+
 class worker final : public grove::gen_server<worker> {
  public:
-  using handles = grove::types<int>;
+  using handles = grove::types<int, hold>;
   int handle_call(const int& x, const grove::from&) { return x + 1; }
+  void handle_cast(const hold&) {
+    grove::receive_for(30s, [](release) {});
+  }
   std::string format_status() const { return "worker ok"; }
 };
 
@@ -174,8 +180,11 @@ TEST_CASE("http: the page and its files, then the API answers as the console doe
 TEST_CASE("http: POST kill restarts a child through its supervisor; a GET or a form cannot change anything", "[http]") {
   fixture f;
   const grove::pid before = f.child("w1");
-  CHECK(get(f.port(), "/api/kill?args=w1").status == 405);
-  {  // a cross-site form posts text/plain
+  auto wrong_method = get(f.port(), "/api/kill?args=w1");
+  CHECK(wrong_method.status == 405);
+  CHECK(wrong_method.headers["allow"] == "POST");
+  CHECK(post(f.port(), "/api/exit", "").status == 400);  // `exit` alone would end a console session
+  {                                                      // a cross-site form posts text/plain
     client c(f.port());
     c.send_raw(request("POST", "/api/kill", "Content-Type: text/plain\r\n", "{\"args\":\"w1\"}"));
     CHECK(read_response(c).status == 415);
@@ -269,7 +278,35 @@ TEST_CASE("http: an over-long request line or header is refused, as is an over-l
     c.send_raw("NOT HTTP AT ALL\r\n\r\n");
     CHECK(read_response(c).status == 400);
   }
+  {  // bytes that are not UTF-8 in the path, then in the arguments: an error line, no crash
+    client c(f.port());
+    c.send_raw("GET /api/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    auto r = read_response(c);
+    CHECK(r.status == 404);
+    CHECK(json::parse(r.body)["ok"] == false);
+    CHECK(get(f.port(), "/api/info?args=%FF%FE").status == 400);
+  }
   CHECK(get(f.port(), "/api/apps").status == 200);
+}
+
+TEST_CASE("http: a request whose process is killed before it answers gets a 500, not a hang", "[http]") {
+  fixture f;
+  f.n.run([] { grove::cast("w1", hold{}); });  // `state w1` waits for it: up to the command timeout, 2 s
+  client c(f.port());
+  c.send_raw(request("GET", "/api/state?args=w1"));
+  grove::pid request_process;
+  REQUIRE(eventually([&] {
+    for (const grove::pid& p : f.n.processes()) {
+      if (auto i = grove::info(p); i && i->label == "http_request") request_process = p;
+    }
+    return static_cast<bool>(request_process);
+  }));
+  f.n.run([&] { grove::exit(request_process, grove::exit_reason::kill()); });
+  auto r = read_response(c);
+  CHECK(r.status == 500);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("ended without an answer") != std::string::npos);
+  CHECK(get(f.port(), "/api/apps").status == 200);
+  f.n.run([] { grove::send(grove::whereis("w1").value(), release{}); });
 }
 
 TEST_CASE("http: 500 idle connections do not stop the node from answering the console", "[http]") {

@@ -7,6 +7,8 @@
 #include <set>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -127,8 +129,20 @@ bool loopback_host(std::string_view host) {
 
 std::string envelope_error(std::string_view command, std::string_view error) {
   nlohmann::ordered_json j{{"ok", false}, {"command", command}, {"error", error}};
-  return j.dump() + "\n";
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
+
+// Held by a request process's body: closes its output when the body is destroyed, whether it
+// ran or was killed before it first ran, so the connection always gets its answer.
+struct closes_output {
+  std::shared_ptr<detail::console_output> out;
+  explicit closes_output(std::shared_ptr<detail::console_output> o) : out(std::move(o)) {}
+  closes_output(closes_output&&) = default;
+  closes_output& operator=(closes_output&&) = delete;
+  ~closes_output() {
+    if (out) out->close();
+  }
+};
 
 }  // namespace
 
@@ -177,6 +191,7 @@ struct http_endpoint::impl {
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   asio::steady_timer absorb_timer{ioc};
+  asio::steady_timer accept_timer{ioc};  // after a failed accept (out of descriptors): a pause
   std::shared_ptr<http_waker> waker = std::make_shared<http_waker>(ioc);
   std::thread io;
   std::atomic<int> bound_port{0};
@@ -187,6 +202,8 @@ struct http_endpoint::impl {
 
 // One client connection: requests one at a time (keep-alive), or one event stream.
 class http_connection : public std::enable_shared_from_this<http_connection> {
+  using headers = std::vector<std::pair<std::string, std::string>>;
+
  public:
   http_connection(http_endpoint::impl& s, tcp::socket sock)
       : srv_(s), stream_(std::move(sock)), buf_(s.opts.max_header + s.opts.max_body), keepalive_(s.ioc) {}
@@ -234,13 +251,20 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
     }
     if (ec) return finish();  // closed, reset or silent too long
     stream_.expires_never();
-    handle(parser_->get());
+    try {
+      handle(parser_->get());
+    } catch (const std::exception& e) {  // a bug, or no memory: this connection ends, not the node
+      refuse(bhttp::status::internal_server_error, std::string("internal error: ") + e.what());
+    }
   }
 
   // An error answer, then the connection is closed.
-  void refuse(bhttp::status status, std::string_view why) {
+  void refuse(bhttp::status status, std::string_view why, headers extra = {}) {
     keep_alive_ = false;
-    respond(status, "application/json", envelope_error("", why));
+    respond(status, "application/json", envelope_error("", why), std::move(extra));
+  }
+  void not_allowed(const char* method) {
+    refuse(bhttp::status::method_not_allowed, std::string(method) + " only", {{"Allow", method}});
   }
 
   bool authorized(const bhttp::request<bhttp::string_body>& req) const {
@@ -264,7 +288,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
     const std::string_view file = path == "/" ? std::string_view("/index.html") : path;
     for (const auto& f : detail::dashboard_files()) {
       if (f.path != file) continue;
-      if (req.method() != bhttp::verb::get) return refuse(bhttp::status::method_not_allowed, "GET only");
+      if (req.method() != bhttp::verb::get) return not_allowed("GET");
       return respond(bhttp::status::ok, f.type, std::string(f.body));
     }
     if (path == "/favicon.ico") return respond(bhttp::status::no_content, "image/x-icon", {});  // none: no 404 noise
@@ -273,20 +297,20 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       keep_alive_ = false;
       return respond(bhttp::status::unauthorized, "application/json",
                      envelope_error("", "unauthorized: send the node's token as Authorization: Bearer TOKEN"),
-                     "Bearer realm=\"grove\"");
+                     {{"WWW-Authenticate", "Bearer realm=\"grove\""}});
     }
     if (path == "/metrics") {
-      if (req.method() != bhttp::verb::get) return refuse(bhttp::status::method_not_allowed, "GET only");
+      if (req.method() != bhttp::verb::get) return not_allowed("GET");
       return respond(bhttp::status::ok, "text/plain; version=0.0.4; charset=utf-8", srv_.metrics->scrape());
     }
     const std::string verb(path.substr(5));
     const bool stream = verb == "stream";
     std::optional<std::string> args;
     if (stream || read_verbs.contains(verb)) {
-      if (req.method() != bhttp::verb::get) return refuse(bhttp::status::method_not_allowed, "GET only");
+      if (req.method() != bhttp::verb::get) return not_allowed("GET");
       args = query_value(query, "args");
     } else if (change_verbs.contains(verb)) {
-      if (req.method() != bhttp::verb::post) return refuse(bhttp::status::method_not_allowed, "POST only");
+      if (req.method() != bhttp::verb::post) return not_allowed("POST");
       // A JSON body cannot come from a plain form of another site, and an Origin, when given,
       // must be this endpoint's.
       if (!sv(req[bhttp::field::content_type]).starts_with("application/json")) {
@@ -308,6 +332,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       return refuse(bhttp::status::bad_request, "--follow streams: use /api/stream");
     }
     if (has_word(*args, "--json")) return refuse(bhttp::status::bad_request, "answers are JSON already");
+    if (verb == "exit" && args->empty()) return refuse(bhttp::status::bad_request, "usage: exit TARGET REASON");
     if (stream) return run("events --follow" + (args->empty() ? "" : " " + *args), true);
     run(verb + (args->empty() ? "" : " " + *args), false);
   }
@@ -322,12 +347,13 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
         if (auto c = me.lock()) c->on_output();
       });
     };
-    out_ = std::make_shared<detail::console_output>(srv_.opts.stream_limit, wake);
+    // An answer may be 4 × the limit: a big node's `ps` or `tree` fits in 16 MiB.
+    out_ = std::make_shared<detail::console_output>(stream ? srv_.opts.stream_limit : 4 * 1024 * 1024, wake);
     link_ = std::make_shared<detail::console_link>(64 * 1024, true, wake);
     try {
-      proc_ = srv_.n.spawn(
-          [out = out_, link = link_, cfg = srv_.cfg, line] { detail::run_console_request(out, link, cfg, line); },
-          {.stack_size = 256 * 1024, .label = "http_request"});
+      proc_ = srv_.n.spawn([guard = closes_output(out_), link = link_, cfg = srv_.cfg,
+                            line] { detail::run_console_request(guard.out, link, cfg, line); },
+                           {.stack_size = 256 * 1024, .label = "http_request"});
     } catch (const std::exception&) {  // the node is stopping
       keep_alive_ = false;
       return respond(bhttp::status::service_unavailable, "application/json",
@@ -347,6 +373,13 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       });
       out_.reset();
       proc_ = pid{};
+      if (body.empty() || body.front() != '{') {  // killed before it answered, or an answer too big to keep
+        keep_alive_ = false;
+        return respond(
+            bhttp::status::internal_server_error, "application/json",
+            envelope_error("",
+                           "the request's process ended without an answer (killed, or the answer was over 16 MiB)"));
+      }
       const bool ok = body.starts_with("{\"ok\":true");
       return respond(ok ? bhttp::status::ok : bhttp::status::bad_request, "application/json", std::move(body));
     }
@@ -389,6 +422,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
 
   void pump() {
     if (closed_ || writing_ || !out_) return;
+    const bool ended = out_->closing();  // read before taking: nothing written before it is lost
     std::string taken;
     out_->send_some(SIZE_MAX, [&](const char* d, std::size_t n) {
       taken.append(d, n);
@@ -406,7 +440,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       writing_ = true;
       return write_pending();
     }
-    if (out_->closing()) finish();  // the command ended (an error, or the node stops)
+    if (ended) finish();  // the command ended (an error, or the node stops)
   }
 
   void write_pending() {
@@ -425,7 +459,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
 
   // ---- plain answers ----
 
-  void respond(bhttp::status status, std::string_view type, std::string body, std::string_view authenticate = {}) {
+  void respond(bhttp::status status, std::string_view type, std::string body, headers extra = {}) {
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(status, version_);
     res->set(bhttp::field::server, "grove");
     res->set(bhttp::field::content_type, bsv(type));
@@ -436,15 +470,33 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
       res->set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
       res->set("X-Frame-Options", "DENY");
     }
-    if (!authenticate.empty()) res->set(bhttp::field::www_authenticate, bsv(authenticate));
+    for (const auto& [name, value] : extra) res->set(bsv(name), bsv(value));
     res->keep_alive(keep_alive_);
     res->body() = std::move(body);
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(60));
     bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
       if (self->closed_) return;
-      if (ec || !self->keep_alive_) return self->finish();
+      if (ec) return self->finish();
+      if (!self->keep_alive_) return self->linger();
       self->read_request();
+    });
+  }
+
+  // After a last answer: close the sending side, then read what the client still sends (an
+  // unread body, a request it pipelined) for up to a second before closing, so that the close
+  // does not reset the connection before the client read the answer.
+  void linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(1));
+    drain();
+  }
+  void drain() {
+    stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (self->closed_) return;
+      if (ec) return self->finish();
+      self->drain();
     });
   }
 
@@ -496,21 +548,26 @@ bool http_endpoint::impl::start(std::string& error) {
 void http_endpoint::impl::accept() {
   acceptor.async_accept([this](beast::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      if (conns.size() >= static_cast<std::size_t>(std::max(opts.max_connections, 0))) {
-        static constexpr std::string_view busy =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        beast::error_code ignored;
-        sock.non_blocking(true, ignored);
-        sock.write_some(asio::buffer(busy), ignored);  // best effort, never waits
-        sock.close(ignored);
-      } else {
-        sock.set_option(tcp::no_delay(true), ec);
-        auto c = std::make_shared<http_connection>(*this, std::move(sock));
-        conns.insert(c);
-        count.store(conns.size());
-        c->start();
-      }
+    if (ec) {  // EMFILE and the like: the listening socket stays readable, so wait before retrying
+      accept_timer.expires_after(std::chrono::milliseconds(100));
+      accept_timer.async_wait([this](beast::error_code e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    if (conns.size() >= static_cast<std::size_t>(std::max(opts.max_connections, 0))) {
+      static constexpr std::string_view busy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      beast::error_code ignored;
+      sock.non_blocking(true, ignored);
+      sock.write_some(asio::buffer(busy), ignored);  // best effort, never waits
+      sock.close(ignored);
+    } else {
+      sock.set_option(tcp::no_delay(true), ec);
+      auto c = std::make_shared<http_connection>(*this, std::move(sock));
+      conns.insert(c);
+      count.store(conns.size());
+      c->start();
     }
     accept();
   });
@@ -531,6 +588,7 @@ void http_endpoint::impl::stop() {
       beast::error_code ec;
       acceptor.close(ec);
       absorb_timer.cancel();
+      accept_timer.cancel();
       for (auto& c : std::vector<std::shared_ptr<http_connection>>(conns.begin(), conns.end())) c->close();
       conns.clear();
       count.store(0);

@@ -163,13 +163,15 @@ std::string node_metrics::scrape() {
   {
     auto f = family("grove_messages_received_total", "Messages received by processes (ended ones included)",
                     MetricType::Counter);
-    f.metric.push_back(counter(static_cast<double>(in)));
+    last_in_ = std::max(last_in_, static_cast<double>(in));
+    f.metric.push_back(counter(last_in_));
     out.push_back(std::move(f));
   }
   {
     auto f =
         family("grove_messages_sent_total", "Messages sent by processes (ended ones included)", MetricType::Counter);
-    f.metric.push_back(counter(static_cast<double>(sent)));
+    last_out_ = std::max(last_out_, static_cast<double>(sent));
+    f.metric.push_back(counter(last_out_));
     out.push_back(std::move(f));
   }
   {
@@ -215,11 +217,15 @@ std::string node_metrics::scrape() {
     auto idle =
         family("grove_scheduler_idle_seconds_total",
                "Time each scheduler thread had nothing to run (looking for work, then asleep)", MetricType::Counter);
+    last_busy_.resize(t.scheduler_idle.size(), 0.0);
+    last_idle_.resize(t.scheduler_idle.size(), 0.0);
     for (std::size_t s = 0; s < t.scheduler_idle.size(); ++s) {
       const double i = seconds(t.scheduler_idle[s]);
+      last_idle_[s] = std::max(last_idle_[s], i);
+      last_busy_[s] = std::max(last_busy_[s], seconds(t.uptime) - i);
       const std::vector<ClientMetric::Label> l{{"scheduler", std::to_string(s)}};
-      busy.metric.push_back(counter(std::max(0.0, seconds(t.uptime) - i), l));
-      idle.metric.push_back(counter(i, l));
+      busy.metric.push_back(counter(last_busy_[s], l));
+      idle.metric.push_back(counter(last_idle_[s], l));
     }
     out.push_back(std::move(busy));
     out.push_back(std::move(idle));

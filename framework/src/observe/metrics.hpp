@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -43,6 +44,10 @@ class node_metrics {
   prometheus::Family<prometheus::Counter>& intensity_;
   prometheus::Family<prometheus::Counter>& crashes_;
   std::size_t restart_children_ = 0, termination_children_ = 0;
+  // Counters summed from live processes and totals can dip for a moment (a process between its
+  // end and the totals, a spell of idleness seen late): what was reported is never undercut.
+  double last_in_ = 0, last_out_ = 0;
+  std::vector<double> last_busy_, last_idle_;
 };
 
 }  // namespace grove::detail

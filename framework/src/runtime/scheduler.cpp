@@ -239,10 +239,13 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   // work early reads no clock more.
   const auto began = std::chrono::steady_clock::now();
   auto seen = began;
+  idle_since_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(began.time_since_epoch()).count(),
+                    std::memory_order_release);
   auto add_idle = [&](std::chrono::steady_clock::time_point to) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(to - began).count();
     idle_ns_.store(idle_ns_.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(ns),
-                   std::memory_order_relaxed);
+                   std::memory_order_release);
+    idle_since_.store(0, std::memory_order_release);  // after the total: a reader never counts the spell twice
   };
   const auto until = began + spin_time;
   for (unsigned i = 0;; ++i) {
@@ -269,6 +272,17 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   }
   sleeping_.store(false, std::memory_order_relaxed);
   add_idle(std::chrono::steady_clock::now());
+}
+
+std::uint64_t ready_queue::idle_ns() const noexcept {
+  // The total first, then the spell in progress: read in this order, a spell that ends between
+  // the two reads is missed once (the next read has it), never counted twice.
+  const std::uint64_t total = idle_ns_.load(std::memory_order_acquire);
+  const std::int64_t since = idle_since_.load(std::memory_order_acquire);
+  if (since == 0) return total;
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return total + static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - since));
 }
 
 void ready_queue::notify() noexcept {

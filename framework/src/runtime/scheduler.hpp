@@ -82,8 +82,9 @@ class ready_queue {
             (run_next_migratable_.load(std::memory_order_relaxed) || held_count_.load(std::memory_order_relaxed) > 0));
   }
   bool parked() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
-  // Time the thread spent with nothing to run (spinning for work, then asleep), in ns.
-  std::uint64_t idle_ns() const noexcept { return idle_ns_.load(std::memory_order_relaxed); }
+  // Time the thread spent with nothing to run (spinning for work, then asleep), in ns, the
+  // idle spell in progress included.
+  std::uint64_t idle_ns() const noexcept;
 
   // While one lives on this thread, fibers it wakes go to the back of the queue (FIFO), not
   // into "run next": timers that fire together wake their processes in order.
@@ -125,6 +126,7 @@ class ready_queue {
   std::condition_variable cv_;
   std::chrono::microseconds recheck_{1000};  // owner only: see recheck_min in scheduler.cpp
   std::atomic<std::uint64_t> idle_ns_{0};    // written by the owner only
+  std::atomic<std::int64_t> idle_since_{0};  // steady_clock ns since the epoch while idle, else 0
 };
 
 class scheduler {

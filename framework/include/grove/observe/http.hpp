@@ -33,7 +33,9 @@ struct http_options {
   std::chrono::milliseconds idle_timeout{30'000};   // a connection silent this long (outside a stream) is closed
   std::chrono::milliseconds command_timeout{2000};  // for commands that talk to a process
   std::size_t stream_limit = 256 * 1024;            // bytes an event stream may lag before events are dropped
-  // As console_options: the applications, and templates for POST /api/start.
+  // As console_options: the applications, and templates for POST /api/start. Called from
+  // request processes, which may outlive the endpoint by a command's time: keep what they use
+  // alive as long as the node runs (grove::service does).
   std::function<std::vector<console_app>()> applications;
   std::function<std::optional<child_spec>(const std::string& path, const std::string& args, std::string& error)>
       child_template;
