@@ -458,7 +458,8 @@ std::unique_ptr<detail::envelope> detail::call_impl(const server_ref& target, ma
     // A pointer compare suffices: call_refused envelopes are made only in this file.
     if (e->type == &typeid(call_refused)) [[unlikely]]
       throw call_error(static_cast<message_envelope<call_refused>&>(*e).value.reason, target.str());
-    if (timed != 0) [[unlikely]] call_answered(timed);  // one call in 16
+    if (timed != 0) [[unlikely]]
+      call_answered(timed);  // one call in 16
     return e;
   }
   throw call_error(static_cast<message_envelope<down>&>(*e).value.reason, target.str());
