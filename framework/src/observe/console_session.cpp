@@ -96,14 +96,6 @@ std::string nearest_command(const std::string& w) {
 
 // Whether a guess is the token, in a time that depends on the guess's length only: no early
 // exit at the first differing byte to time.
-bool same_token(const std::string& guess, const std::string& token) {
-  if (token.empty()) return guess.empty();
-  unsigned diff = guess.size() == token.size() ? 0 : 1;
-  for (std::size_t i = 0; i < guess.size(); ++i) {
-    diff |= static_cast<unsigned char>(guess[i]) ^ static_cast<unsigned char>(token[i % token.size()]);
-  }
-  return diff == 0;
-}
 
 std::string pid_text(const pid& p) { return p ? p.str() : "-"; }
 json pid_json(const pid& p) { return p ? json(p.str()) : json(nullptr); }
@@ -366,7 +358,7 @@ class session {
 
   answer auth(const std::vector<std::string>& args) {
     if (args.size() != 1) return usage("auth");
-    if (cfg_->opts.token.empty() || same_token(args[0], cfg_->opts.token)) {
+    if (cfg_->opts.token.empty() || same_secret(args[0], cfg_->opts.token)) {
       authed_ = true;
       link_->set_authed();
       answer a;

@@ -50,14 +50,6 @@ const std::set<std::string, std::less<>> read_verbs{"apps",   "tree",  "ps",   "
 const std::set<std::string, std::less<>> change_verbs{"kill",  "exit",    "restart", "terminate", "delete",
                                                       "start", "suspend", "resume",  "sync"};
 
-bool same_secret(std::string_view guess, std::string_view secret) {
-  unsigned diff = guess.size() == secret.size() ? 0 : 1;
-  for (std::size_t i = 0; i < guess.size(); ++i) {
-    diff |= static_cast<unsigned char>(guess[i]) ^ static_cast<unsigned char>(secret[i % secret.size()]);
-  }
-  return diff == 0;
-}
-
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -271,7 +263,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
     if (srv_.opts.token.empty()) return true;
     const std::string_view h = sv(req[bhttp::field::authorization]);
     if (!h.starts_with("Bearer ")) return false;
-    return same_secret(h.substr(7), srv_.opts.token);
+    return detail::same_secret(h.substr(7), srv_.opts.token);
   }
 
   void handle(bhttp::request<bhttp::string_body>& req) {
