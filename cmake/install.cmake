@@ -1,5 +1,5 @@
 # Installation: the headers, the static libraries, a CMake package (find_package(grove CONFIG),
-# targets grove::core, grove::observe, grove::config, grove::app and grove::grove) and a pkg-config file
+# targets grove::core, grove::dist, grove::observe, grove::config, grove::app and grove::grove) and a pkg-config file
 # (grove.pc, everything). Included from the top CMakeLists.txt
 # after the targets exist; the `grove` binary is installed where it is defined (apps/).
 include(GNUInstallDirs)
@@ -8,7 +8,7 @@ include(CMakePackageConfigHelpers)
 set(GROVE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/grove CACHE STRING
     "Where the CMake package files are installed, relative to the prefix")
 
-install(TARGETS grove_core grove_observe grove_config grove_app grove EXPORT grove_targets
+install(TARGETS grove_core grove_dist grove_observe grove_config grove_app grove EXPORT grove_targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
