@@ -21,7 +21,8 @@ namespace {
 
 class erl_shell {
  public:
-  explicit erl_shell(const std::string& code) {
+  // `erl -noshell [args...] -eval code`: args such as {"-sname", "x", "-setcookie", "c"}.
+  explicit erl_shell(const std::string& code, const std::vector<std::string>& args_before = {}) {
     int in[2], out[2];
     REQUIRE(pipe2(in, O_CLOEXEC) == 0);
     REQUIRE(pipe2(out, O_CLOEXEC) == 0);
@@ -29,7 +30,9 @@ class erl_shell {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::vector<std::string> args{"erl", "-noshell", "-eval", code};
+    std::vector<std::string> args{"erl", "-noshell"};
+    args.insert(args.end(), args_before.begin(), args_before.end());
+    args.insert(args.end(), {"-eval", code});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -43,8 +46,14 @@ class erl_shell {
   ~erl_shell() {
     close(to_);
     close(from_);
+    kill_now();
+  }
+  // kill -9: the node vanishes without closing anything itself.
+  void kill_now() {
+    if (pid_ < 0) return;
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
+    pid_ = -1;
   }
   void write_line(const std::string& line) {
     const std::string s = line + "\n";

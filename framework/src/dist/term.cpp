@@ -677,7 +677,7 @@ std::string encode(const term& t) {
   return std::string(x.x.buff, static_cast<std::size_t>(x.x.index));
 }
 
-term decode(std::string_view bytes, unsigned max_depth) {
+term decode_prefix(std::string_view bytes, std::size_t& used, unsigned max_depth) {
   ensure_ei();
   if (bytes.size() > static_cast<std::size_t>(INT_MAX)) throw decode_error("term too large");
   if (bytes.empty() || static_cast<unsigned char>(bytes[0]) != 131) {
@@ -685,12 +685,18 @@ term decode(std::string_view bytes, unsigned max_depth) {
   }
   validator v{reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), max_depth, 1};
   v.whole();
-  if (v.at != bytes.size())
-    throw decode_error("trailing bytes after the term (" + std::to_string(bytes.size() - v.at) + ")");
-  decoder d{bytes.data(), bytes.size(), 1, max_depth};
+  decoder d{bytes.data(), v.at, 1, max_depth};
   term t = d.whole();
-  if (static_cast<std::size_t>(d.at) != bytes.size()) {
-    throw decode_error("trailing bytes after the term (" + std::to_string(bytes.size() - d.at) + ")");
+  if (static_cast<std::size_t>(d.at) != v.at) throw decode_error("malformed term (its parts disagree on its length)");
+  used = v.at;
+  return t;
+}
+
+term decode(std::string_view bytes, unsigned max_depth) {
+  std::size_t used = 0;
+  term t = decode_prefix(bytes, used, max_depth);
+  if (used != bytes.size()) {
+    throw decode_error("trailing bytes after the term (" + std::to_string(bytes.size() - used) + ")");
   }
   return t;
 }

@@ -11,7 +11,11 @@ namespace grove {
 const char* level_of(const event& e) noexcept {
   switch (e.kind) {
     case event_kind::progress:
+    case event_kind::nodeup:
       return "info";
+    case event_kind::nodedown:
+    case event_kind::connection_failed:
+      return "warning";
     case event_kind::application:
       return e.reason.is_crash() ? "error" : "info";
     case event_kind::dropped:
@@ -71,6 +75,11 @@ std::string to_text(const event& e) {
     s += ' ' + e.label + ": " + e.text;
     return s;
   }
+  if (e.kind == event_kind::nodeup || e.kind == event_kind::nodedown || e.kind == event_kind::connection_failed) {
+    s += ' ' + e.label;  // nodedown erl@host: net_tick_timeout ...
+    if (!e.text.empty()) s += (e.kind == event_kind::nodeup ? " " : ": ") + e.text;
+    return s;
+  }
   if (e.kind == event_kind::application) {  // application store started new_pid=<1.1.1>
     s += ' ' + e.child + ' ' + e.label;
     if (e.old_pid) field("old_pid", e.old_pid.str());
@@ -119,7 +128,9 @@ std::string to_json(const event& e) {
   j["intensity"] = e.intensity;
   j["period_s"] = e.period_s;
   if (e.kind == event_kind::long_schedule) j["ran_ms"] = e.ran.count();
-  if (e.kind == event_kind::output) j["text"] = e.text;
+  if (e.kind == event_kind::output || e.kind == event_kind::nodeup || e.kind == event_kind::nodedown ||
+      e.kind == event_kind::connection_failed)
+    j["text"] = e.text;
   // Invalid UTF-8 in a reason (an exception's what()) is replaced, never thrown on.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

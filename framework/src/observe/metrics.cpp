@@ -246,9 +246,10 @@ std::string node_metrics::scrape() {
     f.metric.push_back(counter(static_cast<double>(bus.dropped())));
     out.push_back(std::move(f));
     auto p = family("grove_events_published_total", "Events published on the node's bus, by kind", MetricType::Counter);
-    for (event_kind k : {event_kind::progress, event_kind::child_terminated, event_kind::start_error,
-                         event_kind::shutdown_error, event_kind::intensity_reached, event_kind::crash,
-                         event_kind::application, event_kind::long_schedule, event_kind::exit}) {
+    for (event_kind k :
+         {event_kind::progress, event_kind::child_terminated, event_kind::start_error, event_kind::shutdown_error,
+          event_kind::intensity_reached, event_kind::crash, event_kind::application, event_kind::long_schedule,
+          event_kind::exit, event_kind::nodeup, event_kind::nodedown, event_kind::connection_failed}) {
       p.metric.push_back(counter(static_cast<double>(bus.count(k)), {{"kind", to_string(k)}}));
     }
     out.push_back(std::move(p));

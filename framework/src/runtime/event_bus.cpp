@@ -36,6 +36,12 @@ const char* to_string(event_kind k) noexcept {
       return "exit";
     case event_kind::output:
       return "output";
+    case event_kind::nodeup:
+      return "nodeup";
+    case event_kind::nodedown:
+      return "nodedown";
+    case event_kind::connection_failed:
+      return "connection_failed";
     case event_kind::dropped:
       return "dropped";
   }

@@ -139,5 +139,8 @@ std::string encode(const term& t);
 // Decodes one whole term (the version byte first); throws decode_error on anything else, on
 // trailing bytes, and past `max_depth` levels of nesting.
 term decode(std::string_view bytes, unsigned max_depth = 256);
+// Decodes the term at the start of `bytes` (the version byte first) and sets `used` to its
+// length, so that more may follow (a distribution frame: control, then message).
+term decode_prefix(std::string_view bytes, std::size_t& used, unsigned max_depth = 256);
 
 }  // namespace grove::dist

@@ -35,6 +35,9 @@ enum class event_kind : unsigned char {
   long_schedule,      // a process ran past node_options::long_schedule without suspending (old_pid, label, ran)
   exit,               // a child of a supervisor ended, however and whyever (old_pid, reason): debug level
   output,             // a line an OS process wrote (old_pid = its owner, label = stdout|stderr, text, level)
+  nodeup,             // a distribution connection came up (label = the peer node, text = visible|hidden)
+  nodedown,           // a distribution connection ended (label = the peer node, text = why)
+  connection_failed,  // a distribution connection could not be made or was refused (label = peer, text = why)
   dropped             // only in a subscriber's stream: `dropped` events were lost before it
 };
 const char* to_string(event_kind k) noexcept;
@@ -56,7 +59,7 @@ struct event {
   std::int64_t period_s = 0;         // the window, in seconds
   std::uint64_t dropped = 0;         // dropped: how many events were lost
   std::chrono::milliseconds ran{0};  // long_schedule: how long it had run when seen
-  std::string text;                  // output: the line
+  std::string text;                  // output: the line; nodeup/nodedown/connection_failed: the detail
   std::string level;                 // output: the level its stream is configured to (else empty)
 };
 

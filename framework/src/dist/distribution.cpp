@@ -1,0 +1,891 @@
+// The distribution layer's connections (docs/concepts/distribution.md, docs/design/dist.md):
+// one I/O thread runs Boost.Asio for the listener, the handshakes (coroutines), each
+// connection's reads and batched writes and its ticker. Every connection that is up has a
+// Grove process acting for the peer: the I/O thread decodes each frame and sends it to that
+// process, which resolves names, keeps the peer's monitors and answers calls; what it sends
+// back is encoded there and queued on the I/O thread.
+#include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
+
+#include <grove/dist/distribution.hpp>
+
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <netdb.h>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <grove/behaviours/gen_server.hpp>
+#include <grove/behaviours/name_registry.hpp>
+#include <grove/dist/epmd.hpp>
+#include <grove/runtime/blocking.hpp>
+#include <grove/runtime/events.hpp>
+#include <grove/runtime/node.hpp>
+#include <grove/runtime/process.hpp>
+
+namespace grove::dist {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::use_awaitable;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// ---- protocol constants (erts/emulator/beam/dist.h, OTP 25) ------------------------------------
+
+constexpr std::uint64_t flag_published = 0x1;
+constexpr std::uint64_t flag_extended_references = 0x4;
+constexpr std::uint64_t flag_dist_monitor = 0x8;
+constexpr std::uint64_t flag_fun_tags = 0x10;
+constexpr std::uint64_t flag_dist_monitor_name = 0x20;
+constexpr std::uint64_t flag_new_fun_tags = 0x80;
+constexpr std::uint64_t flag_extended_pids_ports = 0x100;
+constexpr std::uint64_t flag_export_ptr_tag = 0x200;
+constexpr std::uint64_t flag_bit_binaries = 0x400;
+constexpr std::uint64_t flag_new_floats = 0x800;
+constexpr std::uint64_t flag_utf8_atoms = 0x10000;
+constexpr std::uint64_t flag_map_tag = 0x20000;
+constexpr std::uint64_t flag_big_creation = 0x40000;
+constexpr std::uint64_t flag_send_sender = 0x80000;
+constexpr std::uint64_t flag_handshake_23 = 0x1000000;
+constexpr std::uint64_t flag_unlink_id = 0x2000000;
+constexpr std::uint64_t flag_mandatory_25_digest = 0x4000000;
+constexpr std::uint64_t flag_v4_nc = 1ULL << 34;
+constexpr std::uint64_t flag_alias = 1ULL << 35;
+
+constexpr std::uint64_t mandatory_25 = flag_extended_references | flag_fun_tags | flag_extended_pids_ports |
+                                       flag_utf8_atoms | flag_new_fun_tags | flag_big_creation | flag_new_floats |
+                                       flag_map_tag | flag_export_ptr_tag | flag_bit_binaries | flag_handshake_23;
+// What a peer must have: OTP 25's mandatory set, and 32-bit pid numbers (OTP 24 on).
+constexpr std::uint64_t required_flags = mandatory_25 | flag_v4_nc;
+// Never DIST_HDR_ATOM_CACHE (frames are then 'p' | control | message) nor fragments.
+constexpr std::uint64_t our_flags = mandatory_25 | flag_v4_nc | flag_unlink_id | flag_dist_monitor |
+                                    flag_dist_monitor_name | flag_alias | flag_send_sender;
+
+enum control_tag : std::int64_t {
+  ctl_link = 1,
+  ctl_send = 2,
+  ctl_exit = 3,
+  ctl_reg_send = 6,
+  ctl_exit2 = 8,
+  ctl_send_tt = 12,
+  ctl_reg_send_tt = 16,
+  ctl_monitor = 19,
+  ctl_demonitor = 20,
+  ctl_monitor_exit = 21,
+  ctl_send_sender = 22,
+  ctl_send_sender_tt = 23,
+  ctl_alias_send = 33,
+  ctl_alias_send_tt = 34,
+};
+
+constexpr char pass_through = 'p';
+
+// ---- bytes ------------------------------------------------------------------------------------
+
+void put16(std::string& s, std::uint64_t v) {
+  for (int shift : {8, 0}) s += static_cast<char>((v >> shift) & 0xff);
+}
+void put32(std::string& s, std::uint64_t v) {
+  for (int shift : {24, 16, 8, 0}) s += static_cast<char>((v >> shift) & 0xff);
+}
+void put64(std::string& s, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xff);
+}
+std::uint64_t get(const std::string& s, std::size_t at, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<std::size_t>(i)]);
+  return v;
+}
+
+std::string framed16(const std::string& body) {
+  std::string s;
+  put16(s, body.size());
+  return s + body;
+}
+
+std::string short_host() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  std::string h(buf);
+  return h.substr(0, h.find('.'));
+}
+
+std::string long_host() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  addrinfo hints{};
+  hints.ai_flags = AI_CANONNAME;
+  addrinfo* res = nullptr;
+  std::string h(buf);
+  if (getaddrinfo(buf, nullptr, &hints, &res) == 0) {
+    if (res && res->ai_canonname) h = res->ai_canonname;
+    freeaddrinfo(res);
+  }
+  return h;
+}
+
+term atom_t(std::string s) { return term::make_atom(std::move(s)); }
+term tuple_t(std::vector<term> e) { return term::make_tuple(std::move(e)); }
+
+bool is_atom(const term& t, std::string_view name) {
+  auto* a = t.get_if<atom>();
+  return a && a->name == name;
+}
+
+// The flag names a refused peer lacks, for the event.
+std::string missing_flags(std::uint64_t flags) {
+  const std::uint64_t missing = required_flags & ~flags;
+  std::ostringstream os;
+  os << "the peer lacks required distribution flags 0x" << std::hex << missing
+     << (missing & flag_v4_nc ? " (V4_NC: OTP 24 or later is needed)" : "");
+  return os.str();
+}
+
+std::uint64_t effective_flags(std::uint64_t f) { return f & flag_mandatory_25_digest ? f | mandatory_25 : f; }
+
+struct handshake_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Messages to a connection's process.
+struct inbound {
+  term control;
+  std::optional<term> message;
+};
+struct connection_gone {
+  std::string why;
+};
+
+}  // namespace
+
+// ---- one connection -----------------------------------------------------------------------------
+
+struct connection : std::enable_shared_from_this<connection> {
+  connection(distribution::impl& d, tcp::socket s);
+
+  distribution::impl& d;
+  tcp::socket sock;
+  asio::steady_timer ticker;
+  peer_info peer;
+  bool up = false, closed = false;
+  std::string pending, sending;
+  bool writing = false;
+  steady::time_point last_read = steady::now(), last_write = steady::now();
+  pid proc;  // the process acting for the peer (once up)
+
+  void write(std::string bytes);
+  void start_write();
+  void close(const std::string& why);
+};
+
+struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
+  impl(node& nd, dist_options opts) : n(nd), o(std::move(opts)), acceptor(io) {}
+
+  node& n;
+  dist_options o;
+  std::string full_name, short_name;
+  std::uint32_t creation = 0;
+  int port = 0;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  std::optional<epmd_registration> registration;
+  std::thread thread;
+  std::mt19937 rng{std::random_device{}()};  // I/O thread only
+
+  mutable std::mutex m;                                           // guards the three below
+  std::map<std::string, std::shared_ptr<connection>> up;          // by peer name
+  std::map<std::string, std::shared_ptr<connection>> connecting;  // our own attempts, by peer name
+  std::map<std::string, std::vector<std::shared_ptr<std::promise<std::string>>>> waiters;
+
+  void publish(event_kind k, const std::string& peer, const std::string& text) {
+    event e;
+    e.kind = k;
+    e.label = peer;
+    e.text = text;
+    events(n).publish(std::move(e));
+  }
+
+  void resolve_waiters(const std::string& peer, const std::string& result) {
+    std::vector<std::shared_ptr<std::promise<std::string>>> w;
+    {
+      std::lock_guard lk(m);
+      if (auto it = waiters.find(peer); it != waiters.end()) {
+        w = std::move(it->second);
+        waiters.erase(it);
+      }
+    }
+    for (auto& p : w) p->set_value(result);
+  }
+
+  // Posted from any thread: frames to a connection (dropped if it has gone).
+  void post_write(const std::weak_ptr<connection>& wc, std::string bytes) {
+    asio::post(io, [wc, b = std::move(bytes)]() mutable {
+      if (auto c = wc.lock()) c->write(std::move(b));
+    });
+  }
+
+  // ---- handshake ------------------------------------------------------------------------------
+
+  asio::awaitable<std::string> read16(tcp::socket& s) {
+    unsigned char h[2];
+    co_await asio::async_read(s, asio::buffer(h), use_awaitable);
+    std::string body((std::size_t{h[0]} << 8) | h[1], '\0');
+    co_await asio::async_read(s, asio::buffer(body), use_awaitable);
+    co_return body;
+  }
+  asio::awaitable<void> write16(tcp::socket& s, const std::string& body) {
+    const std::string bytes = framed16(body);
+    co_await asio::async_write(s, asio::buffer(bytes), use_awaitable);
+  }
+  std::string name_packet() const {
+    std::string p(1, 'N');
+    put64(p, our_flags | (o.hidden ? 0 : flag_published));
+    put32(p, creation);
+    put16(p, full_name.size());
+    return p + full_name;
+  }
+  std::string challenge_packet(std::uint32_t challenge) const {
+    std::string p(1, 'N');
+    put64(p, our_flags | (o.hidden ? 0 : flag_published));
+    put32(p, challenge);
+    put32(p, creation);
+    put16(p, full_name.size());
+    return p + full_name;
+  }
+
+  // Closes the socket if the handshake is not done in time.
+  std::shared_ptr<asio::steady_timer> guard(const std::shared_ptr<connection>& c) {
+    auto t = std::make_shared<asio::steady_timer>(io, o.handshake_timeout);
+    t->async_wait([c](const boost::system::error_code& ec) {
+      if (!ec) {
+        boost::system::error_code ignore;
+        c->sock.close(ignore);
+      }
+    });
+    return t;
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec) {  // out of descriptors, for instance: wait a little rather than spin
+        asio::steady_timer t(io, std::chrono::milliseconds(100));
+        co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
+      }
+      auto c = std::make_shared<connection>(*this, std::move(s));
+      asio::co_spawn(io, accept_handshake(c), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> accept_handshake(std::shared_ptr<connection> c) {
+    auto timer = guard(c);
+    std::string peer = "(unknown)";
+    try {
+      c->sock.set_option(tcp::no_delay(true));
+      std::string p = co_await read16(c->sock);
+      if (p.empty() || p[0] != 'N') {
+        throw handshake_failure(p.size() && p[0] == 'n' ? "the peer offered the version-5 handshake (only 6 is spoken)"
+                                                        : "not a distribution handshake");
+      }
+      if (p.size() < 15) throw handshake_failure("short name message");
+      const std::uint64_t flags = effective_flags(get(p, 1, 8));
+      const auto peer_creation = static_cast<std::uint32_t>(get(p, 9, 4));
+      const std::size_t len = get(p, 13, 2);
+      if (15 + len != p.size()) throw handshake_failure("malformed name message");
+      peer = p.substr(15);
+      if (peer.find('@') == std::string::npos) throw handshake_failure("the peer's name has no @host");
+      if ((flags & required_flags) != required_flags) {
+        co_await write16(c->sock, "snot_allowed");
+        throw handshake_failure(missing_flags(flags));
+      }
+      std::string status = "ok";
+      std::shared_ptr<connection> old;
+      {
+        std::lock_guard lk(m);
+        if (auto it = up.find(peer); it != up.end()) {
+          status = "alive";
+          old = it->second;
+        } else if (connecting.count(peer)) {
+          // Both sides are connecting: the attempt of the node with the greater name wins.
+          status = peer > full_name ? "ok_simultaneous" : "nok";
+        }
+      }
+      co_await write16(c->sock, "s" + status);
+      if (status == "nok") {
+        c->close("");  // ours goes on
+        co_return;
+      }
+      if (status == "alive") {
+        const std::string answer = co_await read16(c->sock);
+        if (answer != "strue") {
+          c->close("");
+          co_return;
+        }
+        old->close("replaced by a new connection from the same node (it restarted)");
+      }
+      const auto challenge = static_cast<std::uint32_t>(rng());
+      co_await write16(c->sock, challenge_packet(challenge));
+      const std::string reply = co_await read16(c->sock);
+      if (reply.size() != 21 || reply[0] != 'r') throw handshake_failure("malformed challenge reply");
+      if (reply.substr(5) != handshake_digest(challenge, o.cookie)) {
+        throw handshake_failure("refused: the peer does not have this node's cookie");
+      }
+      co_await write16(c->sock, "a" + handshake_digest(static_cast<std::uint32_t>(get(reply, 1, 4)), o.cookie));
+      timer->cancel();
+      established(c, peer_info{peer, (flags & flag_published) == 0, peer_creation, flags, false});
+    } catch (const std::exception& e) {
+      timer->cancel();
+      publish(event_kind::connection_failed, peer, std::string("handshake from ") + peer + ": " + describe(e));
+      c->close("");
+    }
+  }
+
+  static std::string describe(const std::exception& e) {
+    if (auto* se = dynamic_cast<const boost::system::system_error*>(&e)) {
+      if (se->code() == asio::error::operation_aborted || se->code() == asio::error::bad_descriptor) return "timed out";
+      if (se->code() == asio::error::eof) return "the peer closed the connection";
+      return se->code().message();
+    }
+    return e.what();
+  }
+
+  asio::awaitable<void> connect_handshake(std::shared_ptr<connection> c, std::string peer, std::string host,
+                                          int peer_port) {
+    auto timer = guard(c);
+    std::string failure;
+    try {
+      tcp::resolver resolver(io);
+      auto endpoints = co_await resolver.async_resolve(host, std::to_string(peer_port), use_awaitable);
+      co_await asio::async_connect(c->sock, endpoints, use_awaitable);
+      c->sock.set_option(tcp::no_delay(true));
+      co_await write16(c->sock, name_packet());
+      const std::string status = co_await read16(c->sock);
+      if (status == "salive") {
+        co_await write16(c->sock, "strue");
+      } else if (status == "snok") {
+        // The peer is connecting to us at the same time and its attempt wins: the waiters are
+        // answered when that connection is up (or time out).
+        timer->cancel();
+        forget_attempt(peer, c);
+        c->close("");
+        co_return;
+      } else if (status != "sok" && status != "sok_simultaneous") {
+        throw handshake_failure(status == "snot_allowed" ? "the peer does not allow this node"
+                                                         : "the peer refused (" + status + ")");
+      }
+      const std::string p = co_await read16(c->sock);
+      if (p.size() < 19 || p[0] != 'N') throw handshake_failure("malformed challenge");
+      const std::uint64_t flags = effective_flags(get(p, 1, 8));
+      const auto challenge = static_cast<std::uint32_t>(get(p, 9, 4));
+      const auto peer_creation = static_cast<std::uint32_t>(get(p, 13, 4));
+      if (19 + get(p, 17, 2) != p.size()) throw handshake_failure("malformed challenge");
+      if (p.substr(19) != peer) throw handshake_failure("the node answering is " + p.substr(19));
+      if ((flags & required_flags) != required_flags) throw handshake_failure(missing_flags(flags));
+      const auto ours = static_cast<std::uint32_t>(rng());
+      std::string reply(1, 'r');
+      put32(reply, ours);
+      co_await write16(c->sock, reply + handshake_digest(challenge, o.cookie));
+      const std::string ack = co_await read16(c->sock);
+      if (ack.size() != 17 || ack[0] != 'a' || ack.substr(1) != handshake_digest(ours, o.cookie)) {
+        throw handshake_failure("refused: the cookies differ");
+      }
+      timer->cancel();
+      forget_attempt(peer, c);
+      established(c, peer_info{peer, (flags & flag_published) == 0, peer_creation, flags, true});
+      co_return;
+    } catch (const handshake_failure& e) {
+      failure = e.what();
+    } catch (const std::exception& e) {
+      failure = describe(e);
+    }
+    timer->cancel();
+    forget_attempt(peer, c);
+    c->close("");
+    // A peer that refused because the cookies differ closes before its status: say so.
+    if (failure == "the peer closed the connection") failure += " during the handshake (a different cookie?)";
+    publish(event_kind::connection_failed, peer, "connecting to " + peer + ": " + failure);
+    resolve_waiters(peer, failure);
+  }
+
+  void forget_attempt(const std::string& peer, const std::shared_ptr<connection>& c) {
+    std::lock_guard lk(m);
+    if (auto it = connecting.find(peer); it != connecting.end() && it->second == c) connecting.erase(it);
+  }
+
+  // ---- an established connection ----------------------------------------------------------------
+
+  void established(const std::shared_ptr<connection>& c, peer_info info) {
+    {
+      std::lock_guard lk(m);
+      if (up.count(info.name)) {  // lost a race with the other direction
+        c->close("");
+        return;
+      }
+      c->peer = info;
+      c->up = true;
+      up[info.name] = c;
+    }
+    c->proc =
+        n.spawn([self = shared_from_this(), wc = std::weak_ptr<connection>(c), info] { self->run_peer(wc, info); });
+    c->last_read = c->last_write = steady::now();
+    asio::co_spawn(io, read_loop(c), asio::detached);
+    tick(c);
+    publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
+    resolve_waiters(info.name, "");
+  }
+
+  void tick(const std::shared_ptr<connection>& c) {
+    const auto quarter = o.tick_time / 4;
+    c->ticker.expires_after(quarter);
+    c->ticker.async_wait([this, c, quarter](const boost::system::error_code& ec) {
+      if (ec || c->closed) return;
+      const auto now = steady::now();
+      if (now - c->last_read >= o.tick_time) {
+        c->close("net_tick_timeout: nothing from the peer for " + std::to_string(o.tick_time.count()) + " ms");
+        return;
+      }
+      if (now - c->last_write >= quarter) c->write(std::string(4, '\0'));
+      tick(c);
+    });
+  }
+
+  asio::awaitable<void> read_loop(std::shared_ptr<connection> c) {
+    std::string why;
+    try {
+      std::string body;
+      for (;;) {
+        unsigned char h[4];
+        co_await asio::async_read(c->sock, asio::buffer(h), use_awaitable);
+        c->last_read = steady::now();
+        const std::size_t len = (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
+        if (len == 0) continue;  // a tick
+        if (len > o.max_frame) {
+          why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
+          break;
+        }
+        body.resize(len);
+        co_await asio::async_read(c->sock, asio::buffer(body), use_awaitable);
+        c->last_read = steady::now();
+        if (body[0] != pass_through) {
+          why = "a frame of unknown type " + std::to_string(static_cast<unsigned char>(body[0]));
+          break;
+        }
+        try {
+          const std::string_view rest = std::string_view(body).substr(1);
+          std::size_t used = 0;
+          inbound in{decode_prefix(rest, used), std::nullopt};
+          if (used < rest.size()) in.message = decode(rest.substr(used));
+          send(c->proc, std::move(in));
+        } catch (const decode_error& e) {
+          why = std::string("a malformed frame: ") + e.what();
+          break;
+        }
+      }
+    } catch (const std::exception& e) {
+      why = describe(e);
+    }
+    if (!c->closed) c->close(why);
+  }
+
+  // ---- the peer's process -------------------------------------------------------------------------
+
+  void run_peer(const std::weak_ptr<connection>& wc, const peer_info& info);
+};
+
+connection::connection(distribution::impl& dist, tcp::socket s) : d(dist), sock(std::move(s)), ticker(dist.io) {}
+
+void connection::write(std::string bytes) {
+  if (closed) return;
+  if (pending.size() + bytes.size() > d.o.max_queue) {
+    close("more than max_queue bytes waiting to be sent");
+    return;
+  }
+  pending += bytes;
+  if (!writing) start_write();
+}
+
+void connection::start_write() {
+  writing = true;
+  sending.swap(pending);
+  pending.clear();
+  last_write = steady::now();
+  asio::async_write(sock, asio::buffer(sending),
+                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                      self->writing = false;
+                      self->sending.clear();
+                      if (ec) {
+                        if (!self->closed) self->close("write failed: " + ec.message());
+                        return;
+                      }
+                      if (!self->pending.empty() && !self->closed) self->start_write();
+                    });
+}
+
+// On the I/O thread. `why` empty: a handshake that did not complete (nothing to report).
+void connection::close(const std::string& why) {
+  if (closed) return;
+  closed = true;
+  boost::system::error_code ignore;
+  ticker.cancel();
+  sock.close(ignore);
+  if (!up) return;
+  {
+    std::lock_guard lk(d.m);
+    if (auto it = d.up.find(peer.name); it != d.up.end() && it->second.get() == this) d.up.erase(it);
+  }
+  if (proc) send(proc, connection_gone{why});
+  d.publish(event_kind::nodedown, peer.name, why);
+}
+
+// ---- what the peer's process does -------------------------------------------------------------------
+
+namespace {
+
+struct peer_state {
+  distribution::impl& d;
+  std::weak_ptr<connection> wc;
+  peer_info info;
+  erl_pid self_erl;
+  struct remote_monitor {
+    term from;    // the remote process that monitors
+    term ref;     // its reference
+    term target;  // as it named the target: a pid or a registered name (atom)
+  };
+  std::map<monitor_ref, remote_monitor> monitors;
+  std::map<std::string, monitor_ref> by_ref;  // the encoded remote ref → our monitor
+
+  void out(const term& control, const term* message = nullptr) {
+    std::string body(1, pass_through);
+    body += encode(control);
+    if (message) body += encode(*message);
+    std::string frame;
+    put32(frame, body.size());
+    d.post_write(wc, frame + body);
+  }
+
+  // A reply to a gen_server call: to its alias if the tag carries one, else to the caller.
+  void reply(const term& caller, const term& tag, term value) {
+    const term msg = tuple_t({tag, std::move(value)});
+    const auto* l = tag.get_if<list>();
+    if (l && l->elements.size() == 1 && is_atom(l->elements[0], "alias") && l->tail && l->tail->is<erl_ref>() &&
+        (info.flags & flag_alias)) {
+      out(tuple_t({term(ctl_alias_send), term(self_erl), *l->tail}), &msg);
+    } else if (info.flags & flag_send_sender) {
+      out(tuple_t({term(ctl_send_sender), term(self_erl), caller}), &msg);
+    } else {
+      out(tuple_t({term(ctl_send), atom_t(""), caller}), &msg);
+    }
+  }
+
+  // {'$gen_call', {Caller, Tag}, Req}: the parts, or false.
+  static bool gen_call(const term& msg, term& caller, term& tag, term& req) {
+    const auto* t = msg.get_if<tuple>();
+    if (!t || t->elements.size() != 3 || !is_atom(t->elements[0], "$gen_call")) return false;
+    const auto* from = t->elements[1].get_if<tuple>();
+    if (!from || from->elements.size() != 2 || !from->elements[0].is<erl_pid>()) return false;
+    caller = from->elements[0];
+    tag = from->elements[1];
+    req = t->elements[2];
+    return true;
+  }
+
+  void deliver(const pid& target, const term& msg) {
+    term caller, tag, req;
+    if (gen_call(msg, caller, tag, req)) {
+      // The call runs in a process of its own, so that a slow server holds up no one else; a
+      // failed call sends nothing: the caller's monitor reports the reason.
+      auto self = d.shared_from_this();
+      spawn([this_conn = wc, self, info = info, self_erl = self_erl, target, caller, tag, req]() mutable {
+        auto r = try_call<term>(target, std::move(req), duration::max());
+        if (!r) return;
+        peer_state ps{*self, this_conn, info, self_erl, {}, {}};
+        ps.reply(caller, tag, std::move(*r.value));
+      });
+      return;
+    }
+    if (const auto* t = msg.get_if<tuple>(); t && t->elements.size() == 2 && is_atom(t->elements[0], "$gen_cast")) {
+      grove::cast(target, t->elements[1]);
+      return;
+    }
+    send(target, msg);
+  }
+
+  void net_kernel(const term& msg) {
+    term caller, tag, req;
+    if (!gen_call(msg, caller, tag, req)) return;
+    const auto* t = req.get_if<tuple>();
+    if (t && t->elements.size() == 2 && is_atom(t->elements[0], "is_auth")) reply(caller, tag, atom_t("yes"));
+  }
+
+  void monitor_exit(const term& target, const term& from, const term& ref, const term& reason) {
+    out(tuple_t({term(ctl_monitor_exit), target, from, ref, reason}));
+  }
+
+  void handle(const inbound& in);
+  void handle_down(const down& dn) {
+    auto it = monitors.find(dn.ref);
+    if (it == monitors.end()) return;
+    monitor_exit(it->second.target, it->second.from, it->second.ref, reason_term(dn.reason));
+    by_ref.erase(encode(it->second.ref));
+    monitors.erase(it);
+  }
+};
+
+}  // namespace
+
+void distribution::impl::run_peer(const std::weak_ptr<connection>& wc, const peer_info& info) {
+  peer_state ps{*this, wc, info, erl_pid{full_name, self().slot(), self().generation(), creation}, {}, {}};
+  bool gone = false;
+  while (!gone) {
+    receive([&](const inbound& in) { ps.handle(in); }, [&](const down& dn) { ps.handle_down(dn); },
+            [&](const connection_gone&) { gone = true; });
+  }
+}
+
+namespace {
+
+void peer_state::handle(const inbound& in) {
+  const auto* ctl = in.control.get_if<tuple>();
+  if (!ctl || ctl->elements.empty() || !ctl->elements[0].is<std::int64_t>()) return;
+  const auto& e = ctl->elements;
+  const std::int64_t tag = e[0].as<std::int64_t>();
+  auto to_local_pid = [&](const term& t) -> std::optional<pid> {
+    const auto* p = t.get_if<erl_pid>();
+    if (!p || p->node != d.full_name || p->creation != d.creation) return std::nullopt;  // stale: dropped
+    return pid(this_node().id(), p->id, p->serial);
+  };
+  switch (tag) {
+    case ctl_reg_send:
+    case ctl_reg_send_tt: {  // {6, From, Unused, ToName}
+      if (e.size() < 4 || !in.message || !e[3].is<atom>()) return;
+      const std::string& name = e[3].as<atom>().name;
+      if (name == "net_kernel") return net_kernel(*in.message);
+      if (auto p = whereis(name)) deliver(*p, *in.message);
+      return;  // an unregistered name: dropped, as Erlang does
+    }
+    case ctl_send:
+    case ctl_send_tt:         // {2, Unused, To}
+    case ctl_send_sender:     // {22, From, To}
+    case ctl_send_sender_tt:  // {23, From, To, Token}
+      if (e.size() < 3 || !in.message) return;
+      if (auto p = to_local_pid(e[2])) deliver(*p, *in.message);
+      return;
+    case ctl_monitor: {  // {19, From, ToProc, Ref}
+      if (e.size() < 4) return;
+      const term& target = e[2];
+      if (is_atom(target, "net_kernel")) return;  // always there; never goes down while connected
+      std::optional<pid> p = target.is<atom>() ? whereis(target.as<atom>().name) : to_local_pid(target);
+      if (!p) {
+        monitor_exit(target, e[1], e[3], atom_t("noproc"));
+        return;
+      }
+      const monitor_ref r = grove::monitor(*p);
+      monitors[r] = remote_monitor{e[1], e[3], target};
+      by_ref[encode(e[3])] = r;
+      return;
+    }
+    case ctl_demonitor: {  // {20, From, ToProc, Ref}
+      if (e.size() < 4) return;
+      if (auto it = by_ref.find(encode(e[3])); it != by_ref.end()) {
+        grove::demonitor(it->second, true);
+        monitors.erase(it->second);
+        by_ref.erase(it);
+      }
+      return;
+    }
+    default:
+      return;  // links, exits, aliases to us: not yet (docs/concepts/distribution.md)
+  }
+}
+
+}  // namespace
+
+// ---- distribution ---------------------------------------------------------------------------------
+
+distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<impl>(n, std::move(opts))) {
+  impl& d = *impl_;
+  if (d.o.cookie.empty()) throw dist_error("distribution needs a cookie");
+  if (d.o.name.empty()) throw dist_error("distribution needs a node name");
+  if (auto at = d.o.name.find('@'); at != std::string::npos) {
+    d.short_name = d.o.name.substr(0, at);
+    d.full_name = d.o.name;
+    if (at + 1 == d.o.name.size()) throw dist_error("node name '" + d.o.name + "' has no host after @");
+  } else {
+    d.short_name = d.o.name;
+    d.full_name = d.o.name + "@" + (d.o.longnames ? long_host() : short_host());
+  }
+  if (d.o.tick_time < std::chrono::milliseconds(400)) throw dist_error("tick_time must be at least 400 ms");
+  // Listen on the first free port of the range (any port when none is given).
+  boost::system::error_code ec;
+  const int lo = d.o.port_min, hi = d.o.port_max ? d.o.port_max : d.o.port_min;
+  for (int p = lo; p <= hi; ++p) {
+    d.acceptor = tcp::acceptor(d.io);
+    d.acceptor.open(tcp::v4(), ec);
+    if (!ec) d.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) d.acceptor.bind(tcp::endpoint(tcp::v4(), static_cast<unsigned short>(p)), ec);
+    if (!ec) d.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) break;
+  }
+  if (ec) {
+    throw dist_error("cannot listen for distribution on port " +
+                     (lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi)) + ": " +
+                     ec.message());
+  }
+  d.port = d.acceptor.local_endpoint().port();
+  std::string error;
+  d.registration = epmd_register(d.short_name, d.port, d.o.hidden, error, d.o.epmd_port);
+  if (!d.registration) throw dist_error(error);
+  d.creation = d.registration->creation();
+  asio::co_spawn(d.io, d.accept_loop(), asio::detached);
+  d.thread = std::thread([self = impl_] {
+    auto work = asio::make_work_guard(self->io);
+    self->io.run();
+  });
+}
+
+distribution::~distribution() {
+  impl& d = *impl_;
+  std::promise<void> closed;
+  asio::post(d.io, [&] {
+    boost::system::error_code ignore;
+    d.acceptor.close(ignore);
+    std::vector<std::shared_ptr<connection>> all;
+    {
+      std::lock_guard lk(d.m);
+      for (auto& [name, c] : d.up) all.push_back(c);
+      for (auto& [name, c] : d.connecting) all.push_back(c);
+    }
+    for (auto& c : all) c->close("the node left the distribution");
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  d.io.stop();
+  d.thread.join();
+  d.registration.reset();
+}
+
+const std::string& distribution::name() const noexcept { return impl_->full_name; }
+std::uint32_t distribution::creation() const noexcept { return impl_->creation; }
+int distribution::port() const noexcept { return impl_->port; }
+
+bool distribution::connect(const std::string& peer, std::string* error) {
+  impl& d = *impl_;
+  auto fail = [&](std::string why) {
+    if (error) *error = std::move(why);
+    return false;
+  };
+  const auto at = peer.find('@');
+  if (at == std::string::npos || at == 0 || at + 1 == peer.size()) {
+    return fail("'" + peer + "' is not a node name (NAME@HOST)");
+  }
+  if (peer == d.full_name) return true;
+  auto work = [&d, peer, at]() -> std::string {
+    auto result = std::make_shared<std::promise<std::string>>();
+    auto answer = result->get_future();
+    auto wait = [&]() -> std::string {
+      if (answer.wait_for(d.o.handshake_timeout * 2) != std::future_status::ready) return "timed out";
+      return answer.get();
+    };
+    bool on_its_way = false;
+    {
+      std::lock_guard lk(d.m);
+      if (d.up.count(peer)) return "";
+      d.waiters[peer].push_back(result);
+      on_its_way = d.connecting.count(peer) > 0;
+    }
+    if (on_its_way) return wait();  // an attempt is under way: its outcome is ours
+    std::string err;
+    const std::string host = peer.substr(at + 1);
+    auto entry = epmd_lookup(host, peer.substr(0, at), err, d.o.epmd_port, d.o.handshake_timeout);
+    if (!entry) {
+      d.publish(event_kind::connection_failed, peer, "connecting to " + peer + ": " + err);
+      d.resolve_waiters(peer, err);
+      return wait();
+    }
+    asio::post(d.io, [&d, peer, host, port = entry->port] {
+      auto c = std::make_shared<connection>(d, tcp::socket(d.io));
+      bool already = false;
+      {
+        std::lock_guard lk(d.m);
+        already = d.up.count(peer) > 0;
+        if (!already) d.connecting[peer] = c;
+      }
+      if (already) {
+        d.resolve_waiters(peer, "");
+        return;
+      }
+      asio::co_spawn(d.io, d.connect_handshake(c, peer, host, port), asio::detached);
+    });
+    return wait();
+  };
+  const std::string r = in_process() ? blocking(work) : work();
+  if (!r.empty()) return fail(r);
+  return true;
+}
+
+void distribution::disconnect(const std::string& peer) {
+  impl& d = *impl_;
+  asio::post(d.io, [&d, peer] {
+    std::shared_ptr<connection> c;
+    {
+      std::lock_guard lk(d.m);
+      if (auto it = d.up.find(peer); it != d.up.end()) c = it->second;
+    }
+    if (c) c->close("disconnected by this node");
+  });
+}
+
+std::vector<peer_info> distribution::peers() const {
+  std::lock_guard lk(impl_->m);
+  std::vector<peer_info> out;
+  for (auto& [name, c] : impl_->up) out.push_back(c->peer);
+  return out;
+}
+
+erl_pid distribution::to_erl(const pid& p) const {
+  return erl_pid{impl_->full_name, p.slot(), p.generation(), impl_->creation};
+}
+
+std::optional<pid> distribution::from_erl(const erl_pid& p) const {
+  if (p.node != impl_->full_name || p.creation != impl_->creation) return std::nullopt;
+  return pid(impl_->n.id(), p.id, p.serial);
+}
+
+term reason_term(const exit_reason& r) {
+  using k = exit_reason::kind;
+  switch (r.what()) {
+    case k::normal:
+      return atom_t("normal");
+    case k::shutdown:
+      return r.detail().empty() ? atom_t("shutdown") : tuple_t({atom_t("shutdown"), term::make_binary(r.detail())});
+    case k::killed:
+      return atom_t("killed");
+    case k::kill:
+      return atom_t("kill");
+    case k::noproc:
+      return atom_t("noproc");
+    case k::noconnection:
+      return atom_t("noconnection");
+    case k::timeout:
+      return atom_t("timeout");
+    case k::error:
+      return tuple_t({atom_t("error"), term::make_binary(r.detail())});
+    case k::other:
+      return atom_t(r.detail());
+  }
+  return atom_t("normal");
+}
+
+}  // namespace grove::dist
