@@ -247,7 +247,8 @@ TEST_CASE("an unknown key names the nearest valid key", "[config]") {
       "overflow, args)\n  hint: did you mean 'shutdown'?\n");
   // Nothing close: no hint.
   CHECK(errors("node:\n  colour: blue\n") ==
-        "test.yaml:2:3: error: node.colour: unknown key (expected one of: name, schedulers, logging, console, http)\n");
+        "test.yaml:2:3: error: node.colour: unknown key (expected one of: name, schedulers, logging, console, http, "
+        "distribution)\n");
   CHECK(errors("nodes: {}\n") ==
         "test.yaml:1:1: error: nodes: unknown key (expected one of: include, node, applications)\n"
         "  hint: did you mean 'node'?\n");
@@ -706,4 +707,42 @@ TEST_CASE("enum names and durations print as in YAML", "[config]") {
   CHECK(cfg::format_duration(1500ms) == "1500ms");
   CHECK(cfg::format_duration(2h) == "2h");
   CHECK(cfg::format_duration(0s) == "0s");
+}
+
+TEST_CASE("node.distribution: names as erl gives them, cookie file, hidden, tick time, ports", "[config]") {
+  auto r = load(
+      "node:\n  distribution:\n    sname: demo\n    cookie_file: /etc/grove/cookie\n    hidden: true\n"
+      "    tick_time: 20s\n    port_range: 9100-9200\n");
+  REQUIRE(r.config);
+  const auto& dist = r.config->distribution;
+  CHECK(dist.name == "demo");
+  CHECK_FALSE(dist.longnames);
+  CHECK(dist.cookie_file == "/etc/grove/cookie");
+  CHECK(dist.hidden);
+  CHECK(dist.tick_time == std::chrono::seconds(20));
+  CHECK(dist.port_min == 9100);
+  CHECK(dist.port_max == 9200);
+  auto longname = load("node:\n  distribution:\n    name: demo@host.example.com\n    port_range: \"9100\"\n");
+  REQUIRE(longname.config);
+  CHECK(longname.config->distribution.longnames);
+  CHECK(longname.config->distribution.port_min == 9100);
+  CHECK(longname.config->distribution.port_max == 9100);
+  // Without the section, no distribution: the default name is empty.
+  REQUIRE(load("node:\n  name: x\n").config);
+  CHECK(load("node:\n  name: x\n").config->distribution.name.empty());
+
+  CHECK(errors("node:\n  distribution:\n    sname: a\n    name: a@b\n") ==
+        "test.yaml:4:11: error: node.distribution.name: give sname (a short name, as erl -sname) or name (a long one, "
+        "as erl -name), not both\n");
+  CHECK(errors("node:\n  distribution:\n    sname: \"no spaces\"\n") ==
+        "test.yaml:3:12: error: node.distribution.sname: 'no spaces' is not a node name: letters, digits, _ and - only "
+        "(as erl's)\n");
+  CHECK_THAT(
+      errors("node:\n  distribution:\n    sname: a\n    tick_time: 10ms\n"),
+      Catch::StartsWith("test.yaml:4:16: error: node.distribution.tick_time:") && Catch::Contains("at least 1s"));
+  CHECK_THAT(errors("node:\n  distribution:\n    sname: a\n    port_range: 9200-9100\n"),
+             Catch::StartsWith("test.yaml:4:17: error: node.distribution.port_range:") && Catch::Contains("9100-9200"));
+  CHECK_THAT(errors("node:\n  distribution:\n    sname: a\n    cookie: secret\n"),
+             Catch::StartsWith("test.yaml:4:5: error: node.distribution.cookie: unknown key") &&
+                 Catch::Contains("cookie_file"));
 }

@@ -46,8 +46,6 @@ class recorder : public grove::gen_server<recorder> {
 
 std::string unique(const std::string& prefix) { return prefix + std::to_string(::getpid()); }
 
-void start_epmd() { REQUIRE(std::system("epmd -daemon") == 0); }
-
 // The next event of one of the distribution kinds, waiting up to `limit`.
 std::optional<grove::event> next_dist_event(grove::subscription& s, std::chrono::seconds limit = 20s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -65,7 +63,6 @@ std::optional<grove::event> next_dist_event(grove::subscription& s, std::chrono:
 }  // namespace
 
 TEST_CASE("an Erlang node pings a Grove node and calls and casts to its gen_servers by name", "[dist][erl]") {
-  start_epmd();
   grove::node n;
   const std::string cookie = unique("cookie_");
   d::distribution dist(n, {.name = unique("grove_a_"), .cookie = cookie});
@@ -111,7 +108,6 @@ TEST_CASE("an Erlang node pings a Grove node and calls and casts to its gen_serv
 }
 
 TEST_CASE("a wrong cookie is refused both ways, and the refusal is an event", "[dist][erl]") {
-  start_epmd();
   grove::node n;
   auto sub = grove::events(n).subscribe();
   d::distribution dist(n, {.name = unique("grove_b_"), .cookie = "right"});
@@ -135,7 +131,6 @@ TEST_CASE("a wrong cookie is refused both ways, and the refusal is an event", "[
 }
 
 TEST_CASE("Grove connects to an Erlang node, which sees it in nodes(); a killed peer is a nodedown", "[dist][erl]") {
-  start_epmd();
   grove::node n;
   auto sub = grove::events(n).subscribe();
   const std::string cookie = unique("cookie_");

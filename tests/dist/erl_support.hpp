@@ -86,3 +86,38 @@ class erl_shell {
 };
 
 }  // namespace
+
+namespace {
+
+// An erl driven line by line: each line written is an Erlang expression sequence ending in a
+// dot, evaluated in one process (the shell: bindings and mailbox kept from line to line); the
+// answer is its value on one line (~p), or "CLASS:REASON" if it raised.
+class erl_repl : public erl_shell {
+ public:
+  explicit erl_repl(const std::vector<std::string>& args) : erl_shell(code, args) {}
+  std::string eval(const std::string& exprs, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    write_line(exprs);
+    return read_line(limit);
+  }
+
+ private:
+  static constexpr const char* code = R"(
+    Loop = fun L(B) ->
+      case io:get_line("") of
+        eof -> halt();
+        Line ->
+          B2 = try
+                 {ok, Toks, _} = erl_scan:string(Line),
+                 {ok, Exprs} = erl_parse:parse_exprs(Toks),
+                 {value, V, NB} = erl_eval:exprs(Exprs, B),
+                 io:format("~1000000p~n", [V]),
+                 NB
+               catch C:R -> io:format("~p:~1000000p~n", [C, R]), B
+               end,
+          L(B2)
+      end
+    end,
+    Loop(erl_eval:new_bindings()).)";
+};
+
+}  // namespace

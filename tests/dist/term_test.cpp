@@ -66,6 +66,8 @@ TEST_CASE("terms round-trip in C++: bignums, UTF-8 atoms, bit strings, improper 
     CHECK(d::decode(d::encode(t)) == t);
   }
   CHECK(term::make_improper_list({term(1)}, term(2)).str() == "[1|2]");
+  CHECK(term::make_binary("two \"q\"").str() == "<<\"two \\\"q\\\"\">>");  // text as ~p writes it
+  CHECK(term::make_binary(std::string("\x01\xff", 2)).str() == "<<1,255>>");
   CHECK(samples[13].str() == "#{{a,1} => x,[1] => #{}}");
   // Map equality ignores the order of the entries, as Erlang's.
   CHECK(term(d::map{{{term(1), term(2)}, {term(3), term(4)}}}) ==

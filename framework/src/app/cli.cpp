@@ -1,6 +1,7 @@
 // The `grove` command line (docs/cli.md).
 #include <grove/app/service.hpp>
 #include <grove/config/limits.hpp>
+#include <grove/dist/distribution.hpp>
 
 #include <charconv>
 #include <cstdint>
@@ -108,6 +109,12 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hoo
       "console", po::value<std::string>(), "console address: host:port, stdio or off (run; over node.console)")(
       "http", po::value<std::string>(),
       "dashboard, API and /metrics address: host:port or off (run; over node.http.listen)")(
+      "sname", po::value<std::string>(),
+      "join an Erlang cluster as NAME@thishost, as erl -sname (run; over node.distribution)")(
+      "name", po::value<std::string>(),
+      "join an Erlang cluster as NAME@fully.qualified.host (or NAME@HOST), as erl -name (run)")(
+      "cookie-file", po::value<std::string>(),
+      "the cluster's cookie, read from PATH (run; else GROVE_COOKIE, else ~/.erlang.cookie)")(
       "log-format", po::value<std::string>(), "text or json (run; over node.logging.format)")(
       "shutdown-timeout", po::value<std::string>(),
       "seconds to stop the applications before giving up (run; default 30)");
@@ -168,6 +175,15 @@ int cli_main(int argc, const char* const* argv, kind_registry kinds, service_hoo
   }
   if (vm.count("console")) so.console = vm["console"].as<std::string>();
   if (vm.count("http")) so.http = vm["http"].as<std::string>();
+  if (vm.count("sname") && vm.count("name")) return usage_error("give --sname or --name, not both");
+  for (const char* flag : {"sname", "name"}) {
+    if (!vm.count(flag)) continue;
+    const std::string v = vm[flag].as<std::string>();
+    if (std::string problem = dist::node_name_problem(v); !problem.empty())
+      return usage_error("--" + std::string(flag) + ": " + problem);
+    (std::string_view(flag) == "sname" ? so.sname : so.name) = v;
+  }
+  if (vm.count("cookie-file")) so.cookie_file = vm["cookie-file"].as<std::string>();
   if (vm.count("log-format")) {
     const std::string f = vm["log-format"].as<std::string>();
     if (f == "text") {

@@ -5,6 +5,7 @@
 #include <grove/behaviours/partition_supervisor.hpp>
 #include <grove/behaviours/pool.hpp>
 #include <grove/config/limits.hpp>
+#include <grove/dist/term.hpp>
 
 #include <random>
 #include <regex>
@@ -61,11 +62,16 @@ namespace {
 
 class echo final : public gen_server<echo> {
  public:
-  using handles = types<std::string, crash_now>;
+  using handles = types<std::string, crash_now, dist::term>;
   explicit echo(std::string prefix) : prefix_(std::move(prefix)) {}
   std::string handle_call(const std::string& s, const from&) {
     ++answered_;
     return prefix_ + s;
+  }
+  // From another node of the cluster: gen_server:call({echo, Node}, Term) answers Term.
+  dist::term handle_call(const dist::term& t, const from&) {
+    ++answered_;
+    return t;
   }
   void handle_cast(const crash_now& c) { throw induced_crash(c.reason); }
   std::string format_status() const { return "echo, " + std::to_string(answered_) + " calls answered"; }

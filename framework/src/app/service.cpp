@@ -8,9 +8,18 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
 
 #include <grove/behaviours/supervisor.hpp>
+#include <grove/dist/distribution.hpp>
 #include <grove/observe/console.hpp>
 #include <grove/observe/events.hpp>
 #include <grove/observe/http.hpp>
@@ -265,7 +274,9 @@ struct service::impl {
       event_logger logger(n, lo);
       std::unique_ptr<console> con;
       std::unique_ptr<http_endpoint> web;
-      if (std::string error; !start_console(n, con, error) || !start_http(n, web, error)) {
+      std::unique_ptr<dist::distribution> cluster;
+      if (std::string error;
+          !start_console(n, con, error) || !start_http(n, web, error) || !start_distribution(n, cluster, error)) {
         messages() << "grove: " << error << "\n";
         code = static_cast<int>(exit_code::start_failed);
       } else {
@@ -283,6 +294,7 @@ struct service::impl {
         }
         con.reset();  // no session outlives the applications' stop
         web.reset();
+        cluster.reset();
         logger.flush();
         std::unique_lock lk(mu);
         running = nullptr;
@@ -382,6 +394,84 @@ struct service::impl {
     if (!web->start(error)) return false;
     const std::string host = listen.substr(0, listen.rfind(':'));
     messages() << "grove: dashboard on http://" << host << ":" << web->port() << "/  (metrics: /metrics)\n";
+    return true;
+  }
+
+  // The cookie: --cookie-file, else GROVE_COOKIE, else node.distribution.cookie_file, else
+  // ~/.erlang.cookie, made (20 random capitals, owner-only) when missing, as erl does. A cookie
+  // file others can read is refused, as erl refuses it. Never logged.
+  bool read_cookie(std::string& cookie, std::string& error) const {
+    const char* env = opts.load.getenv ? opts.load.getenv("GROVE_COOKIE") : std::getenv("GROVE_COOKIE");
+    std::string path = opts.cookie_file.value_or("");
+    if (path.empty() && env && *env) {
+      cookie = env;
+      return true;
+    }
+    if (path.empty()) path = cfg->distribution.cookie_file;
+    if (path.empty()) {
+      const char* home = std::getenv("HOME");
+      if (!home || !*home) {
+        error = "no cookie: give --cookie-file PATH or GROVE_COOKIE (HOME is not set for ~/.erlang.cookie)";
+        return false;
+      }
+      path = std::string(home) + "/.erlang.cookie";
+      if (::access(path.c_str(), F_OK) != 0) {
+        std::string made;
+        std::random_device rd;
+        for (int i = 0; i < 20; ++i) made += static_cast<char>('A' + rd() % 26);
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+        if (fd < 0 || ::write(fd, made.data(), made.size()) != static_cast<ssize_t>(made.size())) {
+          if (fd >= 0) ::close(fd);
+          error = "cannot create the cookie file " + path + ": " + std::strerror(errno);
+          return false;
+        }
+        ::close(fd);
+      }
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      error = "cannot read the cookie file " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    if (st.st_mode & 077) {
+      error = "the cookie file " + path + " must be accessible by its owner only (chmod 400 " + path + ")";
+      return false;
+    }
+    std::ifstream in(path);
+    std::getline(in, cookie);
+    while (!cookie.empty() && std::isspace(static_cast<unsigned char>(cookie.back()))) cookie.pop_back();
+    if (cookie.empty()) {
+      error = "the cookie file " + path + " is empty";
+      return false;
+    }
+    return true;
+  }
+
+  // Joins the Erlang cluster when --sname/--name or node.distribution names the node.
+  bool start_distribution(grove::node& n, std::unique_ptr<dist::distribution>& out, std::string& error) {
+    const auto& dc = cfg->distribution;
+    dist::dist_options o;
+    if (opts.sname || opts.name) {
+      o.name = opts.sname ? *opts.sname : *opts.name;
+      o.longnames = !opts.sname;
+    } else {
+      o.name = dc.name;
+      o.longnames = dc.longnames;
+    }
+    if (o.name.empty()) return true;
+    if (!read_cookie(o.cookie, error)) return false;
+    o.hidden = dc.hidden;
+    o.tick_time = std::chrono::duration_cast<std::chrono::milliseconds>(dc.tick_time);
+    o.port_min = dc.port_min;
+    o.port_max = dc.port_max;
+    try {
+      out = std::make_unique<dist::distribution>(n, std::move(o));
+    } catch (const dist::dist_error& e) {
+      error = std::string("cannot join the Erlang cluster: ") + e.what();
+      return false;
+    }
+    messages() << "grove: node " << out->name() << (dc.hidden ? " (hidden)" : "")
+               << " in the Erlang cluster — from erl: net_adm:ping('" << out->name() << "').\n";
     return true;
   }
 

@@ -1,4 +1,5 @@
 #include <grove/behaviours/gen_server.hpp>
+#include <grove/detail/remote.hpp>
 #include <grove/runtime/events.hpp>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ std::string request_type(std::string name) {
 std::optional<pid> server_ref::resolve() const {
   if (via_) return via_->whereis();
   if (name_.empty()) return pid_;
+  if (!node_.empty()) return detail::resolve_remote_name(name_, node_);
   if (!in_process()) return std::nullopt;
   return whereis(name_);
 }

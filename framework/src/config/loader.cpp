@@ -13,6 +13,7 @@
 
 #include <grove/config/config.hpp>
 #include <grove/config/limits.hpp>
+#include <grove/dist/distribution.hpp>
 #include <grove/observe/console.hpp>
 #include <grove/observe/http.hpp>
 
@@ -261,7 +262,7 @@ class loader {
   void read_node(const tree_node& n, const std::string& path, node_config& out) {
     if (!expect_map(n, path)) return;
     out.pos = n.pos;
-    check_keys(n, path, {"name", "schedulers", "logging", "console", "http"});
+    check_keys(n, path, {"name", "schedulers", "logging", "console", "http", "distribution"});
     if (auto v = field(n, "name")) detail::read_string(*v, detail::join_path(path, "name"), errors_, out.name, true);
     int schedulers = 0;
     if (read_int_field(n, path, "schedulers", schedulers, 1, limits::max_schedulers,
@@ -284,6 +285,51 @@ class loader {
     }
     if (auto v = field(n, "console")) read_console(*v, detail::join_path(path, "console"), out.console);
     if (auto v = field(n, "http")) read_http(*v, detail::join_path(path, "http"), out.http);
+    if (auto v = field(n, "distribution"))
+      read_distribution(*v, detail::join_path(path, "distribution"), out.distribution);
+  }
+
+  void read_distribution(const tree_node& n, const std::string& path, distribution_config& out) {
+    if (!expect_map(n, path)) return;
+    out.pos = n.pos;
+    check_keys(n, path, {"sname", "name", "cookie_file", "hidden", "tick_time", "port_range"});
+    const tree_node* sname = field(n, "sname");
+    const tree_node* lname = field(n, "name");
+    if (sname && lname) {
+      errors_.add(lname->pos, detail::join_path(path, "name"),
+                  "give sname (a short name, as erl -sname) or name (a long one, as erl -name), not both");
+    }
+    if (const tree_node* v = sname ? sname : lname) {
+      const std::string p = detail::join_path(path, sname ? "sname" : "name");
+      if (detail::read_string(*v, p, errors_, out.name, true)) {
+        out.longnames = !sname;
+        if (std::string problem = dist::node_name_problem(out.name); !problem.empty()) errors_.add(v->pos, p, problem);
+      }
+    }
+    if (auto v = field(n, "cookie_file"))
+      detail::read_string(*v, detail::join_path(path, "cookie_file"), errors_, out.cookie_file, true);
+    if (auto v = field(n, "hidden")) detail::read_bool(*v, detail::join_path(path, "hidden"), errors_, out.hidden);
+    read_duration_field(n, path, "tick_time", out.tick_time, std::chrono::seconds(1),
+                        "a duration of at least 1s, like 60s (Erlang's net_ticktime)");
+    if (auto v = field(n, "port_range")) {
+      const std::string p = detail::join_path(path, "port_range");
+      std::string text;
+      if (detail::read_string(*v, p, errors_, text, false)) {
+        int lo = 0, hi = 0;
+        char dash = 0, extra = 0;
+        std::istringstream in(text);
+        const bool one = text.find('-') == std::string::npos;
+        bool ok = one ? static_cast<bool>(in >> lo) && !(in >> extra)
+                      : (in >> lo >> dash >> hi) && dash == '-' && !(in >> extra);
+        if (one) hi = lo;
+        if (ok && lo >= 1 && lo <= hi && hi <= 65535) {
+          out.port_min = lo;
+          out.port_max = hi;
+        } else {
+          detail::report_got(*v, p, errors_, "a port or a range of ports, like 9100-9200");
+        }
+      }
+    }
   }
 
   void read_http(const tree_node& n, const std::string& path, http_config& out) {

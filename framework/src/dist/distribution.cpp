@@ -8,6 +8,8 @@
 
 #include <grove/dist/distribution.hpp>
 
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -20,15 +22,20 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
+#include <unordered_map>
 
 #include <grove/behaviours/gen_server.hpp>
 #include <grove/behaviours/name_registry.hpp>
+#include <grove/detail/remote.hpp>
 #include <grove/dist/epmd.hpp>
 #include <grove/runtime/blocking.hpp>
 #include <grove/runtime/events.hpp>
 #include <grove/runtime/node.hpp>
 #include <grove/runtime/process.hpp>
+
+extern char** environ;
 
 namespace grove::dist {
 
@@ -85,6 +92,8 @@ enum control_tag : std::int64_t {
   ctl_send_sender_tt = 23,
   ctl_alias_send = 33,
   ctl_alias_send_tt = 34,
+  ctl_unlink_id = 35,
+  ctl_unlink_id_ack = 36,
 };
 
 constexpr char pass_through = 'p';
@@ -110,6 +119,15 @@ std::string framed16(const std::string& body) {
   std::string s;
   put16(s, body.size());
   return s + body;
+}
+
+std::string frame_bytes(const term& control, const term* message) {
+  std::string body(1, 'p');
+  body += encode(control);
+  if (message) body += encode(*message);
+  std::string frame;
+  put32(frame, body.size());
+  return frame + body;
 }
 
 std::string short_host() {
@@ -177,6 +195,7 @@ struct connection : std::enable_shared_from_this<connection> {
   asio::steady_timer ticker;
   peer_info peer;
   bool up = false, closed = false;
+  bool superseded = false;  // our attempt gave way to the peer's (simultaneous connect)
   std::string pending, sending;
   bool writing = false;
   steady::time_point last_read = steady::now(), last_write = steady::now();
@@ -205,6 +224,94 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   std::map<std::string, std::shared_ptr<connection>> up;          // by peer name
   std::map<std::string, std::shared_ptr<connection>> connecting;  // our own attempts, by peer name
   std::map<std::string, std::vector<std::shared_ptr<std::promise<std::string>>>> waiters;
+
+  // ---- other nodes' pids (grove/detail/remote.hpp) ------------------------------------------------
+  // A process of another node is pid(remote id, number, serial + 1), with one remote id per node
+  // instance (name and creation). Creation 0 stands for "the node of that name, whichever
+  // instance": its pids pid(id, name_bit | index, 1) are the addresses {Name, Node}.
+  static constexpr std::uint32_t name_bit = 0x80000000u;
+  struct out_monitor {
+    pid local, remote;
+  };
+  mutable std::mutex rm;  // guards what follows
+  std::map<std::pair<std::string, std::uint32_t>, std::uint32_t> remote_ids;
+  std::unordered_map<std::uint32_t, std::pair<std::string, std::uint32_t>> remotes_by_id;
+  std::vector<std::string> reg_names;
+  std::map<std::string, std::uint32_t> reg_index;
+  std::set<std::pair<pid, pid>> links;                          // (local, remote), both ways
+  std::unordered_map<std::uint64_t, out_monitor> out_monitors;  // by ref (a call's alias too)
+  std::uint64_t next_unlink_id = 1;
+
+  std::uint32_t remote_id(const std::string& node, std::uint32_t node_creation);
+  std::optional<std::pair<std::string, std::uint32_t>> remote_of(std::uint32_t id) const {
+    std::lock_guard lk(rm);
+    auto it = remotes_by_id.find(id);
+    if (it == remotes_by_id.end()) return std::nullopt;
+    return it->second;
+  }
+  // A pid of a term: this node's (nullopt for a stale creation) or another's.
+  std::optional<pid> pid_of(const erl_pid& p) {
+    if (p.node == full_name) {
+      if (p.creation != creation) return std::nullopt;
+      return pid(n.id(), p.id, p.serial);
+    }
+    if (p.serial == ~std::uint32_t{0} || p.node.find('@') == std::string::npos) return std::nullopt;
+    return pid(remote_id(p.node, p.creation), p.id, p.serial + 1);
+  }
+  // How a pid looks to other nodes: a pid term, or an atom for an address {Name, Node}.
+  std::optional<term> term_of(const pid& p) const {
+    if (p.node() == n.id()) return term(erl_pid{full_name, p.slot(), p.generation(), creation});
+    auto r = remote_of(p.node());
+    if (!r) return std::nullopt;
+    if (p.slot() & name_bit) {
+      std::lock_guard lk(rm);
+      const std::uint32_t i = p.slot() & ~name_bit;
+      if (i >= reg_names.size()) return std::nullopt;
+      return atom_t(reg_names[i]);
+    }
+    if (r->second == 0) return std::nullopt;
+    return term(erl_pid{r->first, p.slot(), p.generation() - 1, r->second});
+  }
+  // This node's refs for monitors and call aliases: Grove's 64-bit ref in three words.
+  erl_ref ref_of(std::uint64_t id) const {
+    return erl_ref{full_name,
+                   creation,
+                   {static_cast<std::uint32_t>(id & 0x3ffff), static_cast<std::uint32_t>(id >> 18),
+                    static_cast<std::uint32_t>(id >> 50)}};
+  }
+  std::optional<std::uint64_t> id_of(const term& t) const {
+    const auto* r = t.get_if<erl_ref>();
+    if (!r || r->node != full_name || r->creation != creation || r->ids.size() != 3) return std::nullopt;
+    return (std::uint64_t{r->ids[0]} & 0x3ffff) | (std::uint64_t{r->ids[1]} << 18) | (std::uint64_t{r->ids[2]} << 50);
+  }
+  // The address {Name, Node}; `node` this node's name: the local holder of the name, if any.
+  std::optional<pid> address_of(const std::string& name, const std::string& node);
+  // One frame to the node of remote id `to`: false if it is not connected (or is another
+  // instance than the pid's).
+  bool frame_to(std::uint32_t to, const term& control, const term* message = nullptr) {
+    auto r = remote_of(to);
+    if (!r) return false;
+    std::string bytes = frame_bytes(control, message);
+    std::weak_ptr<connection> wc;
+    {
+      std::lock_guard lk(m);
+      auto it = up.find(r->first);
+      if (it == up.end() || (r->second != 0 && !same_creation(*it->second, r->second))) return false;
+      wc = it->second;
+    }
+    post_write(wc, std::move(bytes));
+    return true;
+  }
+  static bool same_creation(const connection& c, std::uint32_t cr);
+  // What the runtime hands the carrier (grove/detail/remote.hpp), from any thread.
+  bool push(const pid& to, std::unique_ptr<detail::envelope> e);
+  void link(const pid& from, const pid& to);
+  void unlink(const pid& from, const pid& to);
+  void monitor(const pid& from, const pid& to, std::uint64_t ref);
+  void demonitor(const pid& from, const pid& to, std::uint64_t ref);
+  // The connection to `peer` is gone: noconnection to every local process linked to or
+  // monitoring one of its processes.
+  void connection_lost(const std::string& peer, std::uint32_t peer_creation);
 
   void publish(event_kind k, const std::string& peer, const std::string& text) {
     event e;
@@ -317,9 +424,17 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
         if (auto it = up.find(peer); it != up.end()) {
           status = "alive";
           old = it->second;
-        } else if (connecting.count(peer)) {
+        } else if (auto own = connecting.find(peer); own != connecting.end()) {
           // Both sides are connecting: the attempt of the node with the greater name wins.
           status = peer > full_name ? "ok_simultaneous" : "nok";
+          if (status == "ok_simultaneous") {
+            // Ours gives way, wherever its handshake is: its waiters are answered when this
+            // connection is up.
+            own->second->superseded = true;
+            boost::system::error_code ignore;
+            own->second->sock.close(ignore);
+            connecting.erase(own);
+          }
         }
       }
       co_await write16(c->sock, "s" + status);
@@ -373,7 +488,21 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
       co_await write16(c->sock, name_packet());
       const std::string status = co_await read16(c->sock);
       if (status == "salive") {
-        co_await write16(c->sock, "strue");
+        // The peer has a connection to us: a stale one (continue, it drops it) unless it is up
+        // here too (then that one stays and this attempt ends).
+        bool have = false;
+        {
+          std::lock_guard lk(m);
+          have = up.count(peer) > 0;
+        }
+        co_await write16(c->sock, have ? "sfalse" : "strue");
+        if (have) {
+          timer->cancel();
+          forget_attempt(peer, c);
+          c->close("");
+          resolve_waiters(peer, "");
+          co_return;
+        }
       } else if (status == "snok") {
         // The peer is connecting to us at the same time and its attempt wins: the waiters are
         // answered when that connection is up (or time out).
@@ -413,6 +542,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     timer->cancel();
     forget_attempt(peer, c);
     c->close("");
+    if (c->superseded) co_return;  // the peer's own attempt won: no failure
     // A peer that refused because the cookies differ closes before its status: say so.
     if (failure == "the peer closed the connection") failure += " during the handshake (a different cookie?)";
     publish(event_kind::connection_failed, peer, "connecting to " + peer + ": " + failure);
@@ -546,7 +676,194 @@ void connection::close(const std::string& why) {
     if (auto it = d.up.find(peer.name); it != d.up.end() && it->second.get() == this) d.up.erase(it);
   }
   if (proc) send(proc, connection_gone{why});
+  d.connection_lost(peer.name, peer.creation);
   d.publish(event_kind::nodedown, peer.name, why);
+}
+
+bool distribution::impl::same_creation(const connection& c, std::uint32_t cr) { return c.peer.creation == cr; }
+
+// ---- other nodes' processes ----------------------------------------------------------------------
+
+namespace {
+// The runtime's way to other nodes' pids (one per remote id; the impl may go first).
+struct carrier final : detail::remote_carrier {
+  explicit carrier(std::weak_ptr<distribution::impl> i) : d(std::move(i)) {}
+  std::weak_ptr<distribution::impl> d;
+  bool push(const pid& to, std::unique_ptr<detail::envelope> e) override {
+    auto s = d.lock();
+    return s && s->push(to, std::move(e));
+  }
+  void link(const pid& from, const pid& to) override {
+    if (auto s = d.lock()) return s->link(from, to);
+    detail::signal_from_remote(from, detail::envelope_kind::exit_link, to, exit_reason::noconnection());
+  }
+  void unlink(const pid& from, const pid& to) override {
+    if (auto s = d.lock()) s->unlink(from, to);
+  }
+  void monitor(const pid& from, const pid& to, std::uint64_t ref) override {
+    if (auto s = d.lock()) return s->monitor(from, to, ref);
+    detail::signal_from_remote(from, detail::envelope_kind::down, to, exit_reason::noconnection(), ref);
+  }
+  void demonitor(const pid& from, const pid& to, std::uint64_t ref) override {
+    if (auto s = d.lock()) s->demonitor(from, to, ref);
+  }
+};
+}  // namespace
+
+std::uint32_t distribution::impl::remote_id(const std::string& node, std::uint32_t node_creation) {
+  std::lock_guard lk(rm);
+  auto key = std::make_pair(node, node_creation);
+  if (auto it = remote_ids.find(key); it != remote_ids.end()) return it->second;
+  const std::uint32_t id = detail::add_remote_node(std::make_shared<carrier>(weak_from_this()));
+  remote_ids[key] = id;
+  remotes_by_id[id] = key;
+  return id;
+}
+
+std::optional<pid> distribution::impl::address_of(const std::string& name, const std::string& node) {
+  if (node == full_name) return whereis(name);
+  std::string ignored;
+  bool connected = false;
+  {
+    std::lock_guard lk(m);
+    connected = up.count(node) > 0;
+  }
+  if (!connected) {
+    // As Erlang does on a first send: connect; a failure shows as noconnection on use.
+    distribution* self = find_distribution(n);
+    if (self) self->connect(node, &ignored);
+  }
+  const std::uint32_t id = remote_id(node, 0);
+  std::lock_guard lk(rm);
+  auto [it, fresh] = reg_index.try_emplace(name, static_cast<std::uint32_t>(reg_names.size()));
+  if (fresh) reg_names.push_back(name);
+  return pid(id, name_bit | it->second, 1);
+}
+
+bool distribution::impl::push(const pid& to, std::unique_ptr<detail::envelope> e) {
+  using k = detail::envelope_kind;
+  auto target = term_of(to);
+  if (!target) return false;
+  const bool by_name = target->is<atom>();
+  if (e->kind == k::exit_link || e->kind == k::exit_direct) {
+    auto& sig = static_cast<detail::signal_envelope&>(*e);
+    auto from = term_of(sig.from);
+    if (by_name || !from) return false;
+    if (e->kind == k::exit_link) {
+      std::lock_guard lk(rm);
+      links.erase({sig.from, to});
+    }
+    return frame_to(to.node(), tuple_t({term(e->kind == k::exit_link ? ctl_exit : ctl_exit2), *from, *target,
+                                        reason_term(sig.reason)}));
+  }
+  if (e->kind != k::message) return false;
+  term msg;
+  if (detail::same_type(e->type, typeid(term))) {
+    msg = std::move(static_cast<detail::message_envelope<term>&>(*e).value);
+  } else if (detail::same_type(e->type, typeid(detail::call_msg<term>))) {
+    auto& c = static_cast<detail::message_envelope<detail::call_msg<term>>&>(*e).value;
+    auto caller = term_of(c.f.caller());
+    if (!caller) return false;
+    msg = tuple_t({atom_t("$gen_call"),
+                   tuple_t({*caller, term::make_improper_list({atom_t("alias")}, term(ref_of(c.f.tag())))}),
+                   std::move(c.request)});
+  } else if (detail::same_type(e->type, typeid(detail::cast_msg<term>))) {
+    msg = tuple_t(
+        {atom_t("$gen_cast"), std::move(static_cast<detail::message_envelope<detail::cast_msg<term>>&>(*e).value.msg)});
+  } else {
+    return false;  // only terms cross nodes (docs/concepts/distribution.md)
+  }
+  // The sender, as Erlang's SEND_SENDER and REG_SEND name it (outside a process: none of ours).
+  std::optional<term> from;
+  if (in_process()) from = term_of(self());
+  const term sender = from ? *from : term(erl_pid{full_name, 0, 0, creation});
+  if (by_name) return frame_to(to.node(), tuple_t({term(ctl_reg_send), sender, atom_t(""), *target}), &msg);
+  return frame_to(to.node(), tuple_t({term(ctl_send_sender), sender, *target}), &msg);
+}
+
+void distribution::impl::link(const pid& from, const pid& to) {
+  auto f = term_of(from), t = term_of(to);
+  if (!f || !t || t->is<atom>()) {
+    detail::signal_from_remote(from, detail::envelope_kind::exit_link, to, exit_reason::noproc());
+    return;
+  }
+  {
+    std::lock_guard lk(rm);
+    links.insert({from, to});
+  }
+  if (!frame_to(to.node(), tuple_t({term(ctl_link), *f, *t}))) {
+    {
+      std::lock_guard lk(rm);
+      links.erase({from, to});
+    }
+    detail::signal_from_remote(from, detail::envelope_kind::exit_link, to, exit_reason::noconnection());
+  }
+}
+
+void distribution::impl::unlink(const pid& from, const pid& to) {
+  auto f = term_of(from), t = term_of(to);
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lk(rm);
+    if (!links.erase({from, to})) return;
+    id = next_unlink_id++;
+  }
+  if (f && t && t->is<erl_pid>())
+    frame_to(to.node(), tuple_t({term(ctl_unlink_id), term(static_cast<std::int64_t>(id)), *f, *t}));
+}
+
+void distribution::impl::monitor(const pid& from, const pid& to, std::uint64_t ref) {
+  auto f = term_of(from), t = term_of(to);
+  if (f && t) {
+    {
+      std::lock_guard lk(rm);
+      out_monitors[ref] = out_monitor{from, to};
+    }
+    if (frame_to(to.node(), tuple_t({term(ctl_monitor), *f, *t, term(ref_of(ref))}))) return;
+    std::lock_guard lk(rm);
+    out_monitors.erase(ref);
+  }
+  detail::signal_from_remote(from, detail::envelope_kind::down, to, exit_reason::noconnection(), ref);
+}
+
+void distribution::impl::demonitor(const pid& from, const pid& to, std::uint64_t ref) {
+  {
+    std::lock_guard lk(rm);
+    if (!out_monitors.erase(ref)) return;
+  }
+  auto f = term_of(from), t = term_of(to);
+  if (f && t) frame_to(to.node(), tuple_t({term(ctl_demonitor), *f, *t, term(ref_of(ref))}));
+}
+
+void distribution::impl::connection_lost(const std::string& peer, std::uint32_t peer_creation) {
+  std::vector<std::pair<pid, pid>> broken;
+  std::vector<std::pair<std::uint64_t, out_monitor>> downs;
+  {
+    std::lock_guard lk(rm);
+    std::set<std::uint32_t> ids;
+    for (auto& [key, id] : remote_ids)
+      if (key.first == peer && (key.second == 0 || key.second == peer_creation)) ids.insert(id);
+    for (auto it = links.begin(); it != links.end();) {
+      if (ids.count(it->second.node())) {
+        broken.push_back(*it);
+        it = links.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = out_monitors.begin(); it != out_monitors.end();) {
+      if (ids.count(it->second.remote.node())) {
+        downs.emplace_back(it->first, it->second);
+        it = out_monitors.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [local, remote] : broken)
+    detail::signal_from_remote(local, detail::envelope_kind::exit_link, remote, exit_reason::noconnection());
+  for (auto& [ref, mon] : downs)
+    detail::signal_from_remote(mon.local, detail::envelope_kind::down, mon.remote, exit_reason::noconnection(), ref);
 }
 
 // ---- what the peer's process does -------------------------------------------------------------------
@@ -664,7 +981,7 @@ void peer_state::handle(const inbound& in) {
   auto to_local_pid = [&](const term& t) -> std::optional<pid> {
     const auto* p = t.get_if<erl_pid>();
     if (!p || p->node != d.full_name || p->creation != d.creation) return std::nullopt;  // stale: dropped
-    return pid(this_node().id(), p->id, p->serial);
+    return pid(d.n.id(), p->id, p->serial);
   };
   switch (tag) {
     case ctl_reg_send:
@@ -705,8 +1022,81 @@ void peer_state::handle(const inbound& in) {
       }
       return;
     }
+    case ctl_link: {  // {1, From, To}
+      if (e.size() < 3 || !e[1].is<erl_pid>()) return;
+      auto local = to_local_pid(e[2]);
+      auto remote = d.pid_of(e[1].as<erl_pid>());
+      if (!remote) return;
+      if (!local || !detail::add_remote_link(*local, *remote)) {
+        out(tuple_t({term(ctl_exit), e[2], e[1], atom_t("noproc")}));
+        return;
+      }
+      std::lock_guard lk(d.rm);
+      d.links.insert({*local, *remote});
+      return;
+    }
+    case ctl_exit:     // {3, From, To, Reason}: a linked process ended
+    case ctl_exit2: {  // {8, From, To, Reason}: exit(Pid, Reason)
+      if (e.size() < 4 || !e[1].is<erl_pid>()) return;
+      auto local = to_local_pid(e[2]);
+      auto remote = d.pid_of(e[1].as<erl_pid>());
+      if (!local || !remote) return;
+      if (tag == ctl_exit) {
+        std::lock_guard lk(d.rm);
+        d.links.erase({*local, *remote});
+      }
+      detail::signal_from_remote(
+          *local, tag == ctl_exit ? detail::envelope_kind::exit_link : detail::envelope_kind::exit_direct, *remote,
+          reason_from_term(e[3]));
+      return;
+    }
+    case ctl_unlink_id: {  // {35, Id, From, To}: acknowledged with {36, Id, To, From}
+      if (e.size() < 4 || !e[2].is<erl_pid>()) return;
+      auto local = to_local_pid(e[3]);
+      auto remote = d.pid_of(e[2].as<erl_pid>());
+      if (local && remote) {
+        detail::remove_remote_link(*local, *remote);
+        std::lock_guard lk(d.rm);
+        d.links.erase({*local, *remote});
+      }
+      out(tuple_t({term(ctl_unlink_id_ack), e[1], e[3], e[2]}));
+      return;
+    }
+    case ctl_monitor_exit: {  // {21, FromProc, To, Ref, Reason}: a monitor of ours fired
+      if (e.size() < 5) return;
+      auto id = d.id_of(e[3]);
+      if (!id) return;
+      distribution::impl::out_monitor mon;
+      {
+        std::lock_guard lk(d.rm);
+        auto it = d.out_monitors.find(*id);
+        if (it == d.out_monitors.end()) return;
+        mon = it->second;
+        d.out_monitors.erase(it);
+      }
+      detail::signal_from_remote(mon.local, detail::envelope_kind::down, mon.remote, reason_from_term(e[4]), *id);
+      return;
+    }
+    case ctl_alias_send:
+    case ctl_alias_send_tt: {  // {33, From, Alias}: a reply to a call of ours
+      if (e.size() < 3 || !in.message) return;
+      auto id = d.id_of(e[2]);
+      if (!id) return;
+      pid caller;
+      {
+        std::lock_guard lk(d.rm);
+        auto it = d.out_monitors.find(*id);
+        if (it == d.out_monitors.end()) return;  // the call gave up: the late reply is dropped
+        caller = it->second.local;
+      }
+      // gen_server replies {[alias|Ref], Reply}.
+      const auto* t = in.message->get_if<tuple>();
+      term value = t && t->elements.size() == 2 ? t->elements[1] : *in.message;
+      detail::deliver_reply(caller, *id, std::make_unique<detail::message_envelope<term>>(std::move(value)));
+      return;
+    }
     default:
-      return;  // links, exits, aliases to us: not yet (docs/concepts/distribution.md)
+      return;  // UNLINK_ID_ACK, trace tokens, spawn requests: nothing to do
   }
 }
 
@@ -714,10 +1104,56 @@ void peer_state::handle(const inbound& in) {
 
 // ---- distribution ---------------------------------------------------------------------------------
 
+namespace {
+std::mutex by_node_mutex;
+std::map<const node*, distribution*>& by_node() {
+  static std::map<const node*, distribution*> m;
+  return m;
+}
+
+// `epmd -daemon`, waited for (it forks; the daemon may not listen yet when it returns).
+bool start_epmd_daemon() {
+  pid_t child = -1;
+  const char* argv[] = {"epmd", "-daemon", nullptr};
+  if (posix_spawnp(&child, "epmd", nullptr, nullptr, const_cast<char* const*>(argv), environ) != 0) return false;
+  int status = 0;
+  return waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// server_ref(name, node): through the distribution of the calling process's node.
+std::optional<pid> resolve_address(const std::string& name, const std::string& node) {
+  if (!in_process()) return std::nullopt;
+  distribution* d = find_distribution(this_node());
+  return d ? d->address(name, node) : std::nullopt;
+}
+}  // namespace
+
+std::string node_name_problem(const std::string& name) {
+  const auto at = name.find('@');
+  const std::string alive = name.substr(0, at);
+  if (alive.empty() || alive.size() > 255) return "a node name needs 1 to 255 characters before any @";
+  for (char c : alive) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+      return "'" + alive + "' is not a node name: letters, digits, _ and - only (as erl's)";
+  }
+  if (at != std::string::npos) {
+    const std::string host = name.substr(at + 1);
+    if (host.empty() || host.find_first_of(" @\t") != std::string::npos)
+      return "'" + name + "' has no valid host after @";
+  }
+  return "";
+}
+
+distribution* find_distribution(const node& n) {
+  std::lock_guard lk(by_node_mutex);
+  auto it = by_node().find(&n);
+  return it == by_node().end() ? nullptr : it->second;
+}
+
 distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<impl>(n, std::move(opts))) {
   impl& d = *impl_;
   if (d.o.cookie.empty()) throw dist_error("distribution needs a cookie");
-  if (d.o.name.empty()) throw dist_error("distribution needs a node name");
+  if (std::string problem = node_name_problem(d.o.name); !problem.empty()) throw dist_error(problem);
   if (auto at = d.o.name.find('@'); at != std::string::npos) {
     d.short_name = d.o.name.substr(0, at);
     d.full_name = d.o.name;
@@ -746,6 +1182,15 @@ distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<
   d.port = d.acceptor.local_endpoint().port();
   std::string error;
   d.registration = epmd_register(d.short_name, d.port, d.o.hidden, error, d.o.epmd_port);
+  if (!d.registration && d.o.start_epmd && d.o.epmd_port == epmd_default_port &&
+      error.find("cannot reach epmd") != std::string::npos && start_epmd_daemon()) {
+    // The daemon may still be opening its socket when `epmd -daemon` returns: a few seconds.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!(d.registration = epmd_register(d.short_name, d.port, d.o.hidden, error, d.o.epmd_port)) &&
+           error.find("cannot reach epmd") != std::string::npos && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
   if (!d.registration) throw dist_error(error);
   d.creation = d.registration->creation();
   asio::co_spawn(d.io, d.accept_loop(), asio::detached);
@@ -753,10 +1198,17 @@ distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<
     auto work = asio::make_work_guard(self->io);
     self->io.run();
   });
+  std::lock_guard lk(by_node_mutex);
+  by_node()[&n] = this;
+  detail::set_remote_name_resolver(&resolve_address);
 }
 
 distribution::~distribution() {
   impl& d = *impl_;
+  {
+    std::lock_guard lk(by_node_mutex);
+    if (auto it = by_node().find(&d.n); it != by_node().end() && it->second == this) by_node().erase(it);
+  }
   std::promise<void> closed;
   asio::post(d.io, [&] {
     boost::system::error_code ignore;
@@ -774,6 +1226,8 @@ distribution::~distribution() {
   d.io.stop();
   d.thread.join();
   d.registration.reset();
+  std::lock_guard lk(d.rm);
+  for (auto& [key, id] : d.remote_ids) detail::remove_remote_node(id);
 }
 
 const std::string& distribution::name() const noexcept { return impl_->full_name; }
@@ -855,16 +1309,45 @@ std::vector<peer_info> distribution::peers() const {
 }
 
 erl_pid distribution::to_erl(const pid& p) const {
+  if (auto t = impl_->term_of(p); t && t->is<erl_pid>()) return t->as<erl_pid>();
   return erl_pid{impl_->full_name, p.slot(), p.generation(), impl_->creation};
 }
 
-std::optional<pid> distribution::from_erl(const erl_pid& p) const {
-  if (p.node != impl_->full_name || p.creation != impl_->creation) return std::nullopt;
-  return pid(impl_->n.id(), p.id, p.serial);
+std::optional<pid> distribution::from_erl(const erl_pid& p) const { return impl_->pid_of(p); }
+
+std::optional<pid> distribution::address(const std::string& name, const std::string& node) {
+  return impl_->address_of(name, node);
+}
+
+exit_reason reason_from_term(const term& t) {
+  if (const auto* a = t.get_if<atom>()) {
+    const std::string& s = a->name;
+    if (s == "normal") return exit_reason::normal();
+    if (s == "shutdown") return exit_reason::shutdown();
+    if (s == "killed") return exit_reason::killed();
+    if (s == "kill") return exit_reason::kill();
+    if (s == "noproc") return exit_reason::noproc();
+    if (s == "noconnection") return exit_reason::noconnection();
+    if (s == "timeout") return exit_reason::timeout();
+    return exit_reason::other(s);
+  }
+  exit_reason r = exit_reason::other(t.str());
+  if (const auto* tu = t.get_if<tuple>(); tu && tu->elements.size() == 2) {
+    const auto* b = tu->elements[1].get_if<binary>();
+    if (is_atom(tu->elements[0], "shutdown")) r = exit_reason::shutdown(b ? b->bytes : tu->elements[1].str());
+    if (is_atom(tu->elements[0], "error") && b) r = exit_reason::error(b->bytes);
+  }
+  return exit_reason::with_term(std::move(r), encode(t));
 }
 
 term reason_term(const exit_reason& r) {
   using k = exit_reason::kind;
+  if (const std::string* came_as = r.remote_term()) {
+    try {
+      return decode(*came_as);
+    } catch (const decode_error&) {  // it was decoded once: cannot happen; fall back to the text
+    }
+  }
   switch (r.what()) {
     case k::normal:
       return atom_t("normal");

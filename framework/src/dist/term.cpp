@@ -594,6 +594,25 @@ struct printer {
     os << '\'';
   }
   void operator()(const binary& b) const {
+    // As ~p: printable ASCII text between quotes, any other bytes as numbers.
+    const bool text = !b.bytes.empty() && std::all_of(b.bytes.begin(), b.bytes.end(), [](char c) {
+      return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t';
+    });
+    if (text) {
+      os << "<<\"";
+      for (char c : b.bytes) {
+        if (c == '"' || c == '\\')
+          os << '\\' << c;
+        else if (c == '\n')
+          os << "\\n";
+        else if (c == '\t')
+          os << "\\t";
+        else
+          os << c;
+      }
+      os << "\">>";
+      return;
+    }
     os << "<<";
     for (std::size_t i = 0; i < b.bytes.size(); ++i)
       os << (i ? "," : "") << int(static_cast<unsigned char>(b.bytes[i]));

@@ -14,6 +14,7 @@
 #include <grove/behaviours/gen_server.hpp>
 #include <grove/behaviours/name_registry.hpp>
 #include <grove/behaviours/supervisor.hpp>
+#include <grove/dist/distribution.hpp>
 #include <grove/observe/events.hpp>
 #include <grove/runtime/os_process.hpp>
 
@@ -314,6 +315,7 @@ class session {
   answer run_suspend(const std::string& cmd, const command_args& a, bool&) { return suspend(cmd, a); }
   answer run_trace(const std::string&, const command_args& a, bool&) { return trace_cmd(a); }
   answer run_stats(const std::string&, const command_args&, bool&) { return stats(); }
+  answer run_nodes(const std::string&, const command_args&, bool&) { return nodes(); }
   answer run_logs(const std::string&, const command_args& a, bool&) { return logs_cmd(a); }
   answer run_sync(const std::string&, const command_args& a, bool&) { return sync_cmd(a); }
 
@@ -406,6 +408,30 @@ class session {
                             {"status", up ? "running" : "stopped"}});
     }
     a.text = rows.size() == 1 ? "no applications\n" : table(rows);
+    return a;
+  }
+
+  // The distribution: this node's name and its connected peers (docs/concepts/distribution.md).
+  answer nodes() {
+    answer a;
+    const dist::distribution* d = dist::find_distribution(this_node());
+    if (!d) {
+      a.text = "distribution is off (start the node with --sname NAME, or set node.distribution in its YAML)\n";
+      a.data = json{{"node", nullptr}, {"peers", json::array()}};
+      return a;
+    }
+    a.data = json{{"node", d->name()}, {"creation", d->creation()}, {"port", d->port()}, {"peers", json::array()}};
+    std::vector<std::vector<std::string>> rows{{"NODE", "TYPE", "CONNECTED BY"}};
+    auto peers = d->peers();
+    std::sort(peers.begin(), peers.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
+    for (auto& p : peers) {
+      const char* type = p.hidden ? "hidden" : "visible";
+      const char* by = p.initiated ? "this node" : "the peer";
+      rows.push_back({p.name, type, by});
+      a.data["peers"].push_back(json{{"name", p.name}, {"type", type}, {"initiated", p.initiated}});
+    }
+    a.text = "this node: " + d->name() + " (port " + std::to_string(d->port()) + ")\n" +
+             (rows.size() == 1 ? std::string("no connected nodes\n") : table(rows));
     return a;
   }
 
@@ -1196,6 +1222,7 @@ const std::vector<command_info>& command_table() {
        "what a command child's program wrote (stdout, stderr); --follow streams it until `logs off`",
        &session::run_logs},
       {"stats", "stats", "processes, schedulers, run queues, message rate, restarts per minute", &session::run_stats},
+      {"nodes", "nodes", "this node's name in the Erlang cluster and the nodes connected to it", &session::run_nodes},
       {"sync", "sync", "wait until every supervisor has handled its mailbox and no child is starting or stopping",
        &session::run_sync},
       {"json", "json on|off", "answer every command as one JSON line (or add --json to one command)",

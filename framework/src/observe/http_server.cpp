@@ -46,7 +46,7 @@ namespace {
 
 // Commands the API runs: read with GET, change with POST. Anything else is 404.
 const std::set<std::string, std::less<>> read_verbs{"apps",   "tree",  "ps",   "info", "state",
-                                                    "events", "stats", "help", "logs"};
+                                                    "events", "stats", "help", "logs", "nodes"};
 const std::set<std::string, std::less<>> change_verbs{"kill",  "exit",    "restart", "terminate", "delete",
                                                       "start", "suspend", "resume",  "sync"};
 

@@ -11,6 +11,7 @@
 #include <boost/context/detail/exception.hpp>
 #include <boost/fiber/fiber.hpp>
 
+#include <grove/detail/remote.hpp>
 #include <grove/runtime/errors.hpp>
 #include <grove/runtime/message.hpp>
 
@@ -82,6 +83,8 @@ void die(process* p, const exit_reason& reason) {
         auto& v = t->monitored_by;
         v.erase(std::remove_if(v.begin(), v.end(), [&](const monitor_entry& e) { return e.ref == m.ref; }), v.end());
       }
+    } else if (auto c = remote_node(m.other.node())) {
+      c->demonitor(me, m.other, m.ref);
     }
   }
   for (auto& l : links) send_signal(l, envelope_kind::exit_link, me, reason);

@@ -16,6 +16,7 @@
 #include <boost/fiber/operations.hpp>
 #include <boost/fiber/scheduler.hpp>
 
+#include <grove/detail/remote.hpp>
 #include <grove/runtime/blocking.hpp>
 #include <grove/runtime/errors.hpp>
 #include <grove/runtime/message.hpp>
@@ -167,12 +168,20 @@ push_result push_impl(process* p, std::uint32_t gen, std::unique_ptr<envelope> e
 
 push_result push_to(const pid& to, std::unique_ptr<envelope> env) {
   process* p = lookup(to);
-  if (!p) return push_result::dead;
+  if (!p) [[unlikely]] {
+    // Not a process of a local node: perhaps one of another node (grove/detail/remote.hpp).
+    if (auto c = remote_node(to.node())) return c->push(to, std::move(env)) ? push_result::ok : push_result::dead;
+    return push_result::dead;
+  }
   return push_impl(p, to.generation(), std::move(env));
 }
 
 void send_signal(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token) {
   push_to(to, std::make_unique<signal_envelope>(k, from, r, token));
+}
+
+void signal_from_remote(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token) {
+  send_signal(to, k, from, r, token);
 }
 
 namespace {

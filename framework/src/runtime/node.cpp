@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <iostream>
+#include <shared_mutex>
 #include <stdexcept>
+#include <unordered_map>
+
+#include <grove/detail/remote.hpp>
 
 namespace grove::detail {
 
@@ -119,6 +123,50 @@ std::atomic<node_impl*> registry[registry_size];
 std::atomic<std::uint32_t> next_node_id{1};
 std::mutex registry_mutex;
 }  // namespace
+
+// ---- remote nodes (grove/detail/remote.hpp): ids from the same counter, never in `registry` --
+
+namespace {
+std::shared_mutex remote_mutex;
+std::unordered_map<std::uint32_t, std::shared_ptr<remote_carrier>>& remotes() {
+  static std::unordered_map<std::uint32_t, std::shared_ptr<remote_carrier>> m;
+  return m;
+}
+}  // namespace
+
+std::uint32_t add_remote_node(std::shared_ptr<remote_carrier> c) {
+  std::uint32_t id = 0;
+  while (id == 0) id = next_node_id.fetch_add(1);
+  std::unique_lock lk(remote_mutex);
+  remotes()[id] = std::move(c);
+  return id;
+}
+
+void remove_remote_node(std::uint32_t id) {
+  std::shared_ptr<remote_carrier> gone;  // destroyed outside the lock
+  std::unique_lock lk(remote_mutex);
+  if (auto it = remotes().find(id); it != remotes().end()) {
+    gone = std::move(it->second);
+    remotes().erase(it);
+  }
+}
+
+std::shared_ptr<remote_carrier> remote_node(std::uint32_t id) {
+  std::shared_lock lk(remote_mutex);
+  auto it = remotes().find(id);
+  return it == remotes().end() ? nullptr : it->second;
+}
+
+namespace {
+std::atomic<remote_name_resolver> name_resolver{nullptr};
+}  // namespace
+
+void set_remote_name_resolver(remote_name_resolver r) { name_resolver.store(r, std::memory_order_release); }
+
+std::optional<pid> resolve_remote_name(const std::string& name, const std::string& node) {
+  auto r = name_resolver.load(std::memory_order_acquire);
+  return r ? r(name, node) : std::nullopt;
+}
 
 node_impl* node_impl::find(std::uint32_t id) noexcept {
   node_impl* n = registry[id % registry_size].load(std::memory_order_acquire);

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include <grove/detail/remote.hpp>
 #include <grove/runtime/errors.hpp>
 #include <grove/runtime/message.hpp>
 
@@ -28,6 +29,16 @@ void link(const pid& other) {
       if (std::find(t->links.begin(), t->links.end(), mine) == t->links.end()) t->links.push_back(mine);
       ok = true;
     }
+  } else if (auto c = detail::remote_node(other.node())) {
+    // A process of another node: the link holds here at once; the other node is told, and
+    // answers a dead process (or a lost connection) with an exit signal.
+    {
+      spinlock_lock lk(me.lock);
+      if (std::find(me.links.begin(), me.links.end(), other) != me.links.end()) return;
+      me.links.push_back(other);
+    }
+    c->link(mine, other);
+    return;
   }
   if (!ok) {
     if (!me.trapping.load(std::memory_order_relaxed)) throw process_error(exit_reason::noproc(), "link");
@@ -50,6 +61,25 @@ void unlink(const pid& other) {
     spinlock_lock lk(t->lock);
     if (t->generation == other.generation())
       t->links.erase(std::remove(t->links.begin(), t->links.end(), mine), t->links.end());
+  } else if (auto c = detail::remote_node(other.node())) {
+    c->unlink(mine, other);
+  }
+}
+
+bool detail::add_remote_link(const pid& local, const pid& remote) {
+  detail::process* t = detail::lookup(local);
+  if (!t) return false;
+  spinlock_lock lk(t->lock);
+  if (t->generation != local.generation() || t->state != detail::life::alive) return false;
+  if (std::find(t->links.begin(), t->links.end(), remote) == t->links.end()) t->links.push_back(remote);
+  return true;
+}
+
+void detail::remove_remote_link(const pid& local, const pid& remote) {
+  if (detail::process* t = detail::lookup(local)) {
+    spinlock_lock lk(t->lock);
+    if (t->generation == local.generation())
+      t->links.erase(std::remove(t->links.begin(), t->links.end(), remote), t->links.end());
   }
 }
 
@@ -71,6 +101,9 @@ monitor_ref monitor_impl(detail::process& me, const pid& other, bool alias) {
       t->monitored_by.push_back({r.id, mine});
       ok = true;
     }
+  } else if (auto c = detail::remote_node(other.node())) {
+    c->monitor(mine, other, r.id);
+    return r;
   }
   if (!ok) detail::send_signal(mine, detail::envelope_kind::down, other, exit_reason::noproc(), r.id);
   return r;
@@ -98,6 +131,8 @@ bool demonitor_impl(detail::process& me, const monitor_ref& r, bool flush, bool 
         v.erase(std::remove_if(v.begin(), v.end(), [&](const detail::monitor_entry& e) { return e.ref == r.id; }),
                 v.end());
       }
+    } else if (auto c = detail::remote_node(target.node())) {
+      c->demonitor(me.self(), target, r.id);
     }
   }
   if (flush) {

@@ -1,6 +1,7 @@
 // The built-in kinds, so a tree can be declared without any C++ (for demos, tests and failure
 // drills), and the messages that talk to them. Their `args` are in docs/config.md.
-//   echo     a GenServer answering a call with a std::string by the same string (with `prefix`)
+//   echo     a GenServer answering a call with a std::string by the same string (with `prefix`),
+//            and a call from another node (a dist::term) with the term itself
 //   counter  a GenServer holding an integer: add (cast or call), get, reset; each tick adds 1
 //   ticker   sends itself a tick every `interval`, counts them, and forwards each to `target`
 //   crasher  crashes on command (crash_now), once `after` a delay, at random at `rate`, or fails

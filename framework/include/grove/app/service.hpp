@@ -54,9 +54,13 @@ struct service_hooks {
 };
 
 struct service_options {
-  std::optional<unsigned> schedulers;            // over node.schedulers
-  std::optional<std::string> console;            // over node.console.address
-  std::optional<std::string> http;               // over node.http.listen
+  std::optional<unsigned> schedulers;  // over node.schedulers
+  std::optional<std::string> console;  // over node.console.address
+  std::optional<std::string> http;     // over node.http.listen
+  // The node in an Erlang cluster, over node.distribution: --sname NAME or --name NAME[@HOST],
+  // and --cookie-file PATH (else GROVE_COOKIE, else node.distribution.cookie_file, else
+  // ~/.erlang.cookie, created as erl does when missing).
+  std::optional<std::string> sname, name, cookie_file;
   std::optional<config::log_format> log_format;  // over node.logging.format
   std::ostream* log_stream = nullptr;            // where events are logged; nullptr = stderr
   std::ostream* messages = nullptr;              // how the run ended, for people; nullptr = stderr

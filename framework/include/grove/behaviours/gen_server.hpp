@@ -134,13 +134,21 @@ class server_ref {
   server_ref(const char* name) : name_(name) {}
   server_ref(std::string_view name) : name_(name) {}
   server_ref(std::shared_ptr<const via_name> v) : via_(std::move(v)) {}
-  // The pid now: for a name, its current holder, if any.
+  // A name registered on another node, {Name, Node} in Erlang (NODE is NAME@HOST); reached
+  // through this node's distribution (grove/dist/distribution.hpp), connecting if need be.
+  server_ref(std::string name, std::string node) : name_(std::move(name)), node_(std::move(node)) {}
+  // The pid now: for a name, its current holder, if any; for a name on another node, an address
+  // standing for it (nullopt without a distribution).
   std::optional<pid> resolve() const;
-  std::string str() const { return via_ ? via_->str() : name_.empty() ? pid_.str() : name_; }
+  std::string str() const {
+    if (via_) return via_->str();
+    if (!node_.empty()) return "{" + name_ + "," + node_ + "}";
+    return name_.empty() ? pid_.str() : name_;
+  }
 
  private:
   pid pid_;
-  std::string name_;
+  std::string name_, node_;
   std::shared_ptr<const via_name> via_;
 };
 

@@ -138,12 +138,25 @@ struct http_config {
   source_pos pos;
 };
 
+// node.distribution: this node in an Erlang cluster (docs/concepts/distribution.md). Off while
+// `name` is empty.
+struct distribution_config {
+  std::string name;         // sname or name: NAME, or NAME@HOST
+  bool longnames = false;   // given as `name` (erl -name) rather than `sname`
+  std::string cookie_file;  // empty: GROVE_COOKIE, else ~/.erlang.cookie
+  bool hidden = false;
+  duration tick_time = std::chrono::seconds(60);
+  int port_min = 0, port_max = 0;  // port_range; 0: any free port
+  source_pos pos;
+};
+
 struct node_config {
   std::string name;
   std::optional<int> schedulers;  // none: one per core
   logging_config logging;
   console_config console;
   http_config http;
+  distribution_config distribution;
   std::vector<application_config> applications;  // in file order
   // Application names in start order: each step starts the earliest-declared application whose
   // dependencies have all started. Stop in reverse.

@@ -46,6 +46,8 @@ struct dist_options {
   // The listening port: any free one (0, 0), or the first free one in [min, max].
   int port_min = 0, port_max = 0;
   int epmd_port = 4369;
+  // As erl does: when epmd is not running, start it (`epmd -daemon`) and register again.
+  bool start_epmd = true;
   // Bytes queued to one peer before the connection is given up (as a lost connection).
   std::size_t max_queue = 64 << 20;
   // The largest frame accepted from a peer; a larger one closes the connection.
@@ -87,9 +89,14 @@ class distribution {
   // Connected peers (visible and hidden).
   std::vector<peer_info> peers() const;
 
-  // How a local pid looks to other nodes, and back (nullopt: not a pid of this node instance).
+  // How a pid looks to other nodes, and back. Other nodes' processes are grove::pids too: send,
+  // call, cast, link, monitor and exit reach them (messages as dist::term). nullopt for a pid of
+  // an earlier instance of this node (a stale creation).
   erl_pid to_erl(const pid& p) const;
   std::optional<pid> from_erl(const erl_pid& p) const;
+  // {Name, Node} as a pid-like address (what server_ref(name, node) resolves to): connects if
+  // need be; for this node's own name, the local holder of the name.
+  std::optional<pid> address(const std::string& name, const std::string& node);
 
   struct impl;
 
@@ -97,8 +104,17 @@ class distribution {
   std::shared_ptr<impl> impl_;
 };
 
+// What is wrong with a node name given as NAME or NAME@HOST ("" when nothing): NAME is 1 to 255
+// letters, digits, _ or -; HOST, when given, is not empty.
+std::string node_name_problem(const std::string& name);
+
+// The distribution `n` is part of (the one made with it that still lives), or nullptr.
+distribution* find_distribution(const node& n);
+
 // An exit reason as Erlang writes it: normal, shutdown, {shutdown,Detail}, killed, noproc,
 // noconnection, timeout, {error,<<"type: what">>} for a crash, or the atom of a named reason.
 term reason_term(const exit_reason& r);
+// And back: an exit reason from another node (its term is kept: reason_term gives it again).
+exit_reason reason_from_term(const term& t);
 
 }  // namespace grove::dist

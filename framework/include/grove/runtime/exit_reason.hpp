@@ -5,6 +5,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -29,8 +30,17 @@ class exit_reason {
   // Any other reason, named like an atom (e.g. "bad_config").
   static exit_reason other(std::string name) { return exit_reason(kind::other, std::move(name)); }
 
+  // The same reason, remembering the term it came as from another node (its external format,
+  // for the dist layer): sent on to a node, it goes as that term again, unchanged.
+  static exit_reason with_term(exit_reason r, std::string encoded) {
+    r.term_ = std::make_shared<const std::string>(std::move(encoded));
+    return r;
+  }
+
   kind what() const noexcept { return kind_; }
   const std::string& detail() const noexcept { return detail_; }
+  // The term it came as from another node (external format), or null.
+  const std::string* remote_term() const noexcept { return term_.get(); }
 
   bool is_normal() const noexcept { return kind_ == kind::normal; }
   // shutdown or {shutdown, detail}: expected by supervisors and loggers, abnormal for links.
@@ -48,6 +58,7 @@ class exit_reason {
   explicit exit_reason(kind k, std::string d = {}) : kind_(k), detail_(std::move(d)) {}
   kind kind_ = kind::normal;
   std::string detail_;
+  std::shared_ptr<const std::string> term_;
 };
 
 std::ostream& operator<<(std::ostream& os, const exit_reason& r);
