@@ -54,6 +54,7 @@ runs=(
   "bank|"
   "os_process|"
   "http|"
+  "dist|"
   "fiber_baseline|"
 )
 if [[ -z "$small" ]]; then

@@ -2,6 +2,7 @@
 #ifdef GROVE_CLI_PATH
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "../dist/erl_support.hpp"
 #include "grove_child.hpp"
 
 namespace {
@@ -252,6 +254,60 @@ TEST_CASE("grove run --http serves the dashboard and says where; beyond loopback
     CHECK(malformed.finish() == 1);
     CHECK(malformed.output().find("is not host:port") != std::string::npos);
   }
+}
+
+TEST_CASE("grove run --sname joins an Erlang cluster: erl calls the demo's echo with any term", "[cli][dist]") {
+  const std::string cookie = "clicookie" + std::to_string(getpid());
+  const std::string cookie_file = temp_yaml("cookie", cookie);
+  REQUIRE(chmod(cookie_file.c_str(), 0400) == 0);
+  const std::string name = "grove_cli_" + std::to_string(getpid());
+  grove_process p({"run", demo, "--sname", name, "--cookie-file", cookie_file, "--console", "stdio"}, std::string());
+  REQUIRE(p.wait_for(" in the Erlang cluster — from erl: net_adm:ping('" + name + "@"));
+  REQUIRE(p.wait_for("')."));
+  REQUIRE(p.wait_for("grove> "));
+  CHECK(p.output().find(cookie) == std::string::npos);  // the cookie is never printed
+  p.write_line("nodes");
+  REQUIRE(p.wait_for("no connected nodes"));
+  const auto at = p.output().find("net_adm:ping('") + 14;
+  const std::string node = p.output().substr(at, p.output().find('\'', at) - at);
+  const std::string erl_name = "erl_cli_" + std::to_string(getpid());
+  {
+    erl_shell erl("N = '" + node + R"(',
+      io:format("~p~n", [net_adm:ping(N)]),
+      T = {any, [1, 2 | 3], #{{k} => <<"v">>}, 12345678901234567890123, 'ünï', <<1:5>>, self()},
+      io:format("~p~n", [gen_server:call({echo, N}, T) =:= T]),
+      io:format("~p~n", [element(1, element(2, catch gen_server:call({nobody, N}, x)))]),
+      io:get_line(""),
+      halt().)",
+                  {"-sname", erl_name, "-setcookie", cookie});
+    CHECK(erl.read_line() == "pong");
+    CHECK(erl.read_line() == "true");
+    CHECK(erl.read_line() == "noproc");
+    p.write_line("nodes");
+    REQUIRE(p.wait_for(erl_name + "@"));
+    CHECK(p.wait_for("the peer"));
+    erl.write_line("");
+  }
+  p.signal(SIGTERM);
+  CHECK(p.finish() == 0);
+  std::remove(cookie_file.c_str());
+}
+
+TEST_CASE("grove run: bad node names and cookie files are refused with a clear error", "[cli][dist]") {
+  grove_process both({"run", demo, "--sname", "a", "--name", "a@b"});
+  CHECK(both.finish() == 2);
+  CHECK(both.output().find("give --sname or --name, not both") != std::string::npos);
+  grove_process bad({"run", demo, "--sname", "no spaces"});
+  CHECK(bad.finish() == 2);
+  CHECK(bad.output().find("--sname: 'no spaces' is not a node name") != std::string::npos);
+  const std::string open_file = temp_yaml("open_cookie", "secret");
+  REQUIRE(chmod(open_file.c_str(), 0644) == 0);
+  grove_process open({"run", demo, "--console", "off", "--sname", "grove_cli_open_" + std::to_string(getpid()),
+                      "--cookie-file", open_file});
+  CHECK(open.finish() != 0);
+  CHECK(open.output().find("must be accessible by its owner only (chmod 400") != std::string::npos);
+  CHECK(open.output().find("secret") == std::string::npos);
+  std::remove(open_file.c_str());
 }
 
 TEST_CASE("numbers on the command line are checked against the same limits as the YAML", "[cli][limits]") {

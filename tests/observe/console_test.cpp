@@ -208,6 +208,9 @@ TEST_CASE("console: bad input gets one error line and the session goes on", "[co
         std::string::npos);
   CHECK(c.ask("events --filter kind=crash").find("error") == std::string::npos);
   CHECK(c.ask("help auth").find("when the node has a token") != std::string::npos);
+  // Distribution off: `nodes` says how to turn it on (tests/cli: on, with a peer).
+  CHECK(c.ask("nodes").find("distribution is off (start the node with --sname NAME") != std::string::npos);
+  CHECK(c.ask("nodes --json").find("\"node\":null") != std::string::npos);
 }
 
 TEST_CASE("console: a registered name where a path is wanted, and a dynamic child named by its pid", "[console]") {

@@ -276,7 +276,7 @@ struct service::impl {
       std::unique_ptr<http_endpoint> web;
       std::unique_ptr<dist::distribution> cluster;
       if (std::string error;
-          !start_console(n, con, error) || !start_http(n, web, error) || !start_distribution(n, cluster, error)) {
+          !start_distribution(n, cluster, error) || !start_console(n, con, error) || !start_http(n, web, error)) {
         messages() << "grove: " << error << "\n";
         code = static_cast<int>(exit_code::start_failed);
       } else {
@@ -470,8 +470,10 @@ struct service::impl {
       error = std::string("cannot join the Erlang cluster: ") + e.what();
       return false;
     }
-    messages() << "grove: node " << out->name() << (dc.hidden ? " (hidden)" : "")
-               << " in the Erlang cluster — from erl: net_adm:ping('" << out->name() << "').\n";
+    // One write: the console may be writing to the same terminal.
+    messages() << ("grove: node " + out->name() + (dc.hidden ? " (hidden)" : "") +
+                   " in the Erlang cluster — from erl: net_adm:ping('" + out->name() + "').\n")
+               << std::flush;
     return true;
   }
 

@@ -174,13 +174,10 @@ struct handshake_failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Messages to a connection's process.
+// One frame from a peer.
 struct inbound {
   term control;
   std::optional<term> message;
-};
-struct connection_gone {
-  std::string why;
 };
 
 }  // namespace
@@ -195,15 +192,19 @@ struct connection : std::enable_shared_from_this<connection> {
   asio::steady_timer ticker;
   peer_info peer;
   bool up = false, closed = false;
-  bool superseded = false;  // our attempt gave way to the peer's (simultaneous connect)
+  bool superseded = false;                       // our attempt gave way to the peer's (simultaneous connect)
+  steady::time_point last_read = steady::now();  // I/O thread
+  // Writing, from any thread: a frame goes straight to the socket (non-blocking) when nothing
+  // waits before it; what does not fit waits in `pending`, sent by the I/O thread in batches.
+  std::mutex wm;  // guards what follows, and the socket's descriptor against its closing
   std::string pending, sending;
-  bool writing = false;
-  steady::time_point last_read = steady::now(), last_write = steady::now();
-  pid proc;  // the process acting for the peer (once up)
+  bool writing = false, wclosed = false;
+  int fd = -1;
+  std::atomic<bool> wrote{false};  // since the last tick
 
   void write(std::string bytes);
-  void start_write();
-  void close(const std::string& why);
+  void start_write();                  // I/O thread
+  void close(const std::string& why);  // I/O thread
 };
 
 struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
@@ -240,6 +241,34 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   std::map<std::string, std::uint32_t> reg_index;
   std::set<std::pair<pid, pid>> links;                          // (local, remote), both ways
   std::unordered_map<std::uint64_t, out_monitor> out_monitors;  // by ref (a call's alias too)
+  // Monitors other nodes' processes hold on ours, by the ref kept in the local monitored_by.
+  struct in_monitor {
+    pid local, remote;
+    term remote_ref, target;  // the target as the remote named it (a pid or a name)
+    std::string peer;
+  };
+  std::unordered_map<std::uint64_t, in_monitor> in_monitors;
+  std::map<std::string, std::uint64_t> in_by_ref;  // the encoded remote ref → ours
+  // Calls from other nodes waiting for a local server's reply, by the tag the server replies to.
+  struct pending_reply {
+    term caller, tag;
+    std::string peer, ref_key;  // ref_key: the encoded alias ref, "" without one
+  };
+  std::unordered_map<std::uint64_t, pending_reply> pending_replies;
+  std::multimap<std::string, std::uint64_t> replies_by_ref;
+  void drop_reply(std::uint64_t id) {
+    std::lock_guard lk(rm);
+    auto it = pending_replies.find(id);
+    if (it == pending_replies.end()) return;
+    auto [lo, hi] = replies_by_ref.equal_range(it->second.ref_key);
+    for (auto r = lo; r != hi; ++r) {
+      if (r->second == id) {
+        replies_by_ref.erase(r);
+        break;
+      }
+    }
+    pending_replies.erase(it);
+  }
   std::uint64_t next_unlink_id = 1;
 
   std::uint32_t remote_id(const std::string& node, std::uint32_t node_creation);
@@ -333,11 +362,9 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     for (auto& p : w) p->set_value(result);
   }
 
-  // Posted from any thread: frames to a connection (dropped if it has gone).
+  // From any thread: frames to a connection (dropped if it has gone).
   void post_write(const std::weak_ptr<connection>& wc, std::string bytes) {
-    asio::post(io, [wc, b = std::move(bytes)]() mutable {
-      if (auto c = wc.lock()) c->write(std::move(b));
-    });
+    if (auto c = wc.lock()) c->write(std::move(bytes));
   }
 
   // ---- handshake ------------------------------------------------------------------------------
@@ -567,9 +594,11 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
       c->up = true;
       up[info.name] = c;
     }
-    c->proc =
-        n.spawn([self = shared_from_this(), wc = std::weak_ptr<connection>(c), info] { self->run_peer(wc, info); });
-    c->last_read = c->last_write = steady::now();
+    {
+      std::lock_guard lk(c->wm);
+      c->fd = c->sock.native_handle();
+    }
+    c->last_read = steady::now();
     asio::co_spawn(io, read_loop(c), asio::detached);
     tick(c);
     publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
@@ -586,7 +615,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
         c->close("net_tick_timeout: nothing from the peer for " + std::to_string(o.tick_time.count()) + " ms");
         return;
       }
-      if (now - c->last_write >= quarter) c->write(std::string(4, '\0'));
+      if (!c->wrote.exchange(false)) c->write(std::string(4, '\0'));
       tick(c);
     });
   }
@@ -617,7 +646,10 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
           std::size_t used = 0;
           inbound in{decode_prefix(rest, used), std::nullopt};
           if (used < rest.size()) in.message = decode(rest.substr(used));
-          send(c->proc, std::move(in));
+          try {
+            handle(*c, in);
+          } catch (const std::exception&) {  // a full mailbox that refuses: the message is dropped
+          }
         } catch (const decode_error& e) {
           why = std::string("a malformed frame: ") + e.what();
           break;
@@ -629,37 +661,69 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     if (!c->closed) c->close(why);
   }
 
-  // ---- the peer's process -------------------------------------------------------------------------
+  // ---- what peers send (on the I/O thread) -----------------------------------------------------------
 
-  void run_peer(const std::weak_ptr<connection>& wc, const peer_info& info);
+  void handle(connection& c, const inbound& in);
+  void deliver(connection& c, const pid& target, const term& msg);
+  void reply(connection& c, const term& caller, const term& tag, const term& value, const term& sender);
+  void out(connection& c, const term& control, const term* message = nullptr) {
+    c.write(frame_bytes(control, message));
+  }
 };
 
 connection::connection(distribution::impl& dist, tcp::socket s) : d(dist), sock(std::move(s)), ticker(dist.io) {}
 
 void connection::write(std::string bytes) {
-  if (closed) return;
-  if (pending.size() + bytes.size() > d.o.max_queue) {
-    close("more than max_queue bytes waiting to be sent");
+  std::unique_lock lk(wm);
+  if (wclosed || fd < 0) return;
+  wrote.store(true, std::memory_order_relaxed);
+  if (writing) {
+    if (pending.size() + bytes.size() > d.o.max_queue) {
+      wclosed = true;  // nothing more is queued; the I/O thread closes it
+      lk.unlock();
+      asio::post(d.io, [self = shared_from_this()] { self->close("more than max_queue bytes waiting to be sent"); });
+      return;
+    }
+    pending += bytes;
     return;
   }
-  pending += bytes;
-  if (!writing) start_write();
+  const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n == static_cast<ssize_t>(bytes.size())) return;
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    const std::string why = std::string("write failed: ") + std::strerror(errno);
+    wclosed = true;
+    lk.unlock();
+    asio::post(d.io, [self = shared_from_this(), why] { self->close(why); });
+    return;
+  }
+  pending.assign(bytes, n > 0 ? static_cast<std::size_t>(n) : 0);
+  writing = true;
+  lk.unlock();
+  asio::post(d.io, [self = shared_from_this()] { self->start_write(); });
 }
 
 void connection::start_write() {
-  writing = true;
-  sending.swap(pending);
-  pending.clear();
-  last_write = steady::now();
+  {
+    std::lock_guard lk(wm);
+    if (wclosed && closed) return;
+    sending.swap(pending);
+    pending.clear();
+  }
   asio::async_write(sock, asio::buffer(sending),
                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->writing = false;
                       self->sending.clear();
                       if (ec) {
                         if (!self->closed) self->close("write failed: " + ec.message());
                         return;
                       }
-                      if (!self->pending.empty() && !self->closed) self->start_write();
+                      {
+                        std::lock_guard lk(self->wm);
+                        if (self->pending.empty()) {
+                          self->writing = false;
+                          return;
+                        }
+                      }
+                      if (!self->closed) self->start_write();
                     });
 }
 
@@ -669,13 +733,17 @@ void connection::close(const std::string& why) {
   closed = true;
   boost::system::error_code ignore;
   ticker.cancel();
-  sock.close(ignore);
+  {
+    std::lock_guard lk(wm);  // no write is under way on the descriptor, and none starts
+    wclosed = true;
+    fd = -1;
+    sock.close(ignore);
+  }
   if (!up) return;
   {
     std::lock_guard lk(d.m);
     if (auto it = d.up.find(peer.name); it != d.up.end() && it->second.get() == this) d.up.erase(it);
   }
-  if (proc) send(proc, connection_gone{why});
   d.connection_lost(peer.name, peer.creation);
   d.publish(event_kind::nodedown, peer.name, why);
 }
@@ -755,6 +823,48 @@ bool distribution::impl::push(const pid& to, std::unique_ptr<detail::envelope> e
     }
     return frame_to(to.node(), tuple_t({term(e->kind == k::exit_link ? ctl_exit : ctl_exit2), *from, *target,
                                         reason_term(sig.reason)}));
+  }
+  if (e->kind == k::down) {  // a local process that a remote one monitors ended
+    auto& sig = static_cast<detail::signal_envelope&>(*e);
+    in_monitor mon;
+    {
+      std::lock_guard lk(rm);
+      auto it = in_monitors.find(sig.token);
+      if (it == in_monitors.end()) return false;
+      mon = std::move(it->second);
+      in_monitors.erase(it);
+      in_by_ref.erase(encode(mon.remote_ref));
+    }
+    return frame_to(to.node(),
+                    tuple_t({term(ctl_monitor_exit), mon.target, *target, mon.remote_ref, reason_term(sig.reason)}));
+  }
+  if (e->kind == k::reply) {  // a local server's reply to a remote caller
+    pending_reply p;
+    {
+      std::lock_guard lk(rm);
+      auto it = pending_replies.find(e->alias);
+      if (it == pending_replies.end()) return false;  // the caller gave up
+      p = std::move(it->second);
+    }
+    drop_reply(e->alias);
+    term value;
+    if (detail::same_type(e->type, typeid(term))) {
+      value = std::move(static_cast<detail::message_envelope<term>&>(*e).value);
+    } else if (detail::same_type(e->type, typeid(ok_t))) {
+      value = atom_t("ok");
+    } else {
+      return false;  // not a term: nothing Erlang could read (the caller's call times out)
+    }
+    std::shared_ptr<connection> c;
+    {
+      std::lock_guard lk(m);
+      if (auto it = up.find(p.peer); it != up.end()) c = it->second;
+    }
+    if (!c) return false;
+    std::optional<term> from;
+    if (in_process()) from = term_of(self());
+    reply(*c, p.caller, p.tag, value, from ? *from : term(erl_pid{full_name, 0, 0, creation}));
+    return true;
   }
   if (e->kind != k::message) return false;
   term msg;
@@ -860,136 +970,134 @@ void distribution::impl::connection_lost(const std::string& peer, std::uint32_t 
       }
     }
   }
+  std::vector<std::pair<pid, std::uint64_t>> watched;  // local processes the peer monitored
+  {
+    std::lock_guard lk(rm);
+    for (auto it = in_monitors.begin(); it != in_monitors.end();) {
+      if (it->second.peer == peer) {
+        watched.emplace_back(it->second.local, it->first);
+        in_by_ref.erase(encode(it->second.remote_ref));
+        it = in_monitors.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = pending_replies.begin(); it != pending_replies.end();) {
+      if (it->second.peer == peer) {
+        auto [lo, hi] = replies_by_ref.equal_range(it->second.ref_key);
+        for (auto r = lo; r != hi; ++r) {
+          if (r->second == it->first) {
+            replies_by_ref.erase(r);
+            break;
+          }
+        }
+        it = pending_replies.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [local, id] : watched) detail::remove_remote_monitor(local, id);
   for (auto& [local, remote] : broken)
     detail::signal_from_remote(local, detail::envelope_kind::exit_link, remote, exit_reason::noconnection());
   for (auto& [ref, mon] : downs)
     detail::signal_from_remote(mon.local, detail::envelope_kind::down, mon.remote, exit_reason::noconnection(), ref);
 }
 
-// ---- what the peer's process does -------------------------------------------------------------------
+// ---- what peers send ------------------------------------------------------------------------------
 
 namespace {
-
-struct peer_state {
-  distribution::impl& d;
-  std::weak_ptr<connection> wc;
-  peer_info info;
-  erl_pid self_erl;
-  struct remote_monitor {
-    term from;    // the remote process that monitors
-    term ref;     // its reference
-    term target;  // as it named the target: a pid or a registered name (atom)
-  };
-  std::map<monitor_ref, remote_monitor> monitors;
-  std::map<std::string, monitor_ref> by_ref;  // the encoded remote ref → our monitor
-
-  void out(const term& control, const term* message = nullptr) {
-    std::string body(1, pass_through);
-    body += encode(control);
-    if (message) body += encode(*message);
-    std::string frame;
-    put32(frame, body.size());
-    d.post_write(wc, frame + body);
-  }
-
-  // A reply to a gen_server call: to its alias if the tag carries one, else to the caller.
-  void reply(const term& caller, const term& tag, term value) {
-    const term msg = tuple_t({tag, std::move(value)});
-    const auto* l = tag.get_if<list>();
-    if (l && l->elements.size() == 1 && is_atom(l->elements[0], "alias") && l->tail && l->tail->is<erl_ref>() &&
-        (info.flags & flag_alias)) {
-      out(tuple_t({term(ctl_alias_send), term(self_erl), *l->tail}), &msg);
-    } else if (info.flags & flag_send_sender) {
-      out(tuple_t({term(ctl_send_sender), term(self_erl), caller}), &msg);
-    } else {
-      out(tuple_t({term(ctl_send), atom_t(""), caller}), &msg);
-    }
-  }
-
-  // {'$gen_call', {Caller, Tag}, Req}: the parts, or false.
-  static bool gen_call(const term& msg, term& caller, term& tag, term& req) {
-    const auto* t = msg.get_if<tuple>();
-    if (!t || t->elements.size() != 3 || !is_atom(t->elements[0], "$gen_call")) return false;
-    const auto* from = t->elements[1].get_if<tuple>();
-    if (!from || from->elements.size() != 2 || !from->elements[0].is<erl_pid>()) return false;
-    caller = from->elements[0];
-    tag = from->elements[1];
-    req = t->elements[2];
-    return true;
-  }
-
-  void deliver(const pid& target, const term& msg) {
-    term caller, tag, req;
-    if (gen_call(msg, caller, tag, req)) {
-      // The call runs in a process of its own, so that a slow server holds up no one else; a
-      // failed call sends nothing: the caller's monitor reports the reason.
-      auto self = d.shared_from_this();
-      spawn([this_conn = wc, self, info = info, self_erl = self_erl, target, caller, tag, req]() mutable {
-        auto r = try_call<term>(target, std::move(req), duration::max());
-        if (!r) return;
-        peer_state ps{*self, this_conn, info, self_erl, {}, {}};
-        ps.reply(caller, tag, std::move(*r.value));
-      });
-      return;
-    }
-    if (const auto* t = msg.get_if<tuple>(); t && t->elements.size() == 2 && is_atom(t->elements[0], "$gen_cast")) {
-      grove::cast(target, t->elements[1]);
-      return;
-    }
-    send(target, msg);
-  }
-
-  void net_kernel(const term& msg) {
-    term caller, tag, req;
-    if (!gen_call(msg, caller, tag, req)) return;
-    const auto* t = req.get_if<tuple>();
-    if (t && t->elements.size() == 2 && is_atom(t->elements[0], "is_auth")) reply(caller, tag, atom_t("yes"));
-  }
-
-  void monitor_exit(const term& target, const term& from, const term& ref, const term& reason) {
-    out(tuple_t({term(ctl_monitor_exit), target, from, ref, reason}));
-  }
-
-  void handle(const inbound& in);
-  void handle_down(const down& dn) {
-    auto it = monitors.find(dn.ref);
-    if (it == monitors.end()) return;
-    monitor_exit(it->second.target, it->second.from, it->second.ref, reason_term(dn.reason));
-    by_ref.erase(encode(it->second.ref));
-    monitors.erase(it);
-  }
-};
-
+// {'$gen_call', {Caller, Tag}, Req}: the parts, or false.
+bool gen_call(const term& msg, term& caller, term& tag, term& req) {
+  const auto* t = msg.get_if<tuple>();
+  if (!t || t->elements.size() != 3 || !is_atom(t->elements[0], "$gen_call")) return false;
+  const auto* from = t->elements[1].get_if<tuple>();
+  if (!from || from->elements.size() != 2 || !from->elements[0].is<erl_pid>()) return false;
+  caller = from->elements[0];
+  tag = from->elements[1];
+  req = t->elements[2];
+  return true;
+}
+// The ref of a tag [alias|Ref] (OTP 24 on), or null.
+const term* alias_of(const term& tag) {
+  const auto* l = tag.get_if<list>();
+  if (l && l->elements.size() == 1 && is_atom(l->elements[0], "alias") && l->tail && l->tail->is<erl_ref>())
+    return l->tail.get();
+  return nullptr;
+}
 }  // namespace
 
-void distribution::impl::run_peer(const std::weak_ptr<connection>& wc, const peer_info& info) {
-  peer_state ps{*this, wc, info, erl_pid{full_name, self().slot(), self().generation(), creation}, {}, {}};
-  bool gone = false;
-  while (!gone) {
-    receive([&](const inbound& in) { ps.handle(in); }, [&](const down& dn) { ps.handle_down(dn); },
-            [&](const connection_gone&) { gone = true; });
+void distribution::impl::reply(connection& c, const term& caller, const term& tag, const term& value,
+                               const term& sender) {
+  const term msg = tuple_t({tag, value});
+  if (const term* alias = alias_of(tag); alias && (c.peer.flags & flag_alias)) {
+    out(c, tuple_t({term(ctl_alias_send), sender, *alias}), &msg);
+  } else if (c.peer.flags & flag_send_sender) {
+    out(c, tuple_t({term(ctl_send_sender), sender, caller}), &msg);
+  } else {
+    out(c, tuple_t({term(ctl_send), atom_t(""), caller}), &msg);
   }
 }
 
-namespace {
+void distribution::impl::deliver(connection& c, const pid& target, const term& msg) {
+  term caller, tag, req;
+  if (gen_call(msg, caller, tag, req)) {
+    // A call: to the server as a Grove call whose caller is the remote process; its reply comes
+    // back through the carrier (push, kind reply). A failed call sends nothing: the caller's
+    // monitor reports the reason.
+    auto remote = pid_of(caller.as<erl_pid>());
+    if (!remote) return;
+    const std::uint64_t id = detail::make_ref();
+    const term* alias = alias_of(tag);
+    const std::string key = alias ? encode(*alias) : std::string();
+    {
+      std::lock_guard lk(rm);
+      pending_replies[id] = pending_reply{caller, tag, c.peer.name, key};
+      if (!key.empty()) replies_by_ref.emplace(key, id);
+    }
+    const auto sent = detail::deliver(target, std::make_unique<detail::message_envelope<detail::call_msg<term>>>(
+                                                  detail::call_msg<term>{std::move(req), from(*remote, id)}));
+    if (sent == send_result::dead) drop_reply(id);
+    return;
+  }
+  if (const auto* t = msg.get_if<tuple>(); t && t->elements.size() == 2 && is_atom(t->elements[0], "$gen_cast")) {
+    grove::send(target, detail::cast_msg<term>{t->elements[1]});
+    return;
+  }
+  grove::send(target, msg);
+}
 
-void peer_state::handle(const inbound& in) {
+void distribution::impl::handle(connection& c, const inbound& in) {
   const auto* ctl = in.control.get_if<tuple>();
   if (!ctl || ctl->elements.empty() || !ctl->elements[0].is<std::int64_t>()) return;
   const auto& e = ctl->elements;
   const std::int64_t tag = e[0].as<std::int64_t>();
   auto to_local_pid = [&](const term& t) -> std::optional<pid> {
     const auto* p = t.get_if<erl_pid>();
-    if (!p || p->node != d.full_name || p->creation != d.creation) return std::nullopt;  // stale: dropped
-    return pid(d.n.id(), p->id, p->serial);
+    if (!p || p->node != full_name || p->creation != creation) return std::nullopt;  // stale: dropped
+    return pid(n.id(), p->id, p->serial);
+  };
+  auto remote_pid = [&](const term& t) -> std::optional<pid> {
+    const auto* p = t.get_if<erl_pid>();
+    return p ? pid_of(*p) : std::nullopt;
+  };
+  auto monitor_exit = [&](const term& target, const term& watcher, const term& ref, const term& reason) {
+    out(c, tuple_t({term(ctl_monitor_exit), target, watcher, ref, reason}));
   };
   switch (tag) {
     case ctl_reg_send:
     case ctl_reg_send_tt: {  // {6, From, Unused, ToName}
       if (e.size() < 4 || !in.message || !e[3].is<atom>()) return;
       const std::string& name = e[3].as<atom>().name;
-      if (name == "net_kernel") return net_kernel(*in.message);
-      if (auto p = whereis(name)) deliver(*p, *in.message);
+      if (name == "net_kernel") {
+        term caller, t, req;
+        if (!gen_call(*in.message, caller, t, req)) return;
+        const auto* r = req.get_if<tuple>();
+        if (r && r->elements.size() == 2 && is_atom(r->elements[0], "is_auth"))
+          reply(c, caller, t, atom_t("yes"), term(erl_pid{full_name, 0, 0, creation}));
+        return;
+      }
+      if (auto p = n.service<name_registry>().whereis(name)) deliver(c, *p, *in.message);
       return;  // an unregistered name: dropped, as Erlang does
     }
     case ctl_send:
@@ -997,53 +1105,75 @@ void peer_state::handle(const inbound& in) {
     case ctl_send_sender:     // {22, From, To}
     case ctl_send_sender_tt:  // {23, From, To, Token}
       if (e.size() < 3 || !in.message) return;
-      if (auto p = to_local_pid(e[2])) deliver(*p, *in.message);
+      if (auto p = to_local_pid(e[2])) deliver(c, *p, *in.message);
       return;
-    case ctl_monitor: {  // {19, From, ToProc, Ref}
+    case ctl_monitor: {  // {19, From, ToProc, Ref}: a remote process monitors one of ours
       if (e.size() < 4) return;
       const term& target = e[2];
       if (is_atom(target, "net_kernel")) return;  // always there; never goes down while connected
-      std::optional<pid> p = target.is<atom>() ? whereis(target.as<atom>().name) : to_local_pid(target);
-      if (!p) {
-        monitor_exit(target, e[1], e[3], atom_t("noproc"));
-        return;
+      auto remote = remote_pid(e[1]);
+      if (!remote) return;
+      std::optional<pid> p =
+          target.is<atom>() ? n.service<name_registry>().whereis(target.as<atom>().name) : to_local_pid(target);
+      const std::uint64_t id = detail::make_ref();
+      {
+        std::lock_guard lk(rm);
+        in_monitors[id] = in_monitor{p ? *p : pid(), *remote, e[3], target, c.peer.name};
+        in_by_ref[encode(e[3])] = id;
       }
-      const monitor_ref r = grove::monitor(*p);
-      monitors[r] = remote_monitor{e[1], e[3], target};
-      by_ref[encode(e[3])] = r;
+      if (!p || !detail::add_remote_monitor(*p, *remote, id)) {
+        {
+          std::lock_guard lk(rm);
+          in_monitors.erase(id);
+          in_by_ref.erase(encode(e[3]));
+        }
+        monitor_exit(target, e[1], e[3], atom_t("noproc"));
+      }
       return;
     }
     case ctl_demonitor: {  // {20, From, ToProc, Ref}
       if (e.size() < 4) return;
-      if (auto it = by_ref.find(encode(e[3])); it != by_ref.end()) {
-        grove::demonitor(it->second, true);
-        monitors.erase(it->second);
-        by_ref.erase(it);
+      const std::string key = encode(e[3]);
+      pid local;
+      std::uint64_t id = 0;
+      {
+        std::lock_guard lk(rm);
+        if (auto it = in_by_ref.find(key); it != in_by_ref.end()) {
+          id = it->second;
+          local = in_monitors[id].local;
+          in_monitors.erase(id);
+          in_by_ref.erase(it);
+        }
+        // A call that gave up: its reply, if it ever comes, is not sent.
+        auto [lo, hi] = replies_by_ref.equal_range(key);
+        for (auto it = lo; it != hi; ++it) pending_replies.erase(it->second);
+        replies_by_ref.erase(lo, hi);
       }
+      if (id) detail::remove_remote_monitor(local, id);
       return;
     }
     case ctl_link: {  // {1, From, To}
-      if (e.size() < 3 || !e[1].is<erl_pid>()) return;
+      if (e.size() < 3) return;
       auto local = to_local_pid(e[2]);
-      auto remote = d.pid_of(e[1].as<erl_pid>());
+      auto remote = remote_pid(e[1]);
       if (!remote) return;
       if (!local || !detail::add_remote_link(*local, *remote)) {
-        out(tuple_t({term(ctl_exit), e[2], e[1], atom_t("noproc")}));
+        out(c, tuple_t({term(ctl_exit), e[2], e[1], atom_t("noproc")}));
         return;
       }
-      std::lock_guard lk(d.rm);
-      d.links.insert({*local, *remote});
+      std::lock_guard lk(rm);
+      links.insert({*local, *remote});
       return;
     }
     case ctl_exit:     // {3, From, To, Reason}: a linked process ended
     case ctl_exit2: {  // {8, From, To, Reason}: exit(Pid, Reason)
-      if (e.size() < 4 || !e[1].is<erl_pid>()) return;
+      if (e.size() < 4) return;
       auto local = to_local_pid(e[2]);
-      auto remote = d.pid_of(e[1].as<erl_pid>());
+      auto remote = remote_pid(e[1]);
       if (!local || !remote) return;
       if (tag == ctl_exit) {
-        std::lock_guard lk(d.rm);
-        d.links.erase({*local, *remote});
+        std::lock_guard lk(rm);
+        links.erase({*local, *remote});
       }
       detail::signal_from_remote(
           *local, tag == ctl_exit ? detail::envelope_kind::exit_link : detail::envelope_kind::exit_direct, *remote,
@@ -1051,28 +1181,28 @@ void peer_state::handle(const inbound& in) {
       return;
     }
     case ctl_unlink_id: {  // {35, Id, From, To}: acknowledged with {36, Id, To, From}
-      if (e.size() < 4 || !e[2].is<erl_pid>()) return;
+      if (e.size() < 4) return;
       auto local = to_local_pid(e[3]);
-      auto remote = d.pid_of(e[2].as<erl_pid>());
+      auto remote = remote_pid(e[2]);
       if (local && remote) {
         detail::remove_remote_link(*local, *remote);
-        std::lock_guard lk(d.rm);
-        d.links.erase({*local, *remote});
+        std::lock_guard lk(rm);
+        links.erase({*local, *remote});
       }
-      out(tuple_t({term(ctl_unlink_id_ack), e[1], e[3], e[2]}));
+      out(c, tuple_t({term(ctl_unlink_id_ack), e[1], e[3], e[2]}));
       return;
     }
     case ctl_monitor_exit: {  // {21, FromProc, To, Ref, Reason}: a monitor of ours fired
       if (e.size() < 5) return;
-      auto id = d.id_of(e[3]);
+      auto id = id_of(e[3]);
       if (!id) return;
-      distribution::impl::out_monitor mon;
+      out_monitor mon;
       {
-        std::lock_guard lk(d.rm);
-        auto it = d.out_monitors.find(*id);
-        if (it == d.out_monitors.end()) return;
+        std::lock_guard lk(rm);
+        auto it = out_monitors.find(*id);
+        if (it == out_monitors.end()) return;
         mon = it->second;
-        d.out_monitors.erase(it);
+        out_monitors.erase(it);
       }
       detail::signal_from_remote(mon.local, detail::envelope_kind::down, mon.remote, reason_from_term(e[4]), *id);
       return;
@@ -1080,13 +1210,13 @@ void peer_state::handle(const inbound& in) {
     case ctl_alias_send:
     case ctl_alias_send_tt: {  // {33, From, Alias}: a reply to a call of ours
       if (e.size() < 3 || !in.message) return;
-      auto id = d.id_of(e[2]);
+      auto id = id_of(e[2]);
       if (!id) return;
       pid caller;
       {
-        std::lock_guard lk(d.rm);
-        auto it = d.out_monitors.find(*id);
-        if (it == d.out_monitors.end()) return;  // the call gave up: the late reply is dropped
+        std::lock_guard lk(rm);
+        auto it = out_monitors.find(*id);
+        if (it == out_monitors.end()) return;  // the call gave up: the late reply is dropped
         caller = it->second.local;
       }
       // gen_server replies {[alias|Ref], Reply}.
@@ -1099,8 +1229,6 @@ void peer_state::handle(const inbound& in) {
       return;  // UNLINK_ID_ACK, trace tokens, spawn requests: nothing to do
   }
 }
-
-}  // namespace
 
 // ---- distribution ---------------------------------------------------------------------------------
 

@@ -75,6 +75,26 @@ bool detail::add_remote_link(const pid& local, const pid& remote) {
   return true;
 }
 
+bool detail::add_remote_monitor(const pid& local, const pid& remote, std::uint64_t ref) {
+  detail::process* t = detail::lookup(local);
+  if (!t) return false;
+  spinlock_lock lk(t->lock);
+  if (t->generation != local.generation() || t->state != detail::life::alive) return false;
+  t->monitored_by.push_back({ref, remote});
+  return true;
+}
+
+void detail::remove_remote_monitor(const pid& local, std::uint64_t ref) {
+  if (detail::process* t = detail::lookup(local)) {
+    spinlock_lock lk(t->lock);
+    if (t->generation == local.generation()) {
+      auto& v = t->monitored_by;
+      v.erase(std::remove_if(v.begin(), v.end(), [&](const detail::monitor_entry& e) { return e.ref == ref; }),
+              v.end());
+    }
+  }
+}
+
 void detail::remove_remote_link(const pid& local, const pid& remote) {
   if (detail::process* t = detail::lookup(local)) {
     spinlock_lock lk(t->lock);

@@ -38,6 +38,12 @@ std::shared_ptr<remote_carrier> remote_node(std::uint32_t id);
 bool add_remote_link(const pid& local, const pid& remote);
 void remove_remote_link(const pid& local, const pid& remote);
 
+// A monitor of a local process held by a remote one, under `ref` (a ref of the carrier's making):
+// when `local` ends, a down signal with that ref goes to `remote`. false when `local` does not
+// live.
+bool add_remote_monitor(const pid& local, const pid& remote, std::uint64_t ref);
+void remove_remote_monitor(const pid& local, std::uint64_t ref);
+
 // An exit signal or a monitor's down from a process of another node, to a local process (`from`
 // is the remote pid; `token` the monitor's ref for a down).
 void signal_from_remote(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token = 0);
