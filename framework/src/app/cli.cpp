@@ -33,9 +33,9 @@ namespace {
 std::string usage_text(const std::string& prog) {
   const std::string pad(prog.size(), ' ');
   return "usage: " + prog +
-         " run FILE.yaml [--schedulers N] [--console ADDR] [--http ADDR] [--log-format text|json]\n" + "       " +
-         prog + " check FILE.yaml\n" + "       " + prog + " console [ADDR]\n" + "       " + prog +
-         " --help | --version\n";
+         " run FILE.yaml [--schedulers N] [--console ADDR] [--http ADDR] [--log-format text|json]\n" + "       " + pad +
+         "     [--sname NAME | --name NAME@HOST] [--cookie-file PATH]\n" + "       " + prog + " check FILE.yaml\n" +
+         "       " + prog + " console [ADDR]\n" + "       " + prog + " --help | --version\n";
 }
 
 const char* help_text =

@@ -1,9 +1,9 @@
-// The distribution layer's connections (docs/concepts/distribution.md, docs/design/dist.md):
-// one I/O thread runs Boost.Asio for the listener, the handshakes (coroutines), each
-// connection's reads and batched writes and its ticker. Every connection that is up has a
-// Grove process acting for the peer: the I/O thread decodes each frame and sends it to that
-// process, which resolves names, keeps the peer's monitors and answers calls; what it sends
-// back is encoded there and queued on the I/O thread.
+// The distribution layer's connections (docs/concepts/distribution.md): one I/O thread runs
+// Boost.Asio for the listener, the handshakes (coroutines), each connection's reads and its
+// ticker. It decodes each frame and acts on it at once (delivers the message, records the link
+// or monitor, answers net_kernel). Other nodes' processes are pids of remote node ids, whose
+// carrier (grove/detail/remote.hpp) encodes what the runtime sends them; a process's frames are
+// held on its scheduler thread and written together when the thread moves on.
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
 
 #include <grove/dist/distribution.hpp>
@@ -199,10 +199,13 @@ struct connection : std::enable_shared_from_this<connection> {
   std::mutex wm;  // guards what follows, and the socket's descriptor against its closing
   std::string pending, sending;
   bool writing = false, wclosed = false;
+  bool held = false;  // a scheduler thread will write `pending` when it moves on
   int fd = -1;
   std::atomic<bool> wrote{false};  // since the last tick
 
   void write(std::string bytes);
+  // Sends `pending` now (wm held): what the socket takes; the rest goes to the I/O thread.
+  void send_pending(std::unique_lock<std::mutex>& lk);
   void start_write();                  // I/O thread
   void close(const std::string& why);  // I/O thread
 };
@@ -623,42 +626,58 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   asio::awaitable<void> read_loop(std::shared_ptr<connection> c) {
     std::string why;
     try {
-      std::string body;
+      // Reads what has arrived (up to 64 KiB at a time) and takes every whole frame in it.
+      std::string buf;
+      std::size_t at = 0;
       for (;;) {
-        unsigned char h[4];
-        co_await asio::async_read(c->sock, asio::buffer(h), use_awaitable);
-        c->last_read = steady::now();
-        const std::size_t len = (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
-        if (len == 0) continue;  // a tick
-        if (len > o.max_frame) {
-          why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
-          break;
-        }
-        body.resize(len);
-        co_await asio::async_read(c->sock, asio::buffer(body), use_awaitable);
-        c->last_read = steady::now();
-        if (body[0] != pass_through) {
-          why = "a frame of unknown type " + std::to_string(static_cast<unsigned char>(body[0]));
-          break;
-        }
-        try {
-          const std::string_view rest = std::string_view(body).substr(1);
-          std::size_t used = 0;
-          inbound in{decode_prefix(rest, used), std::nullopt};
-          if (used < rest.size()) in.message = decode(rest.substr(used));
-          try {
-            handle(*c, in);
-          } catch (const std::exception&) {  // a full mailbox that refuses: the message is dropped
+        while (why.empty() && buf.size() - at >= 4) {
+          const auto* h = reinterpret_cast<const unsigned char*>(buf.data() + at);
+          const std::size_t len =
+              (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
+          if (len == 0) {  // a tick
+            at += 4;
+            continue;
           }
-        } catch (const decode_error& e) {
-          why = std::string("a malformed frame: ") + e.what();
-          break;
+          if (len > o.max_frame) {
+            why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
+            break;
+          }
+          if (buf.size() - at - 4 < len) break;
+          why = take_frame(*c, std::string_view(buf).substr(at + 4, len));
+          at += 4 + len;
         }
+        if (!why.empty()) break;
+        buf.erase(0, at);
+        at = 0;
+        const std::size_t had = buf.size();
+        buf.resize(had + 65536);
+        const std::size_t got = co_await c->sock.async_read_some(asio::buffer(buf.data() + had, 65536), use_awaitable);
+        buf.resize(had + got);
+        c->last_read = steady::now();
       }
     } catch (const std::exception& e) {
       why = describe(e);
     }
     if (!c->closed) c->close(why);
+  }
+
+  // One frame's body: "" when taken, else why the connection must close.
+  std::string take_frame(connection& c, std::string_view body) {
+    if (body[0] != pass_through)
+      return "a frame of unknown type " + std::to_string(static_cast<unsigned char>(body[0]));
+    try {
+      const std::string_view rest = body.substr(1);
+      std::size_t used = 0;
+      inbound in{decode_prefix(rest, used), std::nullopt};
+      if (used < rest.size()) in.message = decode(rest.substr(used));
+      try {
+        handle(c, in);
+      } catch (const std::exception&) {  // a full mailbox that refuses: the message is dropped
+      }
+    } catch (const decode_error& e) {
+      return std::string("a malformed frame: ") + e.what();
+    }
+    return "";
   }
 
   // ---- what peers send (on the I/O thread) -----------------------------------------------------------
@@ -673,22 +692,54 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
 
 connection::connection(distribution::impl& dist, tcp::socket s) : d(dist), sock(std::move(s)), ticker(dist.io) {}
 
+namespace {
+// The connections a process of this thread wrote to in its turn (flush_later).
+thread_local std::vector<std::weak_ptr<connection>> held_back;
+constexpr std::size_t hold_limit = 64 * 1024;  // more than this goes at once
+
+void write_held_back() {
+  auto all = std::move(held_back);
+  held_back.clear();
+  for (auto& w : all) {
+    if (auto c = w.lock()) {
+      std::unique_lock lk(c->wm);
+      c->held = false;
+      if (!c->writing && !c->wclosed && !c->pending.empty()) c->send_pending(lk);
+    }
+  }
+}
+}  // namespace
+
 void connection::write(std::string bytes) {
   std::unique_lock lk(wm);
   if (wclosed || fd < 0) return;
   wrote.store(true, std::memory_order_relaxed);
-  if (writing) {
-    if (pending.size() + bytes.size() > d.o.max_queue) {
-      wclosed = true;  // nothing more is queued; the I/O thread closes it
-      lk.unlock();
-      asio::post(d.io, [self = shared_from_this()] { self->close("more than max_queue bytes waiting to be sent"); });
-      return;
-    }
-    pending += bytes;
+  if (pending.size() + bytes.size() > d.o.max_queue) {
+    wclosed = true;  // nothing more is queued; the I/O thread closes it
+    lk.unlock();
+    asio::post(d.io, [self = shared_from_this()] { self->close("more than max_queue bytes waiting to be sent"); });
     return;
   }
-  const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (n == static_cast<ssize_t>(bytes.size())) return;
+  pending += bytes;
+  if (writing) return;  // the I/O thread sends it after what it is sending
+  // In a process: held until the thread moves on, so that what a process sends in its turn
+  // (a call's monitor and request, a burst of messages) goes in one write.
+  if (pending.size() < hold_limit && (held || detail::flush_later(&write_held_back))) {
+    if (!held) {
+      held = true;
+      held_back.push_back(weak_from_this());
+    }
+    return;
+  }
+  send_pending(lk);
+}
+
+void connection::send_pending(std::unique_lock<std::mutex>& lk) {
+  const ssize_t n = ::send(fd, pending.data(), pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n == static_cast<ssize_t>(pending.size())) {
+    pending.clear();
+    return;
+  }
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
     const std::string why = std::string("write failed: ") + std::strerror(errno);
     wclosed = true;
@@ -696,7 +747,7 @@ void connection::write(std::string bytes) {
     asio::post(d.io, [self = shared_from_this(), why] { self->close(why); });
     return;
   }
-  pending.assign(bytes, n > 0 ? static_cast<std::size_t>(n) : 0);
+  if (n > 0) pending.erase(0, static_cast<std::size_t>(n));
   writing = true;
   lk.unlock();
   asio::post(d.io, [self = shared_from_this()] { self->start_write(); });

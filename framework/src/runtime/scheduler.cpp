@@ -3,9 +3,12 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <boost/fiber/fiber.hpp>
 #include <boost/fiber/operations.hpp>
+
+#include <grove/detail/remote.hpp>
 
 #include "node_impl.hpp"
 
@@ -164,7 +167,22 @@ void ready_queue::uncount_locked(boost::fibers::context* ctx) noexcept {
   held_count_.store(held_.size(), std::memory_order_relaxed);
 }
 
+namespace {
+thread_local void (*tl_flush)() = nullptr;
+}  // namespace
+
+bool flush_later(void (*fn)()) {
+  if (!scheduler::on_this_thread()) return false;
+  tl_flush = fn;
+  return true;
+}
+
+void run_flush_later() noexcept {
+  if (auto fn = std::exchange(tl_flush, nullptr)) fn();
+}
+
 boost::fibers::context* ready_queue::pick_next() noexcept {
+  run_flush_later();
   boost::fibers::context* ctx = take_local();
   // Only Boost's dispatcher steals: a fiber that suspends may hold a lock stealing takes.
   if (!ctx && boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context)) {
@@ -220,6 +238,7 @@ boost::fibers::context* ready_queue::steal_elsewhere() noexcept {
 }
 
 void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept {
+  run_flush_later();
   node_impl* n = owner_->node();
   bool queued_elsewhere = false;  // work that may become stealable
   auto work_elsewhere = [&] {
@@ -508,6 +527,7 @@ void scheduler::worker_main() {
     lk.unlock();
     tl_in_worker = true;
     run_activation(p);
+    run_flush_later();
     tl_in_worker = false;
     set_current(nullptr);
     lk.lock();

@@ -143,7 +143,7 @@ struct http_config {
 struct distribution_config {
   std::string name;         // sname or name: NAME, or NAME@HOST
   bool longnames = false;   // given as `name` (erl -name) rather than `sname`
-  std::string cookie_file;  // empty: GROVE_COOKIE, else ~/.erlang.cookie
+  std::string cookie_file;  // after --cookie-file and GROVE_COOKIE; none: ~/.erlang.cookie
   bool hidden = false;
   duration tick_time = std::chrono::seconds(60);
   int port_min = 0, port_max = 0;  // port_range; 0: any free port

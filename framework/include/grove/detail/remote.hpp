@@ -48,6 +48,12 @@ void remove_remote_monitor(const pid& local, std::uint64_t ref);
 // is the remote pid; `token` the monitor's ref for a down).
 void signal_from_remote(const pid& to, envelope_kind k, const pid& from, const exit_reason& r, std::uint64_t token = 0);
 
+// Output held back on a scheduler thread: a carrier that would rather write once for all a
+// process sends in its turn registers `fn`, which the thread runs when it moves on (to another
+// fiber or process, or to idle). Elsewhere (another thread) it writes at once: false.
+bool flush_later(void (*fn)());
+void run_flush_later() noexcept;
+
 // {Name, Node}: what server_ref(name, node) resolves to, as the dist layer answers (a pid of the
 // calling process's node when Node is its own name, an address on another node, or nullopt).
 using remote_name_resolver = std::optional<pid> (*)(const std::string& name, const std::string& node);
