@@ -616,7 +616,16 @@ TEST_CASE("console: sync answers once no child is starting, stopping or waiting 
   CHECK(c.ask("sync").find("synced: 1 supervisors") != std::string::npos);
   const std::string before = pid_in_row(c.ask("tree app"), "w1");
   REQUIRE_FALSE(before.empty());
+  auto sub = grove::events(n).subscribe();
   CHECK(c.ask("kill app/w1").find("sent exit signal kill") != std::string::npos);
+  // The kill is a signal: sync is asked once the supervisor has taken the exit (its report).
+  const auto seen_by = std::chrono::steady_clock::now() + 10s;
+  bool terminated = false;
+  while (!terminated && std::chrono::steady_clock::now() < seen_by) {
+    for (auto& e : sub->take()) terminated = terminated || e.kind == grove::event_kind::child_terminated;
+    if (!terminated) sub->wait(100ms);
+  }
+  REQUIRE(terminated);
   // The restart waits 300 ms of backoff: sync answers only after it.
   const auto t0 = std::chrono::steady_clock::now();
   const std::string synced = c.ask("sync");
