@@ -6,6 +6,14 @@
 // held on its scheduler thread and written together when the thread moves on.
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
 
+// Boost 1.74's Asio sees C++20 coroutines in GCC only (with clang it looks for the Coroutines
+// TS): clang 14 with libstdc++ has them too.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(BOOST_ASIO_HAS_CO_AWAIT)
+#if __has_include(<coroutine>)
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#endif
+#endif
+
 #include <grove/dist/distribution.hpp>
 
 #include <spawn.h>
@@ -611,7 +619,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   void tick(const std::shared_ptr<connection>& c) {
     const auto quarter = o.tick_time / 4;
     c->ticker.expires_after(quarter);
-    c->ticker.async_wait([this, c, quarter](const boost::system::error_code& ec) {
+    c->ticker.async_wait([this, c](const boost::system::error_code& ec) {
       if (ec || c->closed) return;
       const auto now = steady::now();
       if (now - c->last_read >= o.tick_time) {
