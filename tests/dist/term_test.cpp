@@ -186,3 +186,32 @@ TEST_CASE("decoding refuses malformed, truncated, too deep or oversized terms wi
     }
   }
 }
+
+TEST_CASE(
+    "atoms follow Erlang's rules: Latin-1 read as UTF-8, NUL bytes kept, bad UTF-8 and over 255 characters refused",
+    "[dist][term]") {
+  using namespace std::string_literals;
+  // A Latin-1 atom ('é\0x', as binary_to_term reads it) becomes UTF-8, NUL byte and all, and is
+  // re-encoded as a UTF-8 atom that decodes to the same name.
+  const term latin = d::decode("\x83\x64\x00\x03\xe9\x00x"s);
+  REQUIRE(latin.is<d::atom>());
+  CHECK(latin.as<d::atom>().name == "\xc3\xa9\0x"s);
+  CHECK(d::decode(d::encode(latin)) == latin);
+  CHECK(latin.str() == "'\xc3\xa9\\000x'");
+  // 255 four-byte characters is the longest atom: 1020 bytes, written with a two-byte length.
+  std::string widest;
+  for (int i = 0; i < 255; ++i) widest += "\xf0\x9f\x98\x80";
+  const std::string enc = d::encode(term::make_atom(widest));
+  CHECK(enc.substr(0, 4) == "\x83\x76\x03\xfc"s);  // ATOM_UTF8_EXT, 1020
+  CHECK(d::decode(enc).as<d::atom>().name == widest);
+  CHECK_THROWS_WITH(d::encode(term::make_atom(widest + "a")), Catch::Contains("longer than 255 characters"));
+  CHECK_THROWS_WITH(d::decode("\x83\x76\x01\x00"s + std::string(256, 'a')),
+                    Catch::Contains("longer than 255 characters"));
+  // Not UTF-8: a stray continuation byte, an overlong form, a surrogate; refused both ways.
+  for (const std::string& bad : {"a\x80"s, "\xc0\xaf"s, "\xed\xa0\x80"s}) {
+    CHECK_THROWS_WITH(d::decode("\x83\x77"s + char(bad.size()) + bad), Catch::Contains("not UTF-8"));
+    CHECK_THROWS_WITH(d::encode(term::make_atom(bad)), Catch::Contains("not UTF-8"));
+  }
+  // A node name (here a pid's) may not hold a NUL byte.
+  CHECK_THROWS_WITH(d::decode("\x83\x58\x77\x03n\0h"s + std::string(12, '\0')), Catch::Contains("NUL"));
+}

@@ -37,6 +37,61 @@ term term::make_improper_list(std::vector<term> elements, term tail) {
 
 namespace {
 
+// ---- atoms: Erlang's rules, by hand (ei truncates at a NUL and does not check UTF-8) ----------
+
+constexpr std::size_t max_atom_chars = 255;
+
+// The number of characters of `s` if it is UTF-8 as Erlang accepts it in an atom (shortest
+// forms, no surrogates, nothing past U+10FFFF), -1 if it is not.
+long utf8_chars(std::string_view s) {
+  long chars = 0;
+  for (std::size_t i = 0; i < s.size(); ++chars) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (b < 0x80) {
+      len = 1;
+      cp = b;
+    } else if ((b & 0xe0) == 0xc0) {
+      len = 2;
+      cp = b & 0x1f;
+    } else if ((b & 0xf0) == 0xe0) {
+      len = 3;
+      cp = b & 0x0f;
+    } else if ((b & 0xf8) == 0xf0) {
+      len = 4;
+      cp = b & 0x07;
+    } else {
+      return -1;
+    }
+    if (len > s.size() - i) return -1;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xc0) != 0x80) return -1;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    static constexpr std::uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < shortest[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
+    i += len;
+  }
+  return chars;
+}
+
+std::string latin1_to_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x80) {
+      out += ch;
+    } else {
+      out += static_cast<char>(0xc0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  return out;
+}
+
 // ---- ei: initialised once; its buffers freed on every path ------------------------------------
 
 void ensure_ei() {
@@ -88,8 +143,19 @@ struct encoder {
   }
   void operator()(double d) const { check(ei_x_encode_double(&x, d), "float"); }
   void operator()(const atom& a) const {
-    check(ei_x_encode_atom_len_as(&x, a.name.data(), static_cast<int>(a.name.size()), ERLANG_UTF8, ERLANG_UTF8),
-          "atom");
+    const long chars = utf8_chars(a.name);
+    if (chars < 0) throw std::runtime_error("term encoding failed: an atom that is not UTF-8");
+    if (static_cast<std::size_t>(chars) > max_atom_chars)
+      throw std::runtime_error("term encoding failed: an atom longer than 255 characters");
+    const std::size_t n = a.name.size();  // at most 4 * 255 bytes
+    if (n < 256) {
+      put_byte(x, ERL_SMALL_ATOM_UTF8_EXT);
+    } else {
+      put_byte(x, ERL_ATOM_UTF8_EXT);
+      put_byte(x, static_cast<unsigned char>(n >> 8));
+    }
+    put_byte(x, static_cast<unsigned char>(n & 0xff));
+    check(ei_x_append_buf(&x, a.name.data(), static_cast<int>(n)), "atom");
   }
   void operator()(const binary& b) const {
     check(ei_x_encode_binary(&x, b.bytes.data(), static_cast<int>(b.bytes.size())), "binary");
@@ -190,7 +256,9 @@ struct validator {
     need(n);
     at += n;
   }
-  void atom_only() {
+  // An atom as Erlang's binary_to_term accepts it: Latin-1 or UTF-8, at most 255 characters. A
+  // node's name (in a pid, port or ref) must also hold no NUL byte: ei keeps it as a C string.
+  void atom_only(bool node = false) {
     const std::size_t tag = u8();
     std::size_t n = 0;
     if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) {
@@ -200,7 +268,13 @@ struct validator {
     } else {
       fail("an atom was expected");
     }
-    if (n >= MAXATOMLEN_UTF8) fail("atom too long");
+    need(n);
+    const std::string_view text(reinterpret_cast<const char*>(buf) + at, n);
+    const bool utf8 = tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT;
+    const long chars = utf8 ? utf8_chars(text) : static_cast<long>(n);
+    if (chars < 0) fail("an atom that is not UTF-8");
+    if (static_cast<std::size_t>(chars) > max_atom_chars) fail("an atom longer than 255 characters");
+    if (node && text.find('\0') != std::string_view::npos) fail("a node name with a NUL byte");
     skip(n);
   }
   // One item's tag and fixed-size payload; returns how many items a container holds (list: its
@@ -248,34 +322,34 @@ struct validator {
         return 0;
       }
       case ERL_PID_EXT:
-        atom_only();
+        atom_only(true);
         skip(9);
         return 0;
       case ERL_NEW_PID_EXT:
-        atom_only();
+        atom_only(true);
         skip(12);
         return 0;
       case ERL_PORT_EXT:
-        atom_only();
+        atom_only(true);
         skip(5);
         return 0;
       case ERL_NEW_PORT_EXT:
-        atom_only();
+        atom_only(true);
         skip(8);
         return 0;
       case ERL_V4_PORT_EXT:
-        atom_only();
+        atom_only(true);
         skip(12);
         return 0;
       case ERL_REFERENCE_EXT:
-        atom_only();
+        atom_only(true);
         skip(5);
         return 0;
       case ERL_NEW_REFERENCE_EXT:
       case ERL_NEWER_REFERENCE_EXT: {
         const std::size_t n = u16();
         if (n < 1 || n > 5) fail("ref");
-        atom_only();
+        atom_only(true);
         skip((tag == ERL_NEW_REFERENCE_EXT ? 1 : 4) + 4 * n);
         return 0;
       }
@@ -470,10 +544,16 @@ struct decoder {
       case ERL_ATOM_EXT:
       case ERL_SMALL_ATOM_EXT:
       case ERL_ATOM_UTF8_EXT:
-      case ERL_SMALL_ATOM_UTF8_EXT: {
-        char name[MAXATOMLEN_UTF8];
-        if (ei_decode_atom_as(buf, &at, name, sizeof name, ERLANG_UTF8, nullptr, nullptr) < 0) fail("atom");
-        return term(atom{name});
+      case ERL_SMALL_ATOM_UTF8_EXT: {  // checked by the validator; read here to keep NUL bytes
+        const auto p = static_cast<std::size_t>(at);
+        const unsigned char tag = byte_at(p);
+        const bool wide = tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT;
+        const std::size_t n = wide ? (std::size_t{byte_at(p + 1)} << 8) | byte_at(p + 2) : byte_at(p + 1);
+        const std::size_t from = p + (wide ? 3 : 2);
+        const std::string_view text(buf + from, n);
+        at = static_cast<int>(from + n);
+        const bool utf8 = tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT;
+        return term(atom{utf8 ? std::string(text) : latin1_to_utf8(text)});
       }
       case ERL_BINARY_EXT: {
         binary b;
@@ -590,7 +670,22 @@ struct printer {
       return;
     }
     os << '\'';
-    for (char c : a.name) os << (c == '\'' || c == '\\' ? "\\" : "") << c;
+    for (char c : a.name) {
+      if (c == '\'' || c == '\\') {
+        os << '\\' << c;
+      } else if (c == '\n') {
+        os << "\\n";
+      } else if (c == '\t') {
+        os << "\\t";
+      } else if (c == 0x7f) {
+        os << "\\d";
+      } else if (static_cast<unsigned char>(c) < 0x20) {  // as ~p: three octal digits
+        const auto v = static_cast<unsigned>(c);
+        os << '\\' << char('0' + (v >> 6)) << char('0' + ((v >> 3) & 7)) << char('0' + (v & 7));
+      } else {
+        os << c;
+      }
+    }
     os << '\'';
   }
   void operator()(const binary& b) const {
