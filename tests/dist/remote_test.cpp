@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -54,6 +55,7 @@ class driver {
         grove::receive([&](command c) { c.result->set_value(c.fn()); },
                        [&](const grove::exit_signal& e) { note("EXIT " + d::reason_term(e.reason).str()); },
                        [&](const grove::down& dn) { note("DOWN " + d::reason_term(dn.reason).str()); },
+                       [&](const d::nodedown& nd) { note("NODEDOWN " + nd.node); },
                        [&](const term& t) {
                          inbox.push_back(t);
                          note("MSG " + t.str());
@@ -255,20 +257,39 @@ TEST_CASE("monitors and links between Grove and Erlang processes carry exact rea
   CHECK(erl.eval("link(V), receive {'EXIT', V, Rv2} -> Rv2 after 5000 -> none end.") == "noproc");
 
   // kill -9 of the Erlang node: noconnection to the Grove processes linked to or monitoring its
-  // processes, within one tick time.
+  // processes, and nodedown to its node monitors, within one tick time. The driver monitors the
+  // node twice and takes one monitor back (one nodedown, as erl), and watches every node.
   REQUIRE(erl.eval("E4 = " + doomed + ", E5 = " + doomed + ", " + g + " ! E4, " + g + " ! E5, ok.") == "ok");
   REQUIRE(drv.next_note().rfind("MSG ", 0) == 0);
   REQUIRE(drv.next_note().rfind("MSG ", 0) == 0);
   drv.run([&] {
     grove::link(*dist.from_erl(drv.inbox[drv.inbox.size() - 2].as<d::erl_pid>()));
     grove::monitor(remote_pid());
+    d::monitor_node(erl_node);
+    d::monitor_node(erl_node);
+    d::monitor_node(erl_node, false);
+    d::monitor_nodes(true);
     return settled();
   });
   CHECK(erl.eval(linked("E4")) == "true");
+  auto sub = grove::events(n).subscribe();
+  const auto killed = std::chrono::steady_clock::now();
   erl.kill_now();
-  const std::string first = drv.next_note(5s), second = drv.next_note(5s);
-  CHECK(((first == "EXIT noconnection" && second == "DOWN noconnection") ||
-         (first == "DOWN noconnection" && second == "EXIT noconnection")));
+  // The nodedown event comes after every message the loss stands for; a command sent after it
+  // is handled after them.
+  bool down = false;
+  while (!down && std::chrono::steady_clock::now() - killed < 5s) {
+    for (auto& e : sub->take()) down = down || (e.kind == grove::event_kind::nodedown && e.label == erl_node);
+    if (!down) sub->wait(100ms);
+  }
+  REQUIRE(down);
+  CHECK(std::chrono::steady_clock::now() - killed < 2s);  // one tick time (1 s) and a margin
+  drv.run([] { return std::string(); });
+  std::vector<std::string> notes;
+  for (std::string s = drv.next_note(0s); !s.empty(); s = drv.next_note(0s)) notes.push_back(s);
+  std::sort(notes.begin(), notes.end());
+  CHECK(notes == std::vector<std::string>{"DOWN noconnection", "EXIT noconnection", "NODEDOWN " + erl_node,
+                                          "NODEDOWN " + erl_node});
 }
 
 TEST_CASE("100,000 messages from an Erlang process arrive in order", "[dist][erl][remote]") {
@@ -375,6 +396,70 @@ TEST_CASE("two Grove nodes call, monitor and link to each other; a remote exit r
     auto ex = grove::receive_for(10s, [&](const grove::exit_signal& x) { return x; });
     REQUIRE(ex);
     CHECK(ex->reason == grove::exit_reason::noconnection());
+  });
+}
+
+TEST_CASE("node monitors: monitor_node and monitor_nodes deliver nodeup and nodedown as Erlang's do",
+          "[dist][remote]") {
+  grove::node a, b, c;
+  const std::string cookie = unique("cookie_");
+  d::distribution da(a, {.name = unique("grove_na_"), .cookie = cookie});
+  d::distribution db(b, {.name = unique("grove_nb_"), .cookie = cookie});
+  d::distribution dc(c, {.name = unique("grove_nc_"), .cookie = cookie, .hidden = true});
+  auto down_from = [](auto limit) {
+    auto r = grove::receive_for(limit, [](const d::nodedown& x) { return x.node; });
+    return r ? *r : std::string();
+  };
+  auto up_from = [](auto limit) {
+    auto r = grove::receive_for(limit, [](const d::nodeup& x) { return x.node; });
+    return r ? *r : std::string();
+  };
+  a.run([&] {
+    // A node that cannot be reached: nodedown at once; this node itself: nothing.
+    const std::string nobody = "nobody_" + std::to_string(::getpid()) + host_of(da);
+    d::monitor_node(nobody);
+    CHECK(down_from(10s) == nobody);
+    d::monitor_node(da.name());
+    // Watching every node: nodeup once a peer is connected (the message is sent before connect
+    // returns), nodedown when it goes, for every monitor_node too (each is one message).
+    d::monitor_nodes(true);
+    REQUIRE(da.connect(db.name()));
+    CHECK(up_from(0s) == db.name());
+    d::monitor_node(db.name());
+    d::monitor_node(db.name());
+    db.disconnect(da.name());  // from the other side
+    for (int i = 0; i < 3; ++i) CHECK(down_from(10s) == db.name());
+    // A hidden peer is not reported unless asked for.
+    REQUIRE(da.connect(dc.name()));
+    CHECK(up_from(0s).empty());
+    da.disconnect(dc.name());
+    d::monitor_nodes(true, true);
+    REQUIRE(da.connect(dc.name()));
+    CHECK(up_from(0s) == dc.name());
+    // Watching no more; a monitor ended with its nodedown, and monitor_node(false) takes one back.
+    d::monitor_nodes(false);
+    d::monitor_node(dc.name());
+    d::monitor_node(dc.name());
+    d::monitor_node(dc.name(), false);
+    da.disconnect(dc.name());
+    CHECK(down_from(10s) == dc.name());
+    REQUIRE(da.connect(db.name()));
+    CHECK(up_from(0s).empty());
+    d::monitor_node(db.name());
+    da.disconnect(db.name());
+    CHECK(down_from(10s) == db.name());
+    // The one left from dc is gone with its nodedown: monitoring dc again, a fresh one.
+    REQUIRE(da.connect(dc.name()));
+    d::monitor_node(dc.name());
+    dc.disconnect(da.name());
+    CHECK(down_from(10s) == dc.name());
+    CHECK(down_from(0s).empty());
+  });
+  // Without a distribution, monitor_node is a nodedown at once.
+  grove::node lone;
+  lone.run([&] {
+    d::monitor_node(db.name());
+    CHECK(down_from(10s) == db.name());
   });
 }
 

@@ -237,6 +237,39 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   std::map<std::string, std::shared_ptr<connection>> connecting;  // our own attempts, by peer name
   std::map<std::string, std::vector<std::shared_ptr<std::promise<std::string>>>> waiters;
 
+  // ---- node monitors (monitor_node, monitor_nodes) -------------------------------------------------
+  std::mutex nm;                                  // guards the two below; taken before m when both are
+  std::multimap<std::string, pid> node_monitors;  // by peer: one entry per monitor_node(peer, true)
+  std::map<pid, bool> node_watchers;              // monitor_nodes(true): hidden peers too?
+
+  // A peer came up or went down: its messages to the watchers (and, when down, to its monitors,
+  // which end). On the I/O thread, in the order the connections changed.
+  void nodes_changed(const std::string& peer, bool hidden, bool now_up) {
+    std::vector<pid> to;
+    {
+      std::lock_guard lk(nm);
+      if (!now_up) {
+        auto [lo, hi] = node_monitors.equal_range(peer);
+        for (auto it = lo; it != hi; ++it) to.push_back(it->second);
+        node_monitors.erase(lo, hi);
+      }
+      for (auto it = node_watchers.begin(); it != node_watchers.end();) {
+        if (!alive(it->first)) {
+          it = node_watchers.erase(it);
+          continue;
+        }
+        if (!hidden || it->second) to.push_back(it->first);
+        ++it;
+      }
+    }
+    for (const pid& p : to) {
+      if (now_up)
+        grove::send(p, nodeup{peer});
+      else
+        grove::send(p, nodedown{peer});
+    }
+  }
+
   // ---- other nodes' pids (grove/detail/remote.hpp) ------------------------------------------------
   // A process of another node is pid(remote id, number, serial + 1), with one remote id per node
   // instance (name and creation). Creation 0 stands for "the node of that name, whichever
@@ -612,6 +645,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     c->last_read = steady::now();
     asio::co_spawn(io, read_loop(c), asio::detached);
     tick(c);
+    nodes_changed(info.name, info.hidden, true);
     publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
     resolve_waiters(info.name, "");
   }
@@ -804,7 +838,8 @@ void connection::close(const std::string& why) {
     if (auto it = d.up.find(peer.name); it != d.up.end() && it->second.get() == this) d.up.erase(it);
   }
   d.connection_lost(peer.name, peer.creation);
-  d.publish(event_kind::nodedown, peer.name, why);
+  d.nodes_changed(peer.name, peer.hidden, false);
+  d.publish(event_kind::nodedown, peer.name, why);  // after every message it stands for
 }
 
 bool distribution::impl::same_creation(const connection& c, std::uint32_t cr) { return c.peer.creation == cr; }
@@ -1417,6 +1452,62 @@ distribution::~distribution() {
   for (auto& [key, id] : d.remote_ids) detail::remove_remote_node(id);
 }
 
+void distribution::monitor_node(const pid& watcher, const std::string& peer, bool flag) {
+  impl& d = *impl_;
+  if (!flag) {
+    std::lock_guard lk(d.nm);
+    auto [lo, hi] = d.node_monitors.equal_range(peer);
+    for (auto it = lo; it != hi; ++it) {
+      if (it->second == watcher) {
+        d.node_monitors.erase(it);
+        break;
+      }
+    }
+    return;
+  }
+  if (peer == d.full_name) return;
+  // Registered while the peer is up (checked under nm: a connection that closes after the check
+  // finds the monitor when it takes nm); else one attempt to connect, as erl makes.
+  for (bool tried = false;; tried = true) {
+    {
+      std::lock_guard lk(d.nm);
+      bool connected = false;
+      {
+        std::lock_guard lk2(d.m);
+        connected = d.up.count(peer) > 0;
+      }
+      if (connected) {
+        auto [lo, hi] = d.node_monitors.equal_range(peer);
+        for (auto it = lo; it != hi;) it = alive(it->second) ? std::next(it) : d.node_monitors.erase(it);
+        d.node_monitors.emplace(peer, watcher);
+        return;
+      }
+    }
+    if (tried || !connect(peer)) break;
+  }
+  grove::send(watcher, nodedown{peer});
+}
+
+void distribution::monitor_nodes(const pid& watcher, bool flag, bool hidden) {
+  impl& d = *impl_;
+  std::lock_guard lk(d.nm);
+  if (flag)
+    d.node_watchers[watcher] = hidden;
+  else
+    d.node_watchers.erase(watcher);
+}
+
+void monitor_node(const std::string& node, bool flag) {
+  const pid me = self();
+  if (distribution* d = find_distribution(this_node())) return d->monitor_node(me, node, flag);
+  if (flag) grove::send(me, nodedown{node});
+}
+
+void monitor_nodes(bool flag, bool hidden) {
+  const pid me = self();
+  if (distribution* d = find_distribution(this_node())) d->monitor_nodes(me, flag, hidden);
+}
+
 const std::string& distribution::name() const noexcept { return impl_->full_name; }
 std::uint32_t distribution::creation() const noexcept { return impl_->creation; }
 int distribution::port() const noexcept { return impl_->port; }
@@ -1478,14 +1569,23 @@ bool distribution::connect(const std::string& peer, std::string* error) {
 
 void distribution::disconnect(const std::string& peer) {
   impl& d = *impl_;
-  asio::post(d.io, [&d, peer] {
+  auto done = std::make_shared<std::promise<void>>();
+  std::shared_future<void> closed = done->get_future().share();
+  asio::post(d.io, [&d, peer, done] {
     std::shared_ptr<connection> c;
     {
       std::lock_guard lk(d.m);
       if (auto it = d.up.find(peer); it != d.up.end()) c = it->second;
     }
     if (c) c->close("disconnected by this node");
+    done->set_value();
   });
+  if (std::this_thread::get_id() == d.thread.get_id()) return;  // from the I/O thread: under way
+  auto wait = [closed] { closed.wait(); };
+  if (in_process())
+    blocking(wait);
+  else
+    wait();
 }
 
 std::vector<peer_info> distribution::peers() const {

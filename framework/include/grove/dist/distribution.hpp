@@ -68,6 +68,14 @@ struct peer_info {
   bool initiated = false;  // this node connected to it (rather than it to us)
 };
 
+// What a node monitor receives, as Erlang's {nodedown, Node} and {nodeup, Node}.
+struct nodedown {
+  std::string node;
+};
+struct nodeup {
+  std::string node;
+};
+
 class distribution {
  public:
   // Registers with epmd and starts listening; throws dist_error when it cannot (no epmd, the
@@ -85,6 +93,8 @@ class distribution {
   // already), false when it cannot (with the reason in `error` if given). From a process or any
   // thread; a process waits without holding its scheduler.
   bool connect(const std::string& peer, std::string* error = nullptr);
+  // Closes the connection to `peer` (erlang:disconnect_node): returns once it is closed and its
+  // noconnection signals and nodedown messages are sent.
   void disconnect(const std::string& peer);
   // Connected peers (visible and hidden).
   std::vector<peer_info> peers() const;
@@ -98,6 +108,16 @@ class distribution {
   // need be; for this node's own name, the local holder of the name.
   std::optional<pid> address(const std::string& name, const std::string& node);
 
+  // erlang:monitor_node(Node, Flag) for process `watcher`: with true, one nodedown{peer} when
+  // the connection to `peer` is lost, or at once when there is none and connecting fails; each
+  // call is one monitor (two calls, two messages). With false, one of them is taken away.
+  // Monitoring this node itself does nothing.
+  void monitor_node(const pid& watcher, const std::string& peer, bool flag);
+  // net_kernel:monitor_nodes(Flag): `watcher` gets nodeup{} and nodedown{} for every peer that
+  // connects or disconnects from now on (hidden ones too with `hidden`, as {node_type, all}),
+  // until it asks again with false or ends.
+  void monitor_nodes(const pid& watcher, bool flag, bool hidden = false);
+
   struct impl;
 
  private:
@@ -110,6 +130,12 @@ std::string node_name_problem(const std::string& name);
 
 // The distribution `n` is part of (the one made with it that still lives), or nullptr.
 distribution* find_distribution(const node& n);
+
+// The same for the calling process (from a process), through its node's distribution; on a node
+// without one, monitor_node(node, true) delivers nodedown at once (there is no connection to
+// make), as erl does on a node that is not alive.
+void monitor_node(const std::string& node, bool flag = true);
+void monitor_nodes(bool flag, bool hidden = false);
 
 // An exit reason as Erlang writes it: normal, shutdown, {shutdown,Detail}, killed, noproc,
 // noconnection, timeout, {error,<<"type: what">>} for a crash, or the atom of a named reason.
