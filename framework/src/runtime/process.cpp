@@ -106,8 +106,28 @@ std::int64_t raw_ticks() noexcept {
   return steady_ns();
 #endif
 }
+// The TSC and the clock read together: the clock read between two TSC reads, again when the
+// thread was held up between them (preempted, or its vCPU descheduled), so the pair is at most
+// a few microseconds apart. A pair read across a millisecond's preemption would skew the rate
+// by that much: a 1 s timeout then fired a millisecond early on a busy machine.
+tsc_anchor read_together() noexcept {
+  constexpr std::int64_t close_enough = 20'000;  // ticks: under 10 µs at any TSC rate above 2 GHz
+  tsc_anchor best{0, 0};
+  std::int64_t best_gap = -1;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const std::int64_t before = raw_ticks();
+    const std::int64_t ns = steady_ns();
+    const std::int64_t gap = raw_ticks() - before;
+    if (best_gap < 0 || gap < best_gap) {
+      best = {before + gap / 2, ns};
+      best_gap = gap;
+    }
+    if (gap < close_enough) break;
+  }
+  return best;
+}
 const tsc_anchor& anchor() noexcept {
-  static const tsc_anchor a{raw_ticks(), steady_ns()};
+  static const tsc_anchor a = read_together();
   return a;
 }
 
@@ -130,7 +150,8 @@ std::int64_t turn_started() noexcept {
 std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   const auto& a = anchor();
-  std::int64_t dt = raw_ticks() - a.ticks, dn = steady_ns() - a.ns;
+  const tsc_anchor now = read_together();
+  std::int64_t dt = now.ticks - a.ticks, dn = now.ns - a.ns;
   if (dt <= 0 || dn <= 0) return 0;
   return static_cast<std::int64_t>(static_cast<double>(ticks) * static_cast<double>(dn) / static_cast<double>(dt));
 #else

@@ -206,12 +206,14 @@ timer_service::clock::time_point timer_service::take_due(std::size_t i, clock::t
 // (with a margin for the TSC's rate, measured since the program started); otherwise it is due
 // again when it has. The receive it belongs to cancels the first key only: a re-armed timeout
 // it outlived arrives with a stale token and is ignored.
-bool timer_service::on_time(entry& e, clock::time_point now) {
+// The clock is read here, with the TSC, not taken from before the shards were scanned: a timer
+// thread held up in between (a busy machine) would put the new deadline that much too early.
+bool timer_service::on_time(entry& e) {
   if (e.armed_ticks == 0) return true;
   const std::int64_t passed = timestamp_to_ns(timestamp() - e.armed_ticks);
   const std::int64_t wanted = e.delay_ns + 50'000 + e.delay_ns / 10'000;
   if (passed >= wanted) return true;
-  const auto at = now + std::chrono::nanoseconds(wanted - passed);
+  const auto at = clock::now() + std::chrono::nanoseconds(wanted - passed);
   const std::size_t i = 1;  // a receive timeout's shard: any of 1 .. shards-1
   shard& s = shards_[i];
   std::lock_guard lk(s.mutex);
@@ -233,7 +235,7 @@ void timer_service::run() {
     auto next = clock::time_point::max();
     for (std::size_t i = 0; i < shards; ++i) next = std::min(next, take_due(i, now, due));
     for (auto& e : due) {
-      if (on_time(e, now)) fire(e);
+      if (on_time(e)) fire(e);
     }
     const bool fired = !due.empty();  // then look again: a timeout put back changed the next deadline
     due.clear();

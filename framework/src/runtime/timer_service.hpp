@@ -79,7 +79,7 @@ class timer_service {
     std::int64_t armed_ticks = 0;   // a timeout armed from the coarse clock: timestamp() then
     std::int64_t delay_ns = 0;      // and its delay
   };
-  bool on_time(entry& e, clock::time_point now);
+  bool on_time(entry& e);
   static void fire(entry& e);
   using key = std::pair<clock::time_point, std::uint64_t>;
   void run();
