@@ -463,6 +463,64 @@ TEST_CASE("node monitors: monitor_node and monitor_nodes deliver nodeup and node
   });
 }
 
+TEST_CASE("a pid of a node not connected: a call, a monitor, an exit and a link connect first, as Erlang's",
+          "[dist][remote]") {
+  grove::node a, b;
+  const std::string cookie = unique("cookie_");
+  d::distribution da(a, {.name = unique("grove_aa_"), .cookie = cookie});
+  d::distribution db(b, {.name = unique("grove_ab_"), .cookie = cookie});
+  b.run([&] { grove::start(std::make_unique<remote_echo>(db), {.name = "e"}).value(); });
+  // On B, a process that reports how the server ends.
+  std::promise<grove::exit_reason> ended;
+  auto reason = ended.get_future();
+  b.spawn([&ended] {
+    grove::monitor(*grove::whereis("e"));
+    grove::receive([&](const grove::down& x) { ended.set_value(x.reason); });
+  });
+  const auto e = a.run(
+      [&] { return *da.from_erl(grove::call<term>(grove::server_ref("e", db.name()), atom("pid")).as<d::erl_pid>()); });
+  // Each operation on the pid, with the connection closed first, connects again.
+  a.run([&] {
+    da.disconnect(db.name());
+    REQUIRE(da.peers().empty());
+    CHECK(grove::call<term>(e, atom("by_pid")) == atom("by_pid"));
+    CHECK(da.peers().size() == 1);
+    da.disconnect(db.name());
+    const auto m = grove::monitor(e);
+    CHECK(da.peers().size() == 1);
+    da.disconnect(db.name());
+    auto dn = grove::receive_for(10s, [](const grove::down& x) { return x; });
+    REQUIRE(dn);
+    CHECK(dn->ref == m);
+    CHECK(dn->reason == grove::exit_reason::noconnection());
+    grove::exit(e, grove::exit_reason::other("bye"));  // connects, and the server ends
+    CHECK(da.peers().size() == 1);
+  });
+  REQUIRE(reason.wait_for(10s) == std::future_status::ready);
+  CHECK(reason.get() == grove::exit_reason::other("bye"));
+  a.run([&] {
+    // A link to the dead server, after connecting again: B answers noproc (not connected, it
+    // would be noconnection).
+    da.disconnect(db.name());
+    grove::trap_exit(true);
+    grove::link(e);
+    auto ex = grove::receive_for(10s, [](const grove::exit_signal& x) { return x.reason; });
+    CHECK((ex && *ex == grove::exit_reason::noproc()));
+    // A node that cannot be reached: the message is dropped, a monitor ends with noconnection.
+    d::erl_pid far = da.to_erl(grove::self());
+    far.node = "nobody_" + std::to_string(::getpid()) + host_of(da);
+    far.creation = 1;
+    const auto nowhere = da.from_erl(far);
+    REQUIRE(nowhere);
+    grove::send(*nowhere, atom("lost"));
+    const auto m4 = grove::monitor(*nowhere);
+    auto dn4 = grove::receive_for(10s, [](const grove::down& x) { return x; });
+    REQUIRE(dn4);
+    CHECK(dn4->ref == m4);
+    CHECK(dn4->reason == grove::exit_reason::noconnection());
+  });
+}
+
 TEST_CASE("two Grove nodes connecting to each other at once end with one connection", "[dist][remote]") {
   for (int round = 0; round < 5; ++round) {
     grove::node a, b;

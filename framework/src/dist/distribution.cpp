@@ -26,6 +26,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <netdb.h>
+#include <exception>
 #include <future>
 #include <map>
 #include <mutex>
@@ -360,17 +361,30 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   // The address {Name, Node}; `node` this node's name: the local holder of the name, if any.
   std::optional<pid> address_of(const std::string& name, const std::string& node);
   // One frame to the node of remote id `to`: false if it is not connected (or is another
-  // instance than the pid's).
-  bool frame_to(std::uint32_t to, const term& control, const term* message = nullptr) {
+  // instance than the pid's). With `auto_connect` (what a process starts: a send, a link, a
+  // monitor, an exit signal), a node not connected is connected to first, as Erlang does; the
+  // caller waits for it (a process without holding its scheduler thread).
+  bool frame_to(std::uint32_t to, const term& control, const term* message = nullptr, bool auto_connect = false) {
     auto r = remote_of(to);
     if (!r) return false;
     std::string bytes = frame_bytes(control, message);
     std::weak_ptr<connection> wc;
-    {
-      std::lock_guard lk(m);
-      auto it = up.find(r->first);
-      if (it == up.end() || (r->second != 0 && !same_creation(*it->second, r->second))) return false;
-      wc = it->second;
+    for (bool tried = false;; tried = true) {
+      {
+        std::lock_guard lk(m);
+        auto it = up.find(r->first);
+        if (it != up.end()) {
+          if (r->second != 0 && !same_creation(*it->second, r->second)) return false;
+          wc = it->second;
+          break;
+        }
+      }
+      // Not from the I/O thread (it makes the connection), nor in a catch block (a process must
+      // not suspend there): then the frame is dropped as for a node not connected.
+      if (tried || !auto_connect || std::this_thread::get_id() == thread.get_id() || std::current_exception())
+        return false;
+      distribution* self = find_distribution(n);
+      if (!self || !self->connect(r->first)) return false;
     }
     post_write(wc, std::move(bytes));
     return true;
@@ -915,8 +929,9 @@ bool distribution::impl::push(const pid& to, std::unique_ptr<detail::envelope> e
       std::lock_guard lk(rm);
       links.erase({sig.from, to});
     }
-    return frame_to(to.node(), tuple_t({term(e->kind == k::exit_link ? ctl_exit : ctl_exit2), *from, *target,
-                                        reason_term(sig.reason)}));
+    const bool direct = e->kind == k::exit_direct;
+    return frame_to(to.node(), tuple_t({term(direct ? ctl_exit2 : ctl_exit), *from, *target, reason_term(sig.reason)}),
+                    nullptr, direct);
   }
   if (e->kind == k::down) {  // a local process that a remote one monitors ended
     auto& sig = static_cast<detail::signal_envelope&>(*e);
@@ -981,8 +996,8 @@ bool distribution::impl::push(const pid& to, std::unique_ptr<detail::envelope> e
   std::optional<term> from;
   if (in_process()) from = term_of(self());
   const term sender = from ? *from : term(erl_pid{full_name, 0, 0, creation});
-  if (by_name) return frame_to(to.node(), tuple_t({term(ctl_reg_send), sender, atom_t(""), *target}), &msg);
-  return frame_to(to.node(), tuple_t({term(ctl_send_sender), sender, *target}), &msg);
+  if (by_name) return frame_to(to.node(), tuple_t({term(ctl_reg_send), sender, atom_t(""), *target}), &msg, true);
+  return frame_to(to.node(), tuple_t({term(ctl_send_sender), sender, *target}), &msg, true);
 }
 
 void distribution::impl::link(const pid& from, const pid& to) {
@@ -995,7 +1010,7 @@ void distribution::impl::link(const pid& from, const pid& to) {
     std::lock_guard lk(rm);
     links.insert({from, to});
   }
-  if (!frame_to(to.node(), tuple_t({term(ctl_link), *f, *t}))) {
+  if (!frame_to(to.node(), tuple_t({term(ctl_link), *f, *t}), nullptr, true)) {
     {
       std::lock_guard lk(rm);
       links.erase({from, to});
@@ -1023,7 +1038,7 @@ void distribution::impl::monitor(const pid& from, const pid& to, std::uint64_t r
       std::lock_guard lk(rm);
       out_monitors[ref] = out_monitor{from, to};
     }
-    if (frame_to(to.node(), tuple_t({term(ctl_monitor), *f, *t, term(ref_of(ref))}))) return;
+    if (frame_to(to.node(), tuple_t({term(ctl_monitor), *f, *t, term(ref_of(ref))}), nullptr, true)) return;
     std::lock_guard lk(rm);
     out_monitors.erase(ref);
   }
