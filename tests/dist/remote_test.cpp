@@ -256,6 +256,20 @@ TEST_CASE("monitors and links between Grove and Erlang processes carry exact rea
   CHECK(erl.eval("receive {'EXIT', V, Rv} -> Rv after 5000 -> none end.") == "{shutdown,<<\"done\">>}");
   CHECK(erl.eval("link(V), receive {'EXIT', V, Rv2} -> Rv2 after 5000 -> none end.") == "noproc");
 
+  // With a sequential trace token set, an ending linked Erlang process sends its exit signal as
+  // EXIT_TT: it arrives all the same (the token is not kept). (exit/2 with a token set went as a
+  // plain EXIT2 from this erl; EXIT2_TT takes the same path as EXIT_TT.)
+  drv.run([&] {
+    grove::send(*dist.address("shell", erl_node), term(dist.to_erl(drv.pid())));
+    return "";
+  });
+  REQUIRE(erl.eval("D = receive Pd when is_pid(Pd) -> Pd after 5000 -> none end, seq_trace:set_token(label, 7), "
+                   "exit(D, traced), seq_trace:set_token([]), ok.") == "ok");
+  CHECK(drv.next_note() == "EXIT traced");
+  REQUIRE(erl.eval("T = spawn(fun() -> link(D), receive go -> seq_trace:set_token(label, 8), exit(traced_link) end "
+                   "end), T ! go, ok.") == "ok");
+  CHECK(drv.next_note() == "EXIT traced_link");
+
   // kill -9 of the Erlang node: noconnection to the Grove processes linked to or monitoring its
   // processes, and nodedown to its node monitors, within one tick time. The driver monitors the
   // node twice and takes one monitor back (one nodedown, as erl), and watches every node.

@@ -93,7 +93,9 @@ enum control_tag : std::int64_t {
   ctl_reg_send = 6,
   ctl_exit2 = 8,
   ctl_send_tt = 12,
+  ctl_exit_tt = 13,
   ctl_reg_send_tt = 16,
+  ctl_exit2_tt = 18,
   ctl_monitor = 19,
   ctl_demonitor = 20,
   ctl_monitor_exit = 21,
@@ -1274,19 +1276,22 @@ void distribution::impl::handle(connection& c, const inbound& in) {
       links.insert({*local, *remote});
       return;
     }
-    case ctl_exit:     // {3, From, To, Reason}: a linked process ended
-    case ctl_exit2: {  // {8, From, To, Reason}: exit(Pid, Reason)
-      if (e.size() < 4) return;
+    case ctl_exit:                                                    // {3, From, To, Reason}: a linked process ended
+    case ctl_exit_tt:                                                 // {13, From, To, Token, Reason}
+    case ctl_exit2:                                                   // {8, From, To, Reason}: exit(Pid, Reason)
+    case ctl_exit2_tt: {                                              // {18, From, To, Token, Reason}
+      const bool traced = tag == ctl_exit_tt || tag == ctl_exit2_tt;  // the token is not kept
+      const bool linked = tag == ctl_exit || tag == ctl_exit_tt;
+      if (e.size() < (traced ? 5u : 4u)) return;
       auto local = to_local_pid(e[2]);
       auto remote = remote_pid(e[1]);
       if (!local || !remote) return;
-      if (tag == ctl_exit) {
+      if (linked) {
         std::lock_guard lk(rm);
         links.erase({*local, *remote});
       }
-      detail::signal_from_remote(
-          *local, tag == ctl_exit ? detail::envelope_kind::exit_link : detail::envelope_kind::exit_direct, *remote,
-          reason_from_term(e[3]));
+      detail::signal_from_remote(*local, linked ? detail::envelope_kind::exit_link : detail::envelope_kind::exit_direct,
+                                 *remote, reason_from_term(e[traced ? 4 : 3]));
       return;
     }
     case ctl_unlink_id: {  // {35, Id, From, To}: acknowledged with {36, Id, To, From}
