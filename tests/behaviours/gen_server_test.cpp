@@ -248,6 +248,47 @@ TEST_CASE("a deferred reply is sent later, from another process", "[gen_server]"
   });
 }
 
+namespace {
+// maybe_reply: an even number is answered at once, an odd one when the next `flush` cast comes;
+// held_q: how many wait.
+struct flush {};
+struct held_q {};
+class evens : public grove::gen_server<evens> {
+ public:
+  using handles = grove::types<int, flush, held_q>;
+  std::size_t handle_call(held_q, const grove::from&) { return held_.size(); }
+  grove::maybe_reply<int> handle_call(int n, const grove::from& f) {
+    if (n % 2 == 0) return n;
+    held_.push_back(f);
+    return grove::deferred;
+  }
+  void handle_cast(flush) {
+    for (auto& f : held_) grove::reply(f, -1);
+    held_.clear();
+  }
+
+ private:
+  std::vector<grove::from> held_;
+};
+}  // namespace
+
+TEST_CASE("maybe_reply: a reply now or later, decided when the call is handled", "[gen_server]") {
+  grove::testing::deterministic_node n;
+  n.run([] {
+    grove::typed_ref<evens> s{grove::start(std::make_unique<evens>()).value()};
+    CHECK(s.call(4) == 4);  // typed_ref takes maybe_reply<int> as a reply of int
+    const grove::pid me = grove::self();
+    grove::spawn([s, me] { grove::send(me, s.call(7)); });
+    CHECK(s.call(6) == 6);
+    while (s.call(held_q{}) == 0) {  // until the server holds 7's call
+    }
+    CHECK(s.call(8) == 8);  // the server goes on while 7 waits
+    CHECK(grove::receive_for(std::chrono::milliseconds(0), [](int v) { return v; }) == std::nullopt);
+    s.cast(flush{});
+    CHECK(grove::receive([](int v) { return v; }) == -1);
+  });
+}
+
 TEST_CASE("stop runs terminate and returns once the server has ended with that reason", "[gen_server]") {
   grove::testing::deterministic_node n;
   n.run([] {

@@ -16,6 +16,7 @@
 
 namespace d = grove::dist;
 using d::term;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -27,6 +28,12 @@ struct put {
 struct get {
   std::string key;
 };
+// {later, Key} -> the key's next value, once it is put (a deferred reply); {pending} -> how many
+// such calls wait.
+struct later {
+  std::string key;
+};
+struct pending {};
 
 }  // namespace
 
@@ -51,22 +58,53 @@ struct grove::dist::term_traits<get> {
   }
 };
 
+template <>
+struct grove::dist::term_traits<later> {
+  static term to_term(const later& l) { return term::make_tuple({term::make_atom("later"), term::make_binary(l.key)}); }
+  static std::optional<later> from_term(const term& t) {
+    auto* e = tagged(t, "later", 2);
+    if (!e || !(*e)[1].is<binary>()) return std::nullopt;
+    return later{(*e)[1].as<binary>().bytes};
+  }
+};
+
+template <>
+struct grove::dist::term_traits<pending> {
+  static term to_term(const pending&) { return term::make_tuple({term::make_atom("pending")}); }
+  static std::optional<pending> from_term(const term& t) {
+    if (!tagged(t, "pending", 1)) return std::nullopt;
+    return pending{};
+  }
+};
+
 namespace {
 
-class kv : public grove::gen_server<kv>, public d::term_handlers<kv, put, get> {
+class kv : public grove::gen_server<kv>, public d::term_handlers<kv, put, get, later, pending> {
  public:
-  using handles = grove::types<put, get, term>;
+  using handles = grove::types<put, get, later, pending, term>;
   using term_handlers::handle_call;
   using term_handlers::handle_cast;
-  void handle_call(const put& p, const grove::from&) { data_[p.key] = p.value; }
+  void handle_call(const put& p, const grove::from&) { store(p); }
   std::int64_t handle_call(const get& g, const grove::from&) {
     auto it = data_.find(g.key);
     return it == data_.end() ? 0 : it->second;
   }
-  void handle_cast(const put& p) { data_[p.key] = p.value; }
+  grove::deferred_t handle_call(const later& l, const grove::from& f) {
+    waiting_.emplace(l.key, f);
+    return grove::deferred;
+  }
+  std::int64_t handle_call(const pending&, const grove::from&) { return static_cast<std::int64_t>(waiting_.size()); }
+  void handle_cast(const put& p) { store(p); }
 
  private:
+  void store(const put& p) {
+    data_[p.key] = p.value;
+    auto [lo, hi] = waiting_.equal_range(p.key);
+    for (auto it = lo; it != hi; ++it) d::reply(it->second, p.value);
+    waiting_.erase(lo, hi);
+  }
   std::map<std::string, std::int64_t> data_;
+  std::multimap<std::string, grove::from> waiting_;
 };
 
 std::string unique(const std::string& prefix) { return prefix + std::to_string(::getpid()); }
@@ -98,6 +136,12 @@ TEST_CASE("a GenServer serves its typed handlers to Erlang and to another Grove 
     io:format("~p~n", [gen_server:call({kv, N}, {put, <<"a">>, 41})]),
     gen_server:cast({kv, N}, {put, <<"b">>, 2}),
     io:format("~p~n", [gen_server:call({kv, N}, {get, <<"a">>}) + gen_server:call({kv, N}, {get, <<"b">>})]),
+    Self = self(),
+    spawn(fun() -> Self ! {later, gen_server:call({kv, N}, {later, <<"z">>})} end),
+    Held = fun H(0) -> false; H(K) -> gen_server:call({kv, N}, {pending}) =:= 1 orelse H(K - 1) end,
+    true = Held(100000),
+    gen_server:cast({kv, N}, {put, <<"z">>, 5}),
+    receive {later, Z} -> io:format("later ~p~n", [Z]) after 5000 -> io:format("no reply~n") end,
     M = monitor(process, {kv, N}),
     {'EXIT', {Why, _}} = (catch gen_server:call({kv, N}, {frobnicate})),
     io:format("~p~n", [Why]),
@@ -106,6 +150,7 @@ TEST_CASE("a GenServer serves its typed handlers to Erlang and to another Grove 
                 {"-sname", unique("erl_cv_"), "-setcookie", cookie});
   CHECK(erl.read_line() == "ok");
   CHECK(erl.read_line() == "43");
+  CHECK(erl.read_line() == "later 5");  // a deferred reply
   // A term no request type takes crashes the server, as a missing clause does in Erlang.
   CHECK(erl.read_line() == "{error,<<\"std::invalid_argument: no call of this server takes {frobnicate}\">>}");
   CHECK(erl.read_line() == "down");
@@ -116,6 +161,15 @@ TEST_CASE("a GenServer serves its typed handlers to Erlang and to another Grove 
     CHECK(d::call<std::int64_t>(remote, get{"x"}) == 7);
     d::cast(remote, put{"y", 8});
     CHECK(d::call<std::int64_t>(remote, get{"y"}) == 8);
+    // A deferred reply: the call waits until another process puts the key.
+    const grove::pid me = grove::self();
+    grove::spawn([remote, me] { grove::send(me, d::call<std::int64_t>(remote, later{"w"})); });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (d::call<std::int64_t>(remote, pending{}) != 1 && std::chrono::steady_clock::now() < deadline) {
+    }
+    CHECK(grove::receive_for(0s, [](std::int64_t v) { return v; }) == std::nullopt);  // not answered yet
+    d::call<grove::ok_t>(remote, put{"w", 9});
+    CHECK(grove::receive_for(10s, [](std::int64_t v) { return v; }) == std::optional<std::int64_t>(9));
     // A reply of another type than asked: bad_reply, with the term.
     try {
       d::call<std::string>(remote, get{"x"});

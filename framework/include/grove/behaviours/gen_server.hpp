@@ -82,6 +82,24 @@ void reply(const from& f, T&& value) {
 struct deferred_t {};
 inline constexpr deferred_t deferred{};
 
+// Or maybe_reply<T>, when whether it replies now is known only at run time: a T is the reply,
+// `deferred` means reply(from, value) later (OTP's {reply, ...} or {noreply, ...} from one clause).
+template <class T>
+class maybe_reply {
+ public:
+  maybe_reply(T value) : value_(std::move(value)) {}
+  maybe_reply(deferred_t) {}
+  bool deferred() const noexcept { return !value_.has_value(); }
+  T& value() { return *value_; }
+
+ private:
+  std::optional<T> value_;
+};
+template <class T>
+struct is_maybe_reply : std::false_type {};
+template <class T>
+struct is_maybe_reply<maybe_reply<T>> : std::true_type {};
+
 // What handle_call's reply is when handle_call returns void.
 struct ok_t {
   friend bool operator==(ok_t, ok_t) noexcept { return true; }

@@ -54,9 +54,18 @@ template <class S, class T, bool Handled = has_handle_call<S, T>>
 struct call_handler_result {
   using type = void;
 };
+template <class R>
+struct unwrap_maybe_reply {
+  using type = R;
+};
+template <class R>
+struct unwrap_maybe_reply<maybe_reply<R>> {  // a reply now or later: an R either way
+  using type = R;
+};
 template <class S, class T>
 struct call_handler_result<S, T, true> {
-  using type = std::remove_cvref_t<decltype(std::declval<S&>().handle_call(std::declval<T&>(), std::declval<from&>()))>;
+  using type = typename unwrap_maybe_reply<
+      std::remove_cvref_t<decltype(std::declval<S&>().handle_call(std::declval<T&>(), std::declval<from&>()))>>::type;
 };
 
 // Checks a typed call of request T with requested reply R and names its reply type. Each

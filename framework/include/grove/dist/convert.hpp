@@ -148,11 +148,18 @@ void cast(const server_ref& target, const Req& req) {
   grove::cast(target, to_term(req));
 }
 
+// A reply to a call from another node (or any term call), later: the value as a term.
+template <term_convertible T>
+void reply(const from& f, const T& value) {
+  grove::reply(f, to_term(value));
+}
+
 // A GenServer's typed handlers, served to callers that send terms (other nodes): derive from
 // term_handlers<Self, Reqs...>, list `term` in `handles` beside the Reqs, and bring its
 // handle_call/handle_cast in with `using`. A term call is converted to the first of Reqs that
 // takes it and handled by Self's handle_call(const Req&, const from&) (its reply converted
-// back; void replies `ok`); a term cast likewise by handle_cast(const Req&). A term that none
+// back; void replies `ok`; a handler that returns grove::deferred replies later with
+// dist::reply(from, value)); a term cast likewise by handle_cast(const Req&). A term that none
 // of them takes crashes the server (std::invalid_argument), as a gen_server without a matching
 // clause does (function_clause).
 template <class Self, class... Reqs>
@@ -161,9 +168,10 @@ class term_handlers {
                 "term_handlers' requests are types of your own (a struct per request), not terms or numbers");
 
  public:
-  term handle_call(const term& t, const from& f) {
+  maybe_reply<term> handle_call(const term& t, const from& f) {
     std::optional<term> out;
     if (!(call_as<Reqs>(t, f, out) || ...)) throw std::invalid_argument("no call of this server takes " + t.str());
+    if (!out) return deferred;
     return std::move(*out);
   }
   void handle_cast(const term& t) {
@@ -178,7 +186,9 @@ class term_handlers {
       if (!req) return false;
       Self& self = static_cast<Self&>(*this);
       using R = decltype(self.handle_call(*req, f));
-      if constexpr (std::is_void_v<R>) {
+      if constexpr (std::is_same_v<R, deferred_t>) {
+        self.handle_call(*req, f);  // replies later (dist::reply); `out` stays empty
+      } else if constexpr (std::is_void_v<R>) {
         self.handle_call(*req, f);
         out = term::make_atom("ok");
       } else {

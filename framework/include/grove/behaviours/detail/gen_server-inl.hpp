@@ -116,6 +116,9 @@ auto gen_server<Derived>::dispatch_one(message& m) -> handled_as {
       using R = decltype(derived().handle_call(c->request, c->f));
       if constexpr (std::is_same_v<R, deferred_t>) {
         derived().handle_call(c->request, c->f);
+      } else if constexpr (is_maybe_reply<R>::value) {
+        R r = derived().handle_call(c->request, c->f);
+        if (!r.deferred()) reply_or_hold(c->f, std::move(r.value()));
       } else if constexpr (std::is_void_v<R>) {
         derived().handle_call(c->request, c->f);
         reply_or_hold(c->f, ok_t{});
