@@ -135,6 +135,10 @@ TEST_CASE("Grove connects to an Erlang node, which sees it in nodes(); a killed 
   auto sub = grove::events(n).subscribe();
   const std::string cookie = unique("cookie_");
   d::distribution dist(n, {.name = unique("grove_d_"), .cookie = cookie, .tick_time = 1s});
+  // A node has one distribution: a second is refused, naming the first.
+  CHECK_THROWS_WITH((d::distribution(n, {.name = unique("grove_d2_"), .cookie = cookie})),
+                    Catch::Contains("already part of a distribution, as " + dist.name()));
+  CHECK(d::find_distribution(n) == &dist);
   erl_shell erl(R"(
     io:format("up~n"),
     Nodes = fun() -> io:format("~s~n", [string:join([atom_to_list(X) || X <- nodes()], ",")]) end,

@@ -1394,6 +1394,8 @@ distribution* find_distribution(const node& n) {
 
 distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<impl>(n, std::move(opts))) {
   impl& d = *impl_;
+  if (const distribution* other = find_distribution(n))  // as net_kernel:start's already_started
+    throw dist_error("this node is already part of a distribution, as " + other->name());
   if (d.o.cookie.empty()) throw dist_error("distribution needs a cookie");
   if (std::string problem = node_name_problem(d.o.name); !problem.empty()) throw dist_error(problem);
   if (auto at = d.o.name.find('@'); at != std::string::npos) {

@@ -79,7 +79,7 @@ struct nodeup {
 class distribution {
  public:
   // Registers with epmd and starts listening; throws dist_error when it cannot (no epmd, the
-  // name is taken, no free port, no cookie).
+  // name is taken, no free port, no cookie, the node already has a distribution).
   distribution(node& n, dist_options opts);
   ~distribution();  // closes every connection and leaves epmd
   distribution(const distribution&) = delete;
