@@ -300,6 +300,15 @@ TEST_CASE("events as JSON lines carry the documented fields", "[events]") {
   CHECK(j["period_s"] == 5);
   CHECK(to_json(e).find('\n') == std::string::npos);
   CHECK(to_text(e).rfind("child_terminated supervisor=bank/accounts child=ledger reason=", 0) == 0);
+  // An event that is not about a process ending has no reason: a node going down.
+  event down;
+  down.kind = event_kind::nodedown;
+  down.label = "erl@host";
+  down.text = "the peer closed the connection";
+  auto dj = nlohmann::json::parse(to_json(down));
+  CHECK(dj["reason"].is_null());
+  CHECK(dj["text"] == "the peer closed the connection");
+  CHECK(to_text(down).find("nodedown erl@host: the peer closed the connection") != std::string::npos);
 }
 
 TEST_CASE("the logger writes each event as text or JSON lines, at or above its level", "[events]") {

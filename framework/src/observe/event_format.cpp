@@ -121,8 +121,11 @@ std::string to_json(const event& e) {
   j["child"] = e.child;
   j["old_pid"] = opt_pid(e.old_pid);
   j["new_pid"] = opt_pid(e.new_pid);
-  j["reason"] =
-      e.kind == event_kind::progress ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e.reason.str());
+  // Events that are not about a process ending carry no reason.
+  const bool no_reason = e.kind == event_kind::progress || e.kind == event_kind::output ||
+                         e.kind == event_kind::nodeup || e.kind == event_kind::nodedown ||
+                         e.kind == event_kind::connection_failed;
+  j["reason"] = no_reason ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(e.reason.str());
   j["label"] = e.label;
   j["restarts"] = e.restarts;
   j["intensity"] = e.intensity;
