@@ -106,10 +106,10 @@ std::int64_t raw_ticks() noexcept {
   return steady_ns();
 #endif
 }
-// The TSC and the clock read together: the clock read between two TSC reads, again when the
-// thread was held up between them (preempted, or its vCPU descheduled), so the pair is at most
-// a few microseconds apart. A pair read across a millisecond's preemption would skew the rate
-// by that much: a 1 s timeout then fired a millisecond early on a busy machine.
+// The anchor's TSC and clock read together: the clock read between two TSC reads, again when
+// the thread was held up between them (preempted, or its vCPU descheduled), so the pair is at
+// most a few microseconds apart and the rate measured from it is not skewed by a preemption.
+// Once, at start-up; conversions (on the receive path) read the pair plainly.
 tsc_anchor read_together() noexcept {
   constexpr std::int64_t close_enough = 20'000;  // ticks: under 10 µs at any TSC rate above 2 GHz
   tsc_anchor best{0, 0};
@@ -150,8 +150,7 @@ std::int64_t turn_started() noexcept {
 std::int64_t timestamp_to_ns(std::int64_t ticks) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   const auto& a = anchor();
-  const tsc_anchor now = read_together();
-  std::int64_t dt = now.ticks - a.ticks, dn = now.ns - a.ns;
+  std::int64_t dt = raw_ticks() - a.ticks, dn = steady_ns() - a.ns;
   if (dt <= 0 || dn <= 0) return 0;
   return static_cast<std::int64_t>(static_cast<double>(ticks) * static_cast<double>(dn) / static_cast<double>(dt));
 #else
