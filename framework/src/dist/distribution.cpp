@@ -1,9 +1,14 @@
 // The distribution layer's connections (docs/concepts/distribution.md): one I/O thread runs
-// Boost.Asio for the listener, the handshakes (coroutines), each connection's reads and its
-// ticker. It decodes each frame and acts on it at once (delivers the message, records the link
-// or monitor, answers net_kernel). Other nodes' processes are pids of remote node ids, whose
-// carrier (grove/detail/remote.hpp) encodes what the runtime sends them; a process's frames are
-// held on its scheduler thread and written together when the thread moves on.
+// Boost.Asio for the listener, the handshakes (coroutines), the tickers and the closing of
+// connections. An established connection's socket leaves Asio for an epoll set of the layer's
+// own, which the node's scheduler threads wait on when idle and look at between processes
+// (grove/detail/remote.hpp's io_poller): the thread that reads a frame decodes it and acts on it
+// at once (delivers the message, records the link or monitor, answers net_kernel), and runs the
+// process it woke, with no hand-over between threads. The I/O thread reads when no scheduler
+// thread has looked for a while (all busy with long turns). Other nodes' processes are pids of
+// remote node ids, whose carrier (grove/detail/remote.hpp) encodes what the runtime sends them; a
+// process's frames are held on its scheduler thread and written together when the thread moves
+// on; what the socket does not take at once is sent when the epoll set says it can take more.
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
 
 // Boost 1.74's Asio sees C++20 coroutines in GCC only (with clang it looks for the Coroutines
@@ -16,7 +21,9 @@
 
 #include <grove/dist/distribution.hpp>
 
+#include <fcntl.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,22 +209,27 @@ struct connection : std::enable_shared_from_this<connection> {
   tcp::socket sock;
   asio::steady_timer ticker;
   peer_info peer;
-  bool up = false, closed = false;
-  bool superseded = false;                       // our attempt gave way to the peer's (simultaneous connect)
-  steady::time_point last_read = steady::now();  // I/O thread
+  bool up = false, closed = false;         // I/O thread
+  bool superseded = false;                 // our attempt gave way to the peer's (simultaneous connect)
+  std::atomic<std::int64_t> last_read{0};  // steady ns of the last bytes read
+  // Reading (established): by whoever holds d.rmx, a scheduler thread or the I/O thread.
+  std::string rbuf;      // bytes read, not yet a whole frame
+  bool reading = false;  // in d's epoll set
   // Writing, from any thread: a frame goes straight to the socket (non-blocking) when nothing
-  // waits before it; what does not fit waits in `pending`, sent by the I/O thread in batches.
-  std::mutex wm;  // guards what follows, and the socket's descriptor against its closing
-  std::string pending, sending;
+  // waits before it; what does not fit waits in `pending`, sent when the socket can take more
+  // (the epoll set reports it: `writing`).
+  std::mutex wm;  // guards what follows, and the descriptor against its closing (taken after d.rmx)
+  std::string pending;
   bool writing = false, wclosed = false;
-  bool held = false;  // a scheduler thread will write `pending` when it moves on
-  int fd = -1;
+  bool held = false;               // a scheduler thread will write `pending` when it moves on
+  int fd = -1;                     // the established connection's socket, out of Asio (also read under d.rmx)
   std::atomic<bool> wrote{false};  // since the last tick
 
   void write(std::string bytes);
-  // Sends `pending` now (wm held): what the socket takes; the rest goes to the I/O thread.
+  // Sends `pending` now (wm held): what the socket takes; the rest when it can take more.
   void send_pending(std::unique_lock<std::mutex>& lk);
-  void start_write();                  // I/O thread
+  void send_more();                    // the socket can take more (d.rmx held)
+  void watch(bool out) noexcept;       // what the epoll set reports for it (wm held)
   void close(const std::string& why);  // I/O thread
 };
 
@@ -234,6 +246,105 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   std::optional<epmd_registration> registration;
   std::thread thread;
   std::mt19937 rng{std::random_device{}()};  // I/O thread only
+
+  // ---- reading established connections -------------------------------------------------------------
+  // Their sockets, in an epoll set that the node's scheduler threads wait on (input_poller); the
+  // I/O thread reads when none has looked for a while (fallback).
+  const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+  std::mutex rmx;  // one reader at a time; guards the two below and every connection's read state
+  std::map<connection*, std::shared_ptr<connection>> readers;  // what the epoll set refers to
+  struct input_poller final : detail::io_poller {
+    explicit input_poller(impl& i) : d(i) {}
+    impl& d;
+    int fd() const noexcept override { return d.epfd; }
+    void ready() noexcept override { d.read_ready(); }
+  } poller{*this};
+  asio::steady_timer fallback{io};
+  std::chrono::milliseconds fallback_every{1};
+  ~impl() {
+    if (epfd >= 0) ::close(epfd);
+  }
+  static std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
+  }
+
+  // Reads what the epoll set reports (rmx free; else another thread reads: nothing to do).
+  void read_ready() noexcept {
+    std::unique_lock lk(rmx, std::try_to_lock);
+    if (!lk) return;
+    epoll_event ev[32];
+    const int k = ::epoll_wait(epfd, ev, 32, 0);
+    for (int i = 0; i < k; ++i) {
+      auto* c = static_cast<connection*>(ev[i].data.ptr);
+      if (!c->reading) continue;  // stopped earlier in this round
+      if (ev[i].events & EPOLLOUT) c->send_more();
+      if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_from(*c);
+    }
+  }
+
+  // Reads what has arrived (up to 256 KiB, in 64 KiB reads) and takes every whole frame in it.
+  void read_from(connection& c) noexcept {
+    constexpr std::size_t chunk = 65536;
+    for (int round = 0; round < 4; ++round) {
+      const std::size_t had = c.rbuf.size();
+      c.rbuf.resize(had + chunk);
+      const ssize_t got = ::recv(c.fd, c.rbuf.data() + had, chunk, MSG_DONTWAIT);
+      if (got <= 0) {
+        c.rbuf.resize(had);
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        stop_reading(c, got == 0 ? "the peer closed the connection" : std::string(std::strerror(errno)));
+        return;
+      }
+      c.rbuf.resize(had + static_cast<std::size_t>(got));
+      c.last_read.store(steady_ns(), std::memory_order_relaxed);
+      std::string why;
+      std::size_t at = 0;
+      while (why.empty() && c.rbuf.size() - at >= 4) {
+        const auto* h = reinterpret_cast<const unsigned char*>(c.rbuf.data() + at);
+        const std::size_t len = (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
+        if (len == 0) {  // a tick
+          at += 4;
+          continue;
+        }
+        if (len > o.max_frame) {
+          why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
+          break;
+        }
+        if (c.rbuf.size() - at - 4 < len) break;
+        why = take_frame(c, std::string_view(c.rbuf).substr(at + 4, len));
+        at += 4 + len;
+      }
+      if (!why.empty()) {
+        stop_reading(c, why);
+        return;
+      }
+      c.rbuf.erase(0, at);
+      if (static_cast<std::size_t>(got) < chunk) return;
+    }
+  }
+
+  // Reading ends (rmx held); the I/O thread closes the connection.
+  void stop_reading(connection& c, std::string why) {
+    c.reading = false;
+    ::epoll_ctl(epfd, EPOLL_CTL_DEL, c.fd, nullptr);
+    asio::post(io, [self = c.shared_from_this(), why = std::move(why)] { self->close(why); });
+  }
+
+  // The I/O thread reads when no scheduler thread has looked for a while: every scheduler is
+  // busy with a long turn. Looks again soon after reading, else less and less often.
+  void watch_fallback() {
+    fallback.expires_after(fallback_every);
+    fallback.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (detail::io_polled(n, fallback_every)) {
+        fallback_every = std::min(fallback_every * 2, std::chrono::milliseconds(100));
+      } else {
+        fallback_every = std::chrono::milliseconds(1);
+        read_ready();
+      }
+      watch_fallback();
+    });
+  }
 
   mutable std::mutex m;                                           // guards the three below
   std::map<std::string, std::shared_ptr<connection>> up;          // by peer name
@@ -654,12 +765,26 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
       c->up = true;
       up[info.name] = c;
     }
-    {
-      std::lock_guard lk(c->wm);
-      c->fd = c->sock.native_handle();
+    // The socket leaves Asio for the epoll set: no Asio wake-up for each frame that arrives.
+    boost::system::error_code ec;
+    const int fd = c->sock.release(ec);
+    if (ec || fd < 0) {
+      c->close("cannot take the socket from Asio: " + ec.message());
+      return;
     }
-    c->last_read = steady::now();
-    asio::co_spawn(io, read_loop(c), asio::detached);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    c->last_read.store(steady_ns(), std::memory_order_relaxed);
+    {
+      std::lock_guard rl(rmx);
+      std::lock_guard lk(c->wm);
+      c->fd = fd;
+      c->reading = true;
+      readers[c.get()] = c;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = c.get();
+      ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
     tick(c);
     nodes_changed(info.name, info.hidden, true);
     publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
@@ -671,52 +796,14 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     c->ticker.expires_after(quarter);
     c->ticker.async_wait([this, c](const boost::system::error_code& ec) {
       if (ec || c->closed) return;
-      const auto now = steady::now();
-      if (now - c->last_read >= o.tick_time) {
+      const auto since = std::chrono::nanoseconds(steady_ns() - c->last_read.load(std::memory_order_relaxed));
+      if (since >= o.tick_time) {
         c->close("net_tick_timeout: nothing from the peer for " + std::to_string(o.tick_time.count()) + " ms");
         return;
       }
       if (!c->wrote.exchange(false)) c->write(std::string(4, '\0'));
       tick(c);
     });
-  }
-
-  asio::awaitable<void> read_loop(std::shared_ptr<connection> c) {
-    std::string why;
-    try {
-      // Reads what has arrived (up to 64 KiB at a time) and takes every whole frame in it.
-      std::string buf;
-      std::size_t at = 0;
-      for (;;) {
-        while (why.empty() && buf.size() - at >= 4) {
-          const auto* h = reinterpret_cast<const unsigned char*>(buf.data() + at);
-          const std::size_t len =
-              (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
-          if (len == 0) {  // a tick
-            at += 4;
-            continue;
-          }
-          if (len > o.max_frame) {
-            why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
-            break;
-          }
-          if (buf.size() - at - 4 < len) break;
-          why = take_frame(*c, std::string_view(buf).substr(at + 4, len));
-          at += 4 + len;
-        }
-        if (!why.empty()) break;
-        buf.erase(0, at);
-        at = 0;
-        const std::size_t had = buf.size();
-        buf.resize(had + 65536);
-        const std::size_t got = co_await c->sock.async_read_some(asio::buffer(buf.data() + had, 65536), use_awaitable);
-        buf.resize(had + got);
-        c->last_read = steady::now();
-      }
-    } catch (const std::exception& e) {
-      why = describe(e);
-    }
-    if (!c->closed) c->close(why);
   }
 
   // One frame's body: "" when taken, else why the connection must close.
@@ -738,7 +825,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     return "";
   }
 
-  // ---- what peers send (on the I/O thread) -----------------------------------------------------------
+  // ---- what peers send (by the thread that read it: a scheduler thread, or the I/O thread) ---------------
 
   void handle(connection& c, const inbound& in);
   void deliver(connection& c, const pid& target, const term& msg);
@@ -779,7 +866,7 @@ void connection::write(std::string bytes) {
     return;
   }
   pending += bytes;
-  if (writing) return;  // the I/O thread sends it after what it is sending
+  if (writing) return;  // sent after what waits, when the socket can take more
   // In a process: held until the thread moves on, so that what a process sends in its turn
   // (a call's monitor and request, a burst of messages) goes in one write.
   if (pending.size() < hold_limit && (held || detail::flush_later(&write_held_back))) {
@@ -807,33 +894,26 @@ void connection::send_pending(std::unique_lock<std::mutex>& lk) {
   }
   if (n > 0) pending.erase(0, static_cast<std::size_t>(n));
   writing = true;
-  lk.unlock();
-  asio::post(d.io, [self = shared_from_this()] { self->start_write(); });
+  watch(true);
 }
 
-void connection::start_write() {
-  {
-    std::lock_guard lk(wm);
-    if (wclosed && closed) return;
-    sending.swap(pending);
-    pending.clear();
+void connection::watch(bool out) noexcept {
+  epoll_event ev{};
+  ev.events = EPOLLIN | (out ? EPOLLOUT : 0u);
+  ev.data.ptr = this;
+  ::epoll_ctl(d.epfd, EPOLL_CTL_MOD, fd, &ev);  // fails (ENOENT) once reading has ended: closing
+}
+
+void connection::send_more() {
+  std::unique_lock lk(wm);
+  if (wclosed || fd < 0 || !writing) return;
+  writing = false;
+  if (pending.empty()) {
+    watch(false);
+    return;
   }
-  asio::async_write(sock, asio::buffer(sending),
-                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->sending.clear();
-                      if (ec) {
-                        if (!self->closed) self->close("write failed: " + ec.message());
-                        return;
-                      }
-                      {
-                        std::lock_guard lk(self->wm);
-                        if (self->pending.empty()) {
-                          self->writing = false;
-                          return;
-                        }
-                      }
-                      if (!self->closed) self->start_write();
-                    });
+  send_pending(lk);                              // all of it, or the rest when it can take more
+  if (lk.owns_lock() && !writing) watch(false);  // (not owned: failed, closing)
 }
 
 // On the I/O thread. `why` empty: a handshake that did not complete (nothing to report).
@@ -842,9 +922,15 @@ void connection::close(const std::string& why) {
   closed = true;
   boost::system::error_code ignore;
   ticker.cancel();
+  auto keep = shared_from_this();  // readers may hold the last reference but one
   {
-    std::lock_guard lk(wm);  // no write is under way on the descriptor, and none starts
+    std::lock_guard rl(d.rmx);  // no read is under way on the descriptor, and none starts
+    std::lock_guard lk(wm);     // nor a write
+    if (reading) ::epoll_ctl(d.epfd, EPOLL_CTL_DEL, fd, nullptr);
+    reading = false;
+    d.readers.erase(this);
     wclosed = true;
+    if (fd >= 0) ::close(fd);
     fd = -1;
     sock.close(ignore);
   }
@@ -1437,7 +1523,10 @@ distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<
   }
   if (!d.registration) throw dist_error(error);
   d.creation = d.registration->creation();
+  if (d.epfd < 0) throw dist_error(std::string("cannot make an epoll set: ") + std::strerror(errno));
   asio::co_spawn(d.io, d.accept_loop(), asio::detached);
+  d.watch_fallback();
+  detail::set_io_poller(n, &d.poller);
   d.thread = std::thread([self = impl_] {
     auto work = asio::make_work_guard(self->io);
     self->io.run();
@@ -1449,6 +1538,7 @@ distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<
 
 distribution::~distribution() {
   impl& d = *impl_;
+  detail::set_io_poller(d.n, nullptr);  // the I/O thread reads what is left
   {
     std::lock_guard lk(by_node_mutex);
     if (auto it = by_node().find(&d.n); it != by_node().end() && it->second == this) by_node().erase(it);
@@ -1464,6 +1554,7 @@ distribution::~distribution() {
       for (auto& [name, c] : d.connecting) all.push_back(c);
     }
     for (auto& c : all) c->close("the node left the distribution");
+    d.fallback.cancel();
     closed.set_value();
   });
   closed.get_future().wait();

@@ -233,6 +233,29 @@ scheduler& node_impl::place() noexcept {
   return round_robin();
 }
 
+// ---- input the scheduler threads wait on (grove/detail/remote.hpp) -------------------------------
+
+void set_io_poller(node& n, io_poller* p) {
+  node_impl& impl = node_access::of(n);
+  impl.poller.store(p, std::memory_order_release);
+  // Takes the turn once: no thread waits on the poller before, or runs its ready(), after that.
+  // A thread waiting for input is woken to give it back.
+  while (impl.poll_turn.exchange(true, std::memory_order_acquire)) {
+    if (impl.poll_waiting.load(std::memory_order_seq_cst)) {
+      for (auto& s : impl.schedulers) s->fibers().notify();
+    }
+    std::this_thread::yield();
+  }
+  impl.poll_turn.store(false, std::memory_order_release);
+}
+
+bool io_polled(node& n, std::chrono::nanoseconds within) noexcept {
+  node_impl& impl = node_access::of(n);
+  if (impl.poll_waiting.load(std::memory_order_seq_cst)) return true;
+  const std::int64_t at = impl.polled_at.load(std::memory_order_relaxed);
+  return at != 0 && timestamp_to_ns(timestamp() - at) < within.count();
+}
+
 void node_impl::work_available(scheduler* from) noexcept {
   if (schedulers.size() < 2 || spinning.load(std::memory_order_seq_cst) > 0) return;
   for (auto& s : schedulers) {

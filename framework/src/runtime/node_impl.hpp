@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include <grove/detail/remote.hpp>
 #include <grove/runtime/node.hpp>
 
 #include "process_impl.hpp"
@@ -91,6 +92,12 @@ class node_impl {
   std::atomic<std::uint64_t> next_ref{1};
   std::atomic<unsigned> next_placement{0};
   alignas(64) std::atomic<int> spinning{0};  // scheduler threads idle and looking for work
+  // Input the scheduler threads look at (remote.hpp's io_poller). The turn: one thread at a
+  // time waits for input or runs ready(); taken before `poller` is read.
+  alignas(64) std::atomic<io_poller*> poller{nullptr};
+  std::atomic<bool> poll_turn{false};
+  std::atomic<bool> poll_waiting{false};   // a thread waits for input (it answers at once)
+  std::atomic<std::int64_t> polled_at{0};  // timestamp() of the last look
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   std::atomic<int> end_waiters{0};

@@ -1,6 +1,9 @@
 #include "scheduler.hpp"
 
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
@@ -28,6 +31,9 @@ constexpr std::int64_t stale_ticks = 100'000;
 // "Run next" picks in a row before the ready queue gets a turn (the dispatcher, which brings in
 // wake-ups from other threads, waits there).
 constexpr int run_next_limit = 16;
+// How often a busy thread looks for input (remote.hpp's poll_interval, in TSC ticks at about
+// 2.5 GHz).
+constexpr std::int64_t look_ticks = 2'500 * poll_interval.count();
 // How long an idle thread spins (looking for work to steal) before it parks.
 constexpr auto spin_time = std::chrono::microseconds(20);
 // A parked thread looks again after a while even if nobody woke it: another thread may have
@@ -85,7 +91,18 @@ ready_queue::wake_in_order::~wake_in_order() { --tl_in_order; }
 
 void ready_queue::spawning() noexcept { tl_spawning = true; }
 
+ready_queue::ready_queue(scheduler* owner) : owner_(owner), wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+ready_queue::~ready_queue() {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
 void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
+  if (ctx == poller_fiber_) {
+    spinlock_lock lk(lock_);
+    poller_due_ = true;
+    return;
+  }
   accept_handoff(ctx);
   // Run next: a fiber woken by the running one, which usually blocks soon after. Not the
   // dispatcher, nor wake-ups brought in from other threads (the dispatcher is then the active
@@ -137,6 +154,10 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
 
 boost::fibers::context* ready_queue::take_local() noexcept {
   spinlock_lock lk(lock_);
+  if (poller_due_) {
+    poller_due_ = false;
+    return poller_fiber_;
+  }
   if (run_next_ && (ready_.empty() || run_next_streak_ < run_next_limit)) {
     if (run_next_streak_ < run_next_limit) ++run_next_streak_;
     boost::fibers::context* ctx = run_next_;
@@ -183,11 +204,18 @@ void run_flush_later() noexcept {
 
 boost::fibers::context* ready_queue::pick_next() noexcept {
   run_flush_later();
-  boost::fibers::context* ctx = take_local();
-  // Only Boost's dispatcher steals: a fiber that suspends may hold a lock stealing takes.
-  if (!ctx && boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context)) {
-    ctx = steal_elsewhere();
+  // Only Boost's dispatcher looks for input and steals: a fiber that suspends may hold a lock
+  // either takes. A busy thread looks for input every poll_interval.
+  const bool dispatching = boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context);
+  if (dispatching && poller_fiber_ && owner_->node()->poller.load(std::memory_order_relaxed)) {
+    const std::int64_t now = timestamp();
+    if (now >= next_look_) {
+      next_look_ = now + look_ticks;
+      poll_input(false, {});
+    }
   }
+  boost::fibers::context* ctx = take_local();
+  if (!ctx && dispatching) ctx = steal_elsewhere();
   if (ctx) {
     if (migratable(ctx)) owner_->fiber_scheduler()->attach_worker_context(ctx);
     owner_->note_switch();
@@ -197,7 +225,7 @@ boost::fibers::context* ready_queue::pick_next() noexcept {
 
 bool ready_queue::has_ready() const noexcept {
   spinlock_lock lk(lock_);
-  return run_next_ || !ready_.empty();
+  return poller_due_ || run_next_ || !ready_.empty();
 }
 
 boost::fibers::context* ready_queue::steal(bool stale) noexcept {
@@ -237,20 +265,22 @@ boost::fibers::context* ready_queue::steal_elsewhere() noexcept {
   return nullptr;
 }
 
+bool ready_queue::work_to_steal(bool& queued_elsewhere) noexcept {
+  queued_elsewhere = false;
+  for (auto& s : owner_->node()->schedulers) {
+    if (s.get() == owner_) continue;
+    const bool stale = owner_->stale(*s);
+    if (s->fibers().has_stealable(stale) || s->has_stealable_process(stale)) return true;
+    if (s->run_queue_length() > 0 || s->fibers().has_stealable(true)) queued_elsewhere = true;
+  }
+  return false;
+}
+
 void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp) noexcept {
   run_flush_later();
   node_impl* n = owner_->node();
   bool queued_elsewhere = false;  // work that may become stealable
-  auto work_elsewhere = [&] {
-    queued_elsewhere = false;
-    for (auto& s : n->schedulers) {
-      if (s.get() == owner_) continue;
-      const bool stale = owner_->stale(*s);
-      if (s->fibers().has_stealable(stale) || s->has_stealable_process(stale)) return true;
-      if (s->run_queue_length() > 0 || s->fibers().has_stealable(true)) queued_elsewhere = true;
-    }
-    return false;
-  };
+  auto work_elsewhere = [&] { return work_to_steal(queued_elsewhere); };
   // Spin briefly: a partner on another thread often has work within that; look for work to
   // steal meanwhile.
   n->spinning.fetch_add(1, std::memory_order_seq_cst);
@@ -278,6 +308,21 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
     if ((i & 7) == 7 && (seen = std::chrono::steady_clock::now()) >= until) break;
   }
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
+  if (poller_fiber_ && n->poller.load(std::memory_order_relaxed)) {
+    // With input to wait for, the thread waits on it, unless another thread does (it then
+    // sleeps as below).
+    const auto last = recheck_;
+    if (queued_elsewhere) recheck_ = recheck_min;
+    const auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
+    recheck_ = std::min<std::chrono::microseconds>(recheck_ * 2, recheck_max);
+    const bool input = poll_input(true, deadline);
+    if (input || polled_wait_) {
+      if (woken_.exchange(false, std::memory_order_seq_cst) || input) recheck_ = recheck_min;
+      add_idle(std::chrono::steady_clock::now());
+      return;
+    }
+    recheck_ = last;
+  }
   std::unique_lock lk(mutex_);
   sleeping_.store(true, std::memory_order_seq_cst);
   // Checked after sleeping_ is set: whoever adds work checks sleeping_ after adding it.
@@ -306,10 +351,63 @@ std::uint64_t ready_queue::idle_ns() const noexcept {
 
 void ready_queue::notify() noexcept {
   if (woken_.exchange(true, std::memory_order_seq_cst)) return;
+  if (polling_.load(std::memory_order_seq_cst)) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t w = ::write(wake_fd_, &one, sizeof one);
+    return;
+  }
   if (sleeping_.load(std::memory_order_seq_cst)) {
     std::lock_guard lk(mutex_);
     cv_.notify_one();
   }
+}
+
+bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point until) noexcept {
+  polled_wait_ = false;
+  node_impl* n = owner_->node();
+  if (n->poll_turn.load(std::memory_order_relaxed) || n->poll_turn.exchange(true, std::memory_order_acquire))
+    return false;
+  io_poller* p = n->poller.load(std::memory_order_acquire);  // after the turn: set_io_poller waits for it
+  if (!p) {
+    n->poll_turn.store(false, std::memory_order_release);
+    return false;
+  }
+  if (wait) polled_wait_ = true;
+  pollfd fds[2] = {{p->fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  int timeout_ms = 0;
+  if (wait) {
+    // Counted as parked (work_available wakes it) and as waiting for input (io_polled).
+    polling_.store(true, std::memory_order_seq_cst);
+    sleeping_.store(true, std::memory_order_seq_cst);
+    n->poll_waiting.store(true, std::memory_order_seq_cst);
+    // Checked after polling_ is set: whoever adds work checks it after adding.
+    bool queued_elsewhere = false;
+    if (woken_.load(std::memory_order_seq_cst) || work_to_steal(queued_elsewhere)) {
+      wait = false;
+    } else {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000));
+    }
+  }
+  n->polled_at.store(timestamp(), std::memory_order_relaxed);
+  const int r = ::poll(fds, wait ? 2 : 1, timeout_ms);
+  if (wait) {
+    n->poll_waiting.store(false, std::memory_order_seq_cst);
+    n->polled_at.store(timestamp(), std::memory_order_relaxed);
+    sleeping_.store(false, std::memory_order_relaxed);
+    polling_.store(false, std::memory_order_seq_cst);
+    if (r > 0 && (fds[1].revents & POLLIN)) {
+      std::uint64_t count = 0;
+      [[maybe_unused]] const ssize_t got = ::read(wake_fd_, &count, sizeof count);
+    }
+  }
+  if (r > 0 && fds[0].revents != 0) {
+    owner_->poller_has_turn();
+    owner_->fiber_scheduler()->schedule(poller_fiber_);  // it gives the turn back
+    return true;
+  }
+  n->poll_turn.store(false, std::memory_order_release);
+  return false;
 }
 
 // ---- scheduler ------------------------------------------------------------------------------
@@ -461,6 +559,9 @@ void scheduler::thread_main() {
   fiber_slot slot;  // the manager runs no process; the slot records the thread's own stack
   slot.stack = thread_stack();
   bind_fiber(&slot);
+  boost::fibers::fiber poller(std::allocator_arg, pooled_stack{&node_->stacks, stack_pool::round(poller_stack)},
+                              [this] { poller_main(); });
+  on_resume(&slot);
   spinlock_lock lk(lock_);
   for (;;) {
     while (!need_worker_ && !stop_) {
@@ -496,7 +597,32 @@ void scheduler::thread_main() {
   }
   manager_ = nullptr;
   lk.unlock();
+  poller_stop_ = true;
+  if (!poller_turn_) fiber_scheduler_->schedule(poller_fiber_context_);  // else it is due already
+  poller.join();
+  on_resume(&slot);
   tl_scheduler = nullptr;
+}
+
+void scheduler::poller_main() {
+  auto* self = boost::fibers::context::active();
+  fiber_slot slot;  // no process: current() is null while ready() runs
+  slot.stack = bounds_of_stack(&slot, stack_pool::round(poller_stack));
+  bind_fiber(&slot);
+  poller_fiber_context_ = self;
+  fibers_.set_poller_fiber(self);
+  for (;;) {
+    self->suspend();
+    on_resume(&slot);
+    if (poller_turn_) {
+      // Woken holding the node's poll turn: the poller stays registered until it is back.
+      poller_turn_ = false;
+      if (io_poller* p = node_->poller.load(std::memory_order_acquire)) p->ready();
+      run_flush_later();
+      node_->poll_turn.store(false, std::memory_order_release);
+    }
+    if (poller_stop_) return;
+  }
 }
 
 void scheduler::worker_main() {

@@ -63,7 +63,10 @@ struct call_counters {
 // never reads freed memory); Boost's algorithm object forwards to it.
 class ready_queue {
  public:
-  explicit ready_queue(scheduler* owner) : owner_(owner) {}
+  explicit ready_queue(scheduler* owner);
+  ~ready_queue();
+  ready_queue(const ready_queue&) = delete;
+  ready_queue& operator=(const ready_queue&) = delete;
 
   // ---- called by Boost.Fiber on the owning thread ----
   void awakened(boost::fibers::context* ctx) noexcept;
@@ -82,6 +85,11 @@ class ready_queue {
             (run_next_migratable_.load(std::memory_order_relaxed) || held_count_.load(std::memory_order_relaxed) > 0));
   }
   bool parked() const noexcept { return sleeping_.load(std::memory_order_relaxed); }
+
+  // ---- input (the node's io_poller, remote.hpp) ----
+  // The thread's poller fiber, which runs the poller's ready() when this thread found input:
+  // it runs before anything else here.
+  void set_poller_fiber(boost::fibers::context* ctx) noexcept { poller_fiber_ = ctx; }
   // Time the thread spent with nothing to run (spinning for work, then asleep), in ns, the
   // idle spell in progress included.
   std::uint64_t idle_ns() const noexcept;
@@ -107,6 +115,13 @@ class ready_queue {
   boost::fibers::context* take_local() noexcept;
   void uncount_locked(boost::fibers::context* ctx) noexcept;  // a migratable fiber leaves ready_
   boost::fibers::context* steal_elsewhere() noexcept;
+  // Looks at the node's io_poller if it has one and nobody else does: waits until `until` (or a
+  // notify) when `wait`, else only looks. True when there is input: the poller fiber is woken
+  // and holds the node's poll turn until it has run ready().
+  bool poll_input(bool wait, std::chrono::steady_clock::time_point until) noexcept;
+  // Whether another thread has work this one could take (or, in `queued_elsewhere`, may have
+  // soon).
+  bool work_to_steal(bool& queued_elsewhere) noexcept;
 
   scheduler* const owner_;
   mutable spinlock lock_;
@@ -127,6 +142,13 @@ class ready_queue {
   std::chrono::microseconds recheck_{1000};  // owner only: see recheck_min in scheduler.cpp
   std::atomic<std::uint64_t> idle_ns_{0};    // written by the owner only
   std::atomic<std::int64_t> idle_since_{0};  // steady_clock ns since the epoch while idle, else 0
+  // input
+  boost::fibers::context* poller_fiber_ = nullptr;  // set before the thread runs anything
+  bool poller_due_ = false;                         // under lock_: woken, runs next
+  int wake_fd_ = -1;                                // eventfd: notify() ends a wait for input
+  std::atomic<bool> polling_{false};                // waiting for input (in poll(2))
+  std::int64_t next_look_ = 0;                      // owner only: timestamp() of the next look while busy
+  bool polled_wait_ = false;                        // owner only: poll_input's last call waited
 };
 
 class scheduler {
@@ -177,6 +199,7 @@ class scheduler {
   call_counters& calls() noexcept { return calls_; }
   const call_counters& calls() const noexcept { return calls_; }
   static bool in_worker() noexcept;
+  void poller_has_turn() noexcept { poller_turn_ = true; }
   // Whether the running fiber is a worker inside an activation; a fiber that suspends saves
   // and clears it, and restores it when it resumes.
   static void set_in_worker(bool on) noexcept;
@@ -191,6 +214,7 @@ class scheduler {
  private:
   void thread_main();
   void worker_main();
+  void poller_main();
   // With lock held: gets a worker to look at the queue. Returns a context to schedule after
   // unlocking, or null.
   boost::fibers::context* wake_one_locked() noexcept;
@@ -217,6 +241,10 @@ class scheduler {
   boost::fibers::context* manager_ = nullptr;
   bool need_worker_ = false;
   bool stop_ = false;
+  bool poller_stop_ = false;  // owner only
+  bool poller_turn_ = false;  // owner only: the poller fiber is woken holding the poll turn
+  boost::fibers::context* poller_fiber_context_ = nullptr;
+  static constexpr std::size_t poller_stack = 1024 * 1024;  // ready() decodes terms, handles frames
   unsigned workers_ = 0;
   static constexpr std::size_t max_parked = 8;
   call_counters calls_;

@@ -4,6 +4,7 @@
 // monitor) goes to that node's carrier (the dist layer, docs/concepts/distribution.md).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,10 @@
 
 #include <grove/detail/envelope.hpp>
 #include <grove/runtime/pid.hpp>
+
+namespace grove {
+class node;
+}
 
 namespace grove::detail {
 
@@ -53,6 +58,28 @@ void signal_from_remote(const pid& to, envelope_kind k, const pid& from, const e
 // fiber or process, or to idle). Elsewhere (another thread) it writes at once: false.
 bool flush_later(void (*fn)());
 void run_flush_later() noexcept;
+
+// Input the scheduler threads wait on themselves (the dist layer's sockets), so that the thread
+// that reads a message runs the process it wakes, with no hand-over from another thread. An
+// idle scheduler thread waits on fd() (one thread at a time) instead of sleeping; a busy one
+// looks at it between processes, at most every poll_interval. When fd() is readable, that
+// thread runs ready() in a fiber of its own (no current process), before anything else it has.
+// ready() must not block for long, and must cope with finding nothing: the owner may look too
+// when no scheduler thread has for a while (io_polled), and another caller may have taken the
+// input first.
+class io_poller {
+ public:
+  virtual ~io_poller() = default;
+  virtual int fd() const noexcept = 0;  // readable (poll(2)) when there is input
+  virtual void ready() noexcept = 0;
+};
+inline constexpr std::chrono::microseconds poll_interval{20};
+// Registers p with n's scheduler threads (null: none); returns once no thread uses the one
+// before. One per node.
+void set_io_poller(node& n, io_poller* p);
+// Whether a scheduler thread of n waits for input now or looked within `within`: the poller's
+// owner need not look itself.
+bool io_polled(node& n, std::chrono::nanoseconds within) noexcept;
 
 // {Name, Node}: what server_ref(name, node) resolves to, as the dist layer answers (a pid of the
 // calling process's node when Node is its own name, an address on another node, or nullopt).
