@@ -555,6 +555,50 @@ TEST_CASE("two Grove nodes connecting to each other at once end with one connect
   }
 }
 
+TEST_CASE("while the only scheduler thread is held by a long turn, what a peer sends is still read", "[dist][remote]") {
+  // Scheduler threads read the sockets themselves; when none has looked for a while, the I/O
+  // thread reads. Here A's one thread is held by a process that does not suspend until the
+  // message for another of A's processes is in its mailbox: only the I/O thread can put it there.
+  grove::node a({.schedulers = 1}), b;
+  const std::string cookie = unique("cookie_");
+  d::distribution da(a, {.name = unique("grove_ha_"), .cookie = cookie});
+  d::distribution db(b, {.name = unique("grove_hb_"), .cookie = cookie});
+  REQUIRE(db.connect(da.name()));
+  const grove::pid sink = a.spawn([] { grove::receive([](const term&) {}); });
+  const auto sink_there = db.from_erl(da.to_erl(sink));
+  REQUIRE(sink_there);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool holding = false;
+  std::atomic<bool> seen{false};
+  const grove::pid hog = a.spawn([&] {
+    {
+      std::lock_guard lk(mu);
+      holding = true;
+    }
+    cv.notify_all();
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until) {
+      auto i = grove::info(sink);
+      if (i && i->mailbox_length > 0) {
+        seen = true;
+        return;
+      }
+    }
+  });
+  {
+    std::unique_lock lk(mu);
+    REQUIRE(cv.wait_for(lk, 10s, [&] { return holding; }));
+  }
+  b.run([&] { grove::send(*sink_there, atom("hello")); });
+  a.run([&] {
+    const auto m = grove::monitor(hog);
+    auto dn = grove::receive_for(30s, [&](const grove::down& x) { return x.ref == m; });
+    CHECK(dn);
+  });
+  CHECK(seen);
+}
+
 namespace {
 // A peer speaking the handshake by hand, to send what no real node would.
 class raw_peer {

@@ -36,6 +36,8 @@ constexpr int run_next_limit = 16;
 constexpr std::int64_t look_ticks = 2'500 * poll_interval.count();
 // How long an idle thread spins (looking for work to steal) before it parks.
 constexpr auto spin_time = std::chrono::microseconds(20);
+// How long it spins on a node with a distribution, looking at the input too (suspend_until).
+constexpr auto input_spin_time = std::chrono::microseconds(100);
 // A parked thread looks again after a while even if nobody woke it: another thread may have
 // queued work and then stayed busy with one process (stale), which wakes nobody. It looks after
 // 1 ms while work is queued elsewhere, otherwise after twice as long as the last time up to
@@ -296,7 +298,11 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
                    std::memory_order_release);
     idle_since_.store(0, std::memory_order_release);  // after the total: a reader never counts the spell twice
   };
-  const auto until = began + spin_time;
+  // With input to wait for (a distribution), the spin is longer and looks at the input too, as
+  // Erlang's schedulers busy-wait: a reply from another node that comes within it is read with
+  // no wake-up of a sleeping thread.
+  const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed);
+  const auto until = began + (input ? input_spin_time : spin_time);
   for (unsigned i = 0;; ++i) {
     if (woken_.exchange(false, std::memory_order_acq_rel) || work_elsewhere()) {
       n->spinning.fetch_sub(1, std::memory_order_seq_cst);
@@ -304,8 +310,14 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
       add_idle(seen);
       return;
     }
-    for (int k = 0; k < 16; ++k) spin_pause();
-    if ((i & 7) == 7 && (seen = std::chrono::steady_clock::now()) >= until) break;
+    for (int k = 0; k < (input ? 4 : 16); ++k) spin_pause();
+    if (input && poll_input(false, {})) {
+      n->spinning.fetch_sub(1, std::memory_order_seq_cst);
+      recheck_ = recheck_min;
+      add_idle(std::chrono::steady_clock::now());
+      return;
+    }
+    if ((input || (i & 7) == 7) && (seen = std::chrono::steady_clock::now()) >= until) break;
   }
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
   if (poller_fiber_ && n->poller.load(std::memory_order_relaxed)) {
