@@ -33,9 +33,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <netdb.h>
+#include <cstring>
 #include <exception>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -213,7 +215,8 @@ struct connection : std::enable_shared_from_this<connection> {
   bool superseded = false;                 // our attempt gave way to the peer's (simultaneous connect)
   std::atomic<std::int64_t> last_read{0};  // steady ns of the last bytes read
   // Reading (established): by whoever holds d.rmx, a scheduler thread or the I/O thread.
-  std::string rbuf;      // bytes read, not yet a whole frame
+  std::unique_ptr<char[]> rbuf;  // bytes read (rlen of them), not yet a whole frame; not zeroed
+  std::size_t rcap = 0, rlen = 0;
   bool reading = false;  // in d's epoll set
   // Writing, from any thread: a frame goes straight to the socket (non-blocking) when nothing
   // waits before it; what does not fit waits in `pending`, sent when the socket can take more
@@ -286,21 +289,26 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   void read_from(connection& c) noexcept {
     constexpr std::size_t chunk = 65536;
     for (int round = 0; round < 4; ++round) {
-      const std::size_t had = c.rbuf.size();
-      c.rbuf.resize(had + chunk);
-      const ssize_t got = ::recv(c.fd, c.rbuf.data() + had, chunk, MSG_DONTWAIT);
+      if (c.rcap - c.rlen < chunk) {  // room for one more read; a long frame's bytes are kept
+        const std::size_t cap = std::max(c.rcap * 2, c.rlen + chunk);
+        auto bigger = std::make_unique_for_overwrite<char[]>(cap);
+        if (c.rlen) std::memcpy(bigger.get(), c.rbuf.get(), c.rlen);
+        c.rbuf = std::move(bigger);
+        c.rcap = cap;
+      }
+      const ssize_t got = ::recv(c.fd, c.rbuf.get() + c.rlen, chunk, MSG_DONTWAIT);
       if (got <= 0) {
-        c.rbuf.resize(had);
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         stop_reading(c, got == 0 ? "the peer closed the connection" : std::string(std::strerror(errno)));
         return;
       }
-      c.rbuf.resize(had + static_cast<std::size_t>(got));
+      c.rlen += static_cast<std::size_t>(got);
       c.last_read.store(steady_ns(), std::memory_order_relaxed);
       std::string why;
       std::size_t at = 0;
-      while (why.empty() && c.rbuf.size() - at >= 4) {
-        const auto* h = reinterpret_cast<const unsigned char*>(c.rbuf.data() + at);
+      const std::string_view bytes(c.rbuf.get(), c.rlen);
+      while (why.empty() && bytes.size() - at >= 4) {
+        const auto* h = reinterpret_cast<const unsigned char*>(bytes.data() + at);
         const std::size_t len = (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) | (std::size_t{h[2]} << 8) | h[3];
         if (len == 0) {  // a tick
           at += 4;
@@ -310,15 +318,16 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
           why = "a frame of " + std::to_string(len) + " bytes (more than max_frame)";
           break;
         }
-        if (c.rbuf.size() - at - 4 < len) break;
-        why = take_frame(c, std::string_view(c.rbuf).substr(at + 4, len));
+        if (bytes.size() - at - 4 < len) break;
+        why = take_frame(c, bytes.substr(at + 4, len));
         at += 4 + len;
       }
       if (!why.empty()) {
         stop_reading(c, why);
         return;
       }
-      c.rbuf.erase(0, at);
+      if (at > 0 && at < c.rlen) std::memmove(c.rbuf.get(), c.rbuf.get() + at, c.rlen - at);
+      c.rlen -= at;
       if (static_cast<std::size_t>(got) < chunk) return;
     }
   }
@@ -906,7 +915,11 @@ void connection::watch(bool out) noexcept {
 
 void connection::send_more() {
   std::unique_lock lk(wm);
-  if (wclosed || fd < 0 || !writing) return;
+  if (fd < 0) return;
+  if (wclosed || !writing) {  // closing: nothing more goes
+    watch(false);
+    return;
+  }
   writing = false;
   if (pending.empty()) {
     watch(false);

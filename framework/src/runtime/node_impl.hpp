@@ -96,6 +96,7 @@ class node_impl {
   // time waits for input or runs ready(); taken before `poller` is read.
   alignas(64) std::atomic<io_poller*> poller{nullptr};
   std::atomic<bool> poll_turn{false};
+  std::atomic<bool> input_watcher{false};  // an idle thread spins on, then waits for, input
   std::atomic<bool> poll_waiting{false};   // a thread waits for input (it answers at once)
   std::atomic<std::int64_t> polled_at{0};  // timestamp() of the last look
   std::mutex stop_mutex;

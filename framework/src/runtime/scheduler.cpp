@@ -298,10 +298,21 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
                    std::memory_order_release);
     idle_since_.store(0, std::memory_order_release);  // after the total: a reader never counts the spell twice
   };
-  // With input to wait for (a distribution), the spin is longer and looks at the input too, as
-  // Erlang's schedulers busy-wait: a reply from another node that comes within it is read with
-  // no wake-up of a sleeping thread.
-  const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed);
+  // With input to wait for (a distribution), one idle thread at a time is the node's input
+  // watcher: its spin is longer and looks at the input too, as Erlang's schedulers busy-wait (a
+  // reply from another node that comes within it is read with no wake-up of a sleeping thread),
+  // then it waits on the input. Other idle threads spin and park as usual: more spinners would
+  // only take the cores the busy threads (this node's and its peers') need.
+  const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed) &&
+                     !n->input_watcher.load(std::memory_order_relaxed) &&
+                     !n->input_watcher.exchange(true, std::memory_order_acquire);
+  struct watcher_role {
+    node_impl* n;
+    bool held;
+    ~watcher_role() {
+      if (held) n->input_watcher.store(false, std::memory_order_release);
+    }
+  } role{n, input};
   const auto until = began + (input ? input_spin_time : spin_time);
   for (unsigned i = 0;; ++i) {
     if (woken_.exchange(false, std::memory_order_acq_rel) || work_elsewhere()) {
@@ -320,16 +331,16 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
     if ((input || (i & 7) == 7) && (seen = std::chrono::steady_clock::now()) >= until) break;
   }
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
-  if (poller_fiber_ && n->poller.load(std::memory_order_relaxed)) {
-    // With input to wait for, the thread waits on it, unless another thread does (it then
-    // sleeps as below).
+  if (input) {
+    // The watcher waits on the input, unless a busy thread is looking at it this moment (it
+    // then sleeps as below).
     const auto last = recheck_;
     if (queued_elsewhere) recheck_ = recheck_min;
     const auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
     recheck_ = std::min<std::chrono::microseconds>(recheck_ * 2, recheck_max);
-    const bool input = poll_input(true, deadline);
-    if (input || polled_wait_) {
-      if (woken_.exchange(false, std::memory_order_seq_cst) || input) recheck_ = recheck_min;
+    const bool found = poll_input(true, deadline);
+    if (found || polled_wait_) {
+      if (woken_.exchange(false, std::memory_order_seq_cst) || found) recheck_ = recheck_min;
       add_idle(std::chrono::steady_clock::now());
       return;
     }
@@ -387,6 +398,7 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
   if (wait) polled_wait_ = true;
   pollfd fds[2] = {{p->fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   int timeout_ms = 0;
+  bool waits = false;  // in poll(2), until input, a notify() or `until`
   if (wait) {
     // Counted as parked (work_available wakes it) and as waiting for input (io_polled).
     polling_.store(true, std::memory_order_seq_cst);
@@ -394,15 +406,14 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
     n->poll_waiting.store(true, std::memory_order_seq_cst);
     // Checked after polling_ is set: whoever adds work checks it after adding.
     bool queued_elsewhere = false;
-    if (woken_.load(std::memory_order_seq_cst) || work_to_steal(queued_elsewhere)) {
-      wait = false;
-    } else {
+    if (!woken_.load(std::memory_order_seq_cst) && !work_to_steal(queued_elsewhere)) {
+      waits = true;
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000));
     }
   }
   n->polled_at.store(timestamp(), std::memory_order_relaxed);
-  const int r = ::poll(fds, wait ? 2 : 1, timeout_ms);
+  const int r = ::poll(fds, waits ? 2 : 1, timeout_ms);
   if (wait) {
     n->poll_waiting.store(false, std::memory_order_seq_cst);
     n->polled_at.store(timestamp(), std::memory_order_relaxed);

@@ -79,7 +79,9 @@ struct nodeup {
 class distribution {
  public:
   // Registers with epmd and starts listening; throws dist_error when it cannot (no epmd, the
-  // name is taken, no free port, no cookie, the node already has a distribution).
+  // name is taken, no free port, no cookie, the node already has a distribution). The node's
+  // scheduler threads then read its connections: n must outlive it, and it is made and
+  // destroyed outside n's processes.
   distribution(node& n, dist_options opts);
   ~distribution();  // closes every connection and leaves epmd
   distribution(const distribution&) = delete;
