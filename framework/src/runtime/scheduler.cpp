@@ -206,6 +206,9 @@ void run_flush_later() noexcept {
 
 boost::fibers::context* ready_queue::pick_next() noexcept {
   run_flush_later();
+  // That ran on the stack of the fiber that suspends (Boost calls pick_next there), after
+  // suspend_unlocking announced its switch: announced again for the thread that resumes it.
+  announce_handoff(boost::fibers::context::active());
   // Only Boost's dispatcher looks for input and steals: a fiber that suspends may hold a lock
   // either takes. A busy thread looks for input every poll_interval.
   const bool dispatching = boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context);
@@ -300,9 +303,10 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   };
   // With input to wait for (a distribution), one idle thread at a time is the node's input
   // watcher: its spin is longer and looks at the input too, as Erlang's schedulers busy-wait (a
-  // reply from another node that comes within it is read with no wake-up of a sleeping thread),
-  // then it waits on the input. Other idle threads spin and park as usual: more spinners would
-  // only take the cores the busy threads (this node's and its peers') need.
+  // reply from another node that comes within it is read with no wake-up of a sleeping thread).
+  // Other idle threads spin as usual: more spinners would only take the cores the busy threads
+  // (this node's and its peers') need. After the spin, any idle thread waits on the input if no
+  // other thread does (else it parks).
   const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed) &&
                      !n->input_watcher.load(std::memory_order_relaxed) &&
                      !n->input_watcher.exchange(true, std::memory_order_acquire);
@@ -331,9 +335,13 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
     if ((input || (i & 7) == 7) && (seen = std::chrono::steady_clock::now()) >= until) break;
   }
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
-  if (input) {
-    // The watcher waits on the input, unless a busy thread is looking at it this moment (it
-    // then sleeps as below).
+  if (role.held) {
+    role.held = false;
+    n->input_watcher.store(false, std::memory_order_release);
+  }
+  if (poller_fiber_ && n->poller.load(std::memory_order_relaxed)) {
+    // Waits on the input, unless another thread does or a busy one looks at it this moment
+    // (it then sleeps as below).
     const auto last = recheck_;
     if (queued_elsewhere) recheck_ = recheck_min;
     const auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
@@ -644,7 +652,10 @@ void scheduler::poller_main() {
       run_flush_later();
       node_->poll_turn.store(false, std::memory_order_release);
     }
-    if (poller_stop_) return;
+    if (poller_stop_) {
+      fibers_.set_poller_fiber(nullptr);  // nothing wakes it once it has ended
+      return;
+    }
   }
 }
 
