@@ -280,13 +280,17 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     for (int i = 0; i < k; ++i) {
       auto* c = static_cast<connection*>(ev[i].data.ptr);
       if (!c->reading) continue;  // stopped earlier in this round
-      if (ev[i].events & EPOLLOUT) c->send_more();
-      if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_from(*c);
+      try {
+        if (ev[i].events & EPOLLOUT) c->send_more();
+        if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_from(*c);
+      } catch (const std::exception& e) {  // out of memory, say: this connection ends
+        if (c->reading) stop_reading(*c, e.what());
+      }
     }
   }
 
   // Reads what has arrived (up to 256 KiB, in 64 KiB reads) and takes every whole frame in it.
-  void read_from(connection& c) noexcept {
+  void read_from(connection& c) {
     constexpr std::size_t chunk = 65536;
     for (int round = 0; round < 4; ++round) {
       if (c.rcap - c.rlen < chunk) {  // room for one more read; a long frame's bytes are kept
@@ -346,7 +350,7 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     fallback.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       if (detail::io_polled(n, fallback_every)) {
-        fallback_every = std::min(fallback_every * 2, std::chrono::milliseconds(100));
+        fallback_every = std::min(fallback_every * 2, std::chrono::milliseconds(20));
       } else {
         fallback_every = std::chrono::milliseconds(1);
         read_ready();
@@ -784,9 +788,14 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     c->last_read.store(steady_ns(), std::memory_order_relaxed);
     {
-      std::lock_guard rl(rmx);
       std::lock_guard lk(c->wm);
       c->fd = fd;
+    }
+    tick(c);
+    nodes_changed(info.name, info.hidden, true);
+    publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
+    {  // read from now on: nothing the peer sends is delivered before its nodeup
+      std::lock_guard rl(rmx);
       c->reading = true;
       readers[c.get()] = c;
       epoll_event ev{};
@@ -794,9 +803,6 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
       ev.data.ptr = c.get();
       ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
     }
-    tick(c);
-    nodes_changed(info.name, info.hidden, true);
-    publish(event_kind::nodeup, info.name, info.hidden ? "hidden" : "visible");
     resolve_waiters(info.name, "");
   }
 
@@ -1539,14 +1545,16 @@ distribution::distribution(node& n, dist_options opts) : impl_(std::make_shared<
   if (d.epfd < 0) throw dist_error(std::string("cannot make an epoll set: ") + std::strerror(errno));
   asio::co_spawn(d.io, d.accept_loop(), asio::detached);
   d.watch_fallback();
-  detail::set_io_poller(n, &d.poller);
   d.thread = std::thread([self = impl_] {
     auto work = asio::make_work_guard(self->io);
     self->io.run();
   });
-  std::lock_guard lk(by_node_mutex);
-  by_node()[&n] = this;
+  {
+    std::lock_guard lk(by_node_mutex);
+    by_node()[&n] = this;
+  }
   detail::set_remote_name_resolver(&resolve_address);
+  detail::set_io_poller(n, &d.poller);  // last: nothing after it throws
 }
 
 distribution::~distribution() {

@@ -246,7 +246,18 @@ void set_io_poller(node& n, io_poller* p) {
     }
     std::this_thread::yield();
   }
-  impl.poll_turn.store(false, std::memory_order_release);
+  impl.give_back_poll_turn();
+}
+
+void node_impl::give_back_poll_turn() noexcept {
+  poll_turn.store(false, std::memory_order_seq_cst);
+  if (input_parked.load(std::memory_order_seq_cst) == 0) return;
+  for (auto& s : schedulers) {
+    if (s->fibers().parked()) {
+      s->fibers().notify();
+      return;
+    }
+  }
 }
 
 bool io_polled(node& n, std::chrono::nanoseconds within) noexcept {

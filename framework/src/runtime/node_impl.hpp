@@ -97,6 +97,10 @@ class node_impl {
   alignas(64) std::atomic<io_poller*> poller{nullptr};
   std::atomic<bool> poll_turn{false};
   std::atomic<bool> input_watcher{false};  // an idle thread spins on, then waits for, input
+  std::atomic<int> input_parked{0};        // idle threads parked because the turn was taken
+  // Gives the poll turn back; wakes a thread parked because it was taken, so that an idle
+  // thread waits on the input again.
+  void give_back_poll_turn() noexcept;
   std::atomic<bool> poll_waiting{false};   // a thread waits for input (it answers at once)
   std::atomic<std::int64_t> polled_at{0};  // timestamp() of the last look
   std::mutex stop_mutex;

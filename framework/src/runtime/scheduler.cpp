@@ -310,6 +310,7 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed) &&
                      !n->input_watcher.load(std::memory_order_relaxed) &&
                      !n->input_watcher.exchange(true, std::memory_order_acquire);
+  bool parked_for_input = false;
   struct watcher_role {
     node_impl* n;
     bool held;
@@ -353,11 +354,24 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
       return;
     }
     recheck_ = last;
+    parked_for_input = true;  // the thread that gives the turn back wakes one such
   }
+  struct input_parking {
+    node_impl* n;
+    bool on;
+    input_parking(node_impl* node, bool o) : n(node), on(o) {
+      if (on) n->input_parked.fetch_add(1, std::memory_order_seq_cst);
+    }
+    ~input_parking() {
+      if (on) n->input_parked.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  } parking{n, parked_for_input};
   std::unique_lock lk(mutex_);
   sleeping_.store(true, std::memory_order_seq_cst);
   // Checked after sleeping_ is set: whoever adds work checks sleeping_ after adding it.
-  if (!woken_.exchange(false, std::memory_order_seq_cst) && !work_elsewhere()) {
+  // Parked for input: the turn given back since is seen here, or its giver sees this thread.
+  const bool turn_free = parked_for_input && !n->poll_turn.load(std::memory_order_seq_cst);
+  if (!woken_.exchange(false, std::memory_order_seq_cst) && !work_elsewhere() && !turn_free) {
     auto woken = [this] { return woken_.load(std::memory_order_seq_cst); };
     if (queued_elsewhere) recheck_ = recheck_min;
     auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
@@ -400,7 +414,7 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
     return false;
   io_poller* p = n->poller.load(std::memory_order_acquire);  // after the turn: set_io_poller waits for it
   if (!p) {
-    n->poll_turn.store(false, std::memory_order_release);
+    n->give_back_poll_turn();
     return false;
   }
   if (wait) polled_wait_ = true;
@@ -437,7 +451,7 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
     owner_->fiber_scheduler()->schedule(poller_fiber_);  // it gives the turn back
     return true;
   }
-  n->poll_turn.store(false, std::memory_order_release);
+  n->give_back_poll_turn();
   return false;
 }
 
@@ -629,7 +643,9 @@ void scheduler::thread_main() {
   manager_ = nullptr;
   lk.unlock();
   poller_stop_ = true;
-  if (!poller_turn_) fiber_scheduler_->schedule(poller_fiber_context_);  // else it is due already
+  // Due already when it holds the turn; not started yet when it has no context (it then sees
+  // poller_stop_ at once).
+  if (!poller_turn_ && poller_fiber_context_) fiber_scheduler_->schedule(poller_fiber_context_);
   poller.join();
   on_resume(&slot);
   tl_scheduler = nullptr;
@@ -642,15 +658,20 @@ void scheduler::poller_main() {
   bind_fiber(&slot);
   poller_fiber_context_ = self;
   fibers_.set_poller_fiber(self);
-  for (;;) {
+  while (!poller_stop_) {
     self->suspend();
     on_resume(&slot);
     if (poller_turn_) {
       // Woken holding the node's poll turn: the poller stays registered until it is back.
       poller_turn_ = false;
-      if (io_poller* p = node_->poller.load(std::memory_order_acquire)) p->ready();
+      if (io_poller* p = node_->poller.load(std::memory_order_acquire)) {
+        // What it wakes goes to the back of the queue, in order, where idle threads may take it
+        // (as wake-ups from another thread), rather than each into run-next in turn.
+        ready_queue::wake_in_order in_order;
+        p->ready();
+      }
       run_flush_later();
-      node_->poll_turn.store(false, std::memory_order_release);
+      node_->give_back_poll_turn();
     }
     if (poller_stop_) {
       fibers_.set_poller_fiber(nullptr);  // nothing wakes it once it has ended
