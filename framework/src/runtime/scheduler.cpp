@@ -648,6 +648,7 @@ void scheduler::thread_main() {
   if (!poller_turn_ && poller_fiber_context_) fiber_scheduler_->schedule(poller_fiber_context_);
   poller.join();
   on_resume(&slot);
+  while (!stop_announced_.load(std::memory_order_acquire)) std::this_thread::yield();
   tl_scheduler = nullptr;
 }
 
@@ -724,6 +725,9 @@ void scheduler::stop() {
     lk.unlock();
     if (m) wake(m, nullptr);
   }
+  // The thread may not end (destroying Boost's scheduler and its algorithm) before the wake-up
+  // above is done with them: it waits for this.
+  stop_announced_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
 }
 

@@ -241,8 +241,9 @@ class scheduler {
   boost::fibers::context* manager_ = nullptr;
   bool need_worker_ = false;
   bool stop_ = false;
-  bool poller_stop_ = false;  // owner only
-  bool poller_turn_ = false;  // owner only: the poller fiber is woken holding the poll turn
+  std::atomic<bool> stop_announced_{false};  // stop() is done waking the thread
+  bool poller_stop_ = false;                 // owner only
+  bool poller_turn_ = false;                 // owner only: the poller fiber is woken holding the poll turn
   boost::fibers::context* poller_fiber_context_ = nullptr;
   static constexpr std::size_t poller_stack = 1024 * 1024;  // ready() decodes terms, handles frames
   unsigned workers_ = 0;
