@@ -359,9 +359,10 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     });
   }
 
-  mutable std::mutex m;                                           // guards the three below
+  mutable std::mutex m;                                           // guards the four below
   std::map<std::string, std::shared_ptr<connection>> up;          // by peer name
   std::map<std::string, std::shared_ptr<connection>> connecting;  // our own attempts, by peer name
+  std::map<std::string, std::shared_ptr<connection>> accepted;    // acked, not yet established
   std::map<std::string, std::vector<std::shared_ptr<std::promise<std::string>>>> waiters;
 
   // ---- node monitors (monitor_node, monitor_nodes) -------------------------------------------------
@@ -668,11 +669,26 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
       if (reply.substr(5) != handshake_digest(challenge, o.cookie)) {
         throw handshake_failure("refused: the peer does not have this node's cookie");
       }
+      // Between the ack and established() (the ack's write completing), the peer already counts
+      // the connection up: a disconnect meanwhile closes it too (accepted).
+      {
+        std::lock_guard lk(m);
+        accepted[peer] = c;
+      }
       co_await write16(c->sock, "a" + handshake_digest(static_cast<std::uint32_t>(get(reply, 1, 4)), o.cookie));
       timer->cancel();
+      {
+        std::lock_guard lk(m);
+        if (auto it = accepted.find(peer); it != accepted.end() && it->second == c) accepted.erase(it);
+      }
+      if (c->closed) co_return;  // disconnected meanwhile
       established(c, peer_info{peer, (flags & flag_published) == 0, peer_creation, flags, false});
     } catch (const std::exception& e) {
       timer->cancel();
+      {
+        std::lock_guard lk(m);
+        if (auto it = accepted.find(peer); it != accepted.end() && it->second == c) accepted.erase(it);
+      }
       publish(event_kind::connection_failed, peer, std::string("handshake from ") + peer + ": " + describe(e));
       c->close("");
     }
@@ -1710,6 +1726,7 @@ void distribution::disconnect(const std::string& peer) {
     {
       std::lock_guard lk(d.m);
       if (auto it = d.up.find(peer); it != d.up.end()) c = it->second;
+      if (auto it = d.accepted.find(peer); !c && it != d.accepted.end()) c = it->second;
     }
     if (c) c->close("disconnected by this node");
     done->set_value();
