@@ -3,8 +3,13 @@
 // two Erlang nodes (Debian's erl, bench/erl/dist_peer.erl) measured in the same run.
 //
 //   call_rtt_us   sequential calls of {echo, Node} with an integer: microseconds per call
+//   call_p50_us, call_p99_us
+//                 a Grove client's calls: the median and 99th percentile (the mean hides
+//                 whether every call is slower or a few wait for a sleeping thread)
 //   msgs_per_s    {msg, I} sent to {sink, Node} one after another, then {count, self()}
 //                 answered once all arrived: messages per second
+//
+// --grove-only measures Grove to Grove alone (no Erlang figures to compare with).
 //
 // Every node is its own OS process: the Grove peer is this program run with --peer, the
 // Erlang ones are erl. Grove nodes run with default options but the scheduler count.
@@ -14,6 +19,9 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <grove/dist/distribution.hpp>
 #include <grove/grove.hpp>
@@ -116,6 +124,7 @@ int run_peer(const std::string& name, const std::string& cookie, unsigned schedu
 
 struct figures {
   double call_rtt_us = 0, msgs_per_s = 0;
+  double call_p50_us = -1, call_p99_us = -1;  // -1: not measured (an Erlang client)
 };
 
 // Grove as the client of `peer` (a Grove or an Erlang node).
@@ -130,11 +139,17 @@ figures grove_client(const std::string& peer, const std::string& cookie, unsigne
     const grove::server_ref echo_ref("echo", peer);
     for (int i = 1; i <= 1000; ++i) grove::call<term>(echo_ref, term(i));  // warm-up
     auto t0 = bench::clock::now();
+    std::vector<double> each(static_cast<std::size_t>(calls));
     for (long long i = 1; i <= calls; ++i) {
+      const auto t = bench::clock::now();
       if (!(grove::call<term>(echo_ref, term(static_cast<std::int64_t>(i))) == term(static_cast<std::int64_t>(i))))
         bench::fail("dist", "a wrong reply");
+      each[static_cast<std::size_t>(i - 1)] = bench::ns_since(t) / 1e3;
     }
     f.call_rtt_us = bench::ns_since(t0) / 1e3 / static_cast<double>(calls);
+    std::sort(each.begin(), each.end());
+    f.call_p50_us = each[each.size() / 2];
+    f.call_p99_us = each[each.size() * 99 / 100];
     const grove::pid sink = *dist.address("sink", peer);
     const term count = term::make_tuple({term::make_atom("count"), term(dist.to_erl(grove::self()))});
     auto counted = [] {
@@ -171,15 +186,15 @@ figures erl_client(const std::string& beams, const std::string& peer, const std:
 }
 
 void report(const std::string& pair, const std::string& schedulers, const figures& f, long long calls, long long msgs) {
-  bench::json()
-      .str("bench", "dist")
+  auto j = bench::json();
+  j.str("bench", "dist")
       .str("pair", pair)
       .str("schedulers", schedulers)
       .num("calls", calls)
       .num("msgs", msgs)
-      .num("call_rtt_us", f.call_rtt_us)
-      .num("msgs_per_s", f.msgs_per_s)
-      .print();
+      .num("call_rtt_us", f.call_rtt_us);
+  if (f.call_p50_us >= 0) j.num("call_p50_us", f.call_p50_us).num("call_p99_us", f.call_p99_us);
+  j.num("msgs_per_s", f.msgs_per_s).print();
 }
 
 }  // namespace
@@ -206,6 +221,7 @@ int main(int argc, char** argv) {
   std::vector<unsigned> scheds = a.schedulers ? std::vector<unsigned>{a.schedulers} : std::vector<unsigned>{1, 2};
   const std::string self = argv[0];
   std::vector<double> erl_rtt, erl_rate;
+  const bool grove_only = a.flag("--grove-only");  // Grove to Grove alone (a quick look; no reference)
   for (unsigned k : scheds) {
     // Grove to Grove.
     {
@@ -213,6 +229,7 @@ int main(int argc, char** argv) {
       const std::string peer_name = peer.line();
       if (peer_name.empty()) bench::fail("dist", "the Grove peer did not start");
       report("grove-grove", std::to_string(k), grove_client(peer_name, cookie, k, calls, msgs), calls, msgs);
+      if (grove_only) continue;
       // Erlang to Grove.
       report("erl-grove", std::to_string(k), erl_client(beams, peer_name, cookie, calls, msgs), calls, msgs);
     }

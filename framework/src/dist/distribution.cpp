@@ -256,10 +256,14 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
   const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
   std::mutex rmx;  // one reader at a time; guards the two below and every connection's read state
   std::map<connection*, std::shared_ptr<connection>> readers;  // what the epoll set refers to
+  // What peek() found, for the next read_ready (rmx; a connection that closes clears it).
+  epoll_event found[32];
+  int found_n = 0;
   struct input_poller final : detail::io_poller {
     explicit input_poller(impl& i) : d(i) {}
     impl& d;
     int fd() const noexcept override { return d.epfd; }
+    bool peek() noexcept override { return d.peek(); }
     void ready() noexcept override { d.read_ready(); }
   } poller{*this};
   asio::steady_timer fallback{io};
@@ -271,12 +275,26 @@ struct distribution::impl : std::enable_shared_from_this<distribution::impl> {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
   }
 
-  // Reads what the epoll set reports (rmx free; else another thread reads: nothing to do).
+  // Looks at the epoll set; what it reports waits for read_ready (rmx taken: another thread
+  // reads, this one need not).
+  bool peek() noexcept {
+    std::unique_lock lk(rmx, std::try_to_lock);
+    if (!lk) return false;
+    if (found_n == 0) found_n = std::max(0, ::epoll_wait(epfd, found, 32, 0));
+    return found_n > 0;
+  }
+
+  // Reads what peek() found, or else what the epoll set reports (rmx free; else another thread
+  // reads: nothing to do).
   void read_ready() noexcept {
     std::unique_lock lk(rmx, std::try_to_lock);
     if (!lk) return;
     epoll_event ev[32];
-    const int k = ::epoll_wait(epfd, ev, 32, 0);
+    int k = std::exchange(found_n, 0);
+    if (k > 0)
+      std::copy_n(found, k, ev);
+    else
+      k = ::epoll_wait(epfd, ev, 32, 0);
     for (int i = 0; i < k; ++i) {
       auto* c = static_cast<connection*>(ev[i].data.ptr);
       if (!c->reading) continue;  // stopped earlier in this round
@@ -964,6 +982,7 @@ void connection::close(const std::string& why) {
     if (reading) ::epoll_ctl(d.epfd, EPOLL_CTL_DEL, fd, nullptr);
     reading = false;
     d.readers.erase(this);
+    d.found_n = 0;  // may name this connection (the others are reported again)
     wclosed = true;
     if (fd >= 0) ::close(fd);
     fd = -1;

@@ -241,7 +241,7 @@ void set_io_poller(node& n, io_poller* p) {
   // Takes the turn once: no thread waits on the poller before, or runs its ready(), after that.
   // A thread waiting for input is woken to give it back.
   while (impl.poll_turn.exchange(true, std::memory_order_acquire)) {
-    if (impl.poll_waiting.load(std::memory_order_seq_cst)) {
+    if (impl.poll_waiter.load(std::memory_order_seq_cst)) {
       for (auto& s : impl.schedulers) s->fibers().notify();
     }
     std::this_thread::yield();
@@ -251,7 +251,7 @@ void set_io_poller(node& n, io_poller* p) {
 
 void node_impl::give_back_poll_turn() noexcept {
   poll_turn.store(false, std::memory_order_seq_cst);
-  if (input_parked.load(std::memory_order_seq_cst) == 0) return;
+  if (input_parked.load(std::memory_order_seq_cst) == 0 || input_watcher.load(std::memory_order_seq_cst)) return;
   for (auto& s : schedulers) {
     if (s->fibers().parked()) {
       s->fibers().notify();
@@ -262,7 +262,7 @@ void node_impl::give_back_poll_turn() noexcept {
 
 bool io_polled(node& n, std::chrono::nanoseconds within) noexcept {
   node_impl& impl = node_access::of(n);
-  if (impl.poll_waiting.load(std::memory_order_seq_cst)) return true;
+  if (impl.poll_waiter.load(std::memory_order_seq_cst)) return true;
   const std::int64_t at = impl.polled_at.load(std::memory_order_relaxed);
   return at != 0 && timestamp_to_ns(timestamp() - at) < within.count();
 }

@@ -96,13 +96,13 @@ class node_impl {
   // time waits for input or runs ready(); taken before `poller` is read.
   alignas(64) std::atomic<io_poller*> poller{nullptr};
   std::atomic<bool> poll_turn{false};
-  std::atomic<bool> input_watcher{false};  // an idle thread spins on, then waits for, input
+  std::atomic<bool> input_watcher{false};  // an idle thread spins on the input
   std::atomic<int> input_parked{0};        // idle threads parked because the turn was taken
-  // Gives the poll turn back; wakes a thread parked because it was taken, so that an idle
-  // thread waits on the input again.
+  // Gives the poll turn back; unless a watcher spins (it waits on the input next), wakes a
+  // thread parked because the turn was taken, so that an idle thread waits on the input again.
   void give_back_poll_turn() noexcept;
-  std::atomic<bool> poll_waiting{false};   // a thread waits for input (it answers at once)
-  std::atomic<std::int64_t> polled_at{0};  // timestamp() of the last look
+  std::atomic<ready_queue*> poll_waiter{nullptr};  // the thread waiting for input (it answers at once)
+  std::atomic<std::int64_t> polled_at{0};          // timestamp() of the last look
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   std::atomic<int> end_waiters{0};

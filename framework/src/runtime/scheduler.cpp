@@ -22,8 +22,9 @@ thread_local scheduler* tl_scheduler = nullptr;
 thread_local bool tl_in_worker = false;
 thread_local boost::fibers::context* tl_yielding = nullptr;
 thread_local bool tl_yield_migrates = false;
-thread_local int tl_in_order = 0;       // wake_in_order scopes open on this thread
-thread_local bool tl_spawning = false;  // the next fiber awakened is a new body process's
+thread_local int tl_in_order = 0;         // wake_in_order scopes open on this thread
+thread_local bool tl_keep_first = false;  // the next one woken in the scope is held here
+thread_local bool tl_spawning = false;    // the next fiber awakened is a new body process's
 
 // A thread that has not switched fibers for this long is busy with one: its "run next" fiber
 // and a lone queued process may be stolen (TSC ticks; about 40 µs at 2.5 GHz).
@@ -88,8 +89,14 @@ void ready_queue::yielding(boost::fibers::context* ctx, bool may_migrate) noexce
   tl_yield_migrates = may_migrate;
 }
 
-ready_queue::wake_in_order::wake_in_order() noexcept { ++tl_in_order; }
-ready_queue::wake_in_order::~wake_in_order() { --tl_in_order; }
+ready_queue::wake_in_order::wake_in_order(bool keep_first) noexcept {
+  ++tl_in_order;
+  tl_keep_first = keep_first;
+}
+ready_queue::wake_in_order::~wake_in_order() {
+  --tl_in_order;
+  tl_keep_first = false;
+}
 
 void ready_queue::spawning() noexcept { tl_spawning = true; }
 
@@ -124,6 +131,8 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
     if (tl_yield_migrates) ctx->get_scheduler()->detach_worker_context(ctx);
   }
   const bool mig = migratable(ctx);
+  const bool keep = tl_in_order > 0 && !ctx->is_context(boost::fibers::type::dispatcher_context) &&
+                    std::exchange(tl_keep_first, false);
   bool announce = false;
   {
     spinlock_lock lk(lock_);
@@ -131,6 +140,14 @@ void ready_queue::awakened(boost::fibers::context* ctx) noexcept {
       // First in line once the run-next chain ends: it releases terminated fibers (their
       // stacks go back to the pool, still warm) and brings in wake-ups from other threads.
       ready_.push_front(*ctx);
+    } else if (keep) {
+      // In line, but for this thread: what the poller fiber woke first runs here next, with no
+      // idle thread woken (and no cache moved) for it.
+      ctx->ready_link(ready_);
+      if (mig) {
+        held_.push_back(ctx);
+        held_count_.store(held_.size(), std::memory_order_relaxed);
+      }
     } else if (to_back) {
       ctx->ready_link(ready_);
       if (mig) {
@@ -224,6 +241,7 @@ boost::fibers::context* ready_queue::pick_next() noexcept {
   if (ctx) {
     if (migratable(ctx)) owner_->fiber_scheduler()->attach_worker_context(ctx);
     owner_->note_switch();
+    if (ctx != poller_fiber_ && !ctx->is_context(boost::fibers::type::dispatcher_context)) ran_ = true;
   }
   return ctx;
 }
@@ -307,15 +325,25 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   // Other idle threads spin as usual: more spinners would only take the cores the busy threads
   // (this node's and its peers') need. After the spin, any idle thread waits on the input if no
   // other thread does (else it parks).
+  // A thread that ran nothing since its last idle spell (it only looks again) does not take the
+  // role from one waiting on the input: two idle threads would wake each other in turn.
+  const bool ran = std::exchange(ran_, false);
   const bool input = poller_fiber_ && n->poller.load(std::memory_order_relaxed) &&
                      !n->input_watcher.load(std::memory_order_relaxed) &&
-                     !n->input_watcher.exchange(true, std::memory_order_acquire);
+                     (ran || !n->poll_waiter.load(std::memory_order_seq_cst)) &&
+                     !n->input_watcher.exchange(true, std::memory_order_seq_cst);
+  if (input) {
+    // A thread still waiting on the input (from an earlier idle spell) is woken to give it up
+    // and park: else it holds the turn, the spin here sees nothing, and input comes through
+    // its (slower) wake-up. Once per return to work; the watcher is then the thread that reads.
+    if (ready_queue* w = n->poll_waiter.load(std::memory_order_seq_cst); w && w != this) w->notify();
+  }
   bool parked_for_input = false;
   struct watcher_role {
     node_impl* n;
     bool held;
     ~watcher_role() {
-      if (held) n->input_watcher.store(false, std::memory_order_release);
+      if (held) n->input_watcher.store(false, std::memory_order_seq_cst);
     }
   } role{n, input};
   const auto until = began + (input ? input_spin_time : spin_time);
@@ -338,11 +366,16 @@ void ready_queue::suspend_until(std::chrono::steady_clock::time_point const& tp)
   n->spinning.fetch_sub(1, std::memory_order_seq_cst);
   if (role.held) {
     role.held = false;
-    n->input_watcher.store(false, std::memory_order_release);
+    n->input_watcher.store(false, std::memory_order_seq_cst);
   }
-  if (poller_fiber_ && n->poller.load(std::memory_order_relaxed)) {
-    // Waits on the input, unless another thread does or a busy one looks at it this moment
-    // (it then sleeps as below).
+  // While a watcher spins, the thread parks (the watcher waits on the input after its spin): a
+  // thread waiting on the input would hold the turn and leave the watcher's looks empty. If the
+  // watcher leaves its spin for a long turn instead, the I/O thread's fallback reads.
+  const bool has_input = poller_fiber_ && n->poller.load(std::memory_order_relaxed);
+  const bool watched = has_input && n->input_watcher.load(std::memory_order_seq_cst);
+  if (has_input && !watched) {
+    // Waits on the input, unless a watcher spins on it (it waits next), another thread waits
+    // or a busy one looks at it this moment (it then sleeps as below).
     const auto last = recheck_;
     if (queued_elsewhere) recheck_ = recheck_min;
     const auto deadline = std::min(tp, std::chrono::steady_clock::now() + recheck_);
@@ -425,19 +458,27 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
     // Counted as parked (work_available wakes it) and as waiting for input (io_polled).
     polling_.store(true, std::memory_order_seq_cst);
     sleeping_.store(true, std::memory_order_seq_cst);
-    n->poll_waiting.store(true, std::memory_order_seq_cst);
-    // Checked after polling_ is set: whoever adds work checks it after adding.
+    n->poll_waiter.store(this, std::memory_order_seq_cst);
+    // Checked after polling_ is set: whoever adds work checks it after adding. A watcher that
+    // began spinning since sees this thread as the waiter (and wakes it), or it is seen here.
     bool queued_elsewhere = false;
-    if (!woken_.load(std::memory_order_seq_cst) && !work_to_steal(queued_elsewhere)) {
+    if (!woken_.load(std::memory_order_seq_cst) && !work_to_steal(queued_elsewhere) &&
+        !n->input_watcher.load(std::memory_order_seq_cst)) {
       waits = true;
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1'000'000));
     }
   }
   n->polled_at.store(timestamp(), std::memory_order_relaxed);
-  const int r = ::poll(fds, waits ? 2 : 1, timeout_ms);
+  int r = 0;
+  if (waits) {
+    r = ::poll(fds, 2, timeout_ms);
+  } else if (p->peek()) {
+    r = 1;
+    fds[0].revents = POLLIN;
+  }
   if (wait) {
-    n->poll_waiting.store(false, std::memory_order_seq_cst);
+    n->poll_waiter.store(nullptr, std::memory_order_seq_cst);
     n->polled_at.store(timestamp(), std::memory_order_relaxed);
     sleeping_.store(false, std::memory_order_relaxed);
     polling_.store(false, std::memory_order_seq_cst);
@@ -666,9 +707,10 @@ void scheduler::poller_main() {
       // Woken holding the node's poll turn: the poller stays registered until it is back.
       poller_turn_ = false;
       if (io_poller* p = node_->poller.load(std::memory_order_acquire)) {
-        // What it wakes goes to the back of the queue, in order, where idle threads may take it
-        // (as wake-ups from another thread), rather than each into run-next in turn.
-        ready_queue::wake_in_order in_order;
+        // What it wakes goes to the back of the queue, in order, rather than each into run-next
+        // in turn. The first runs here (a reply's caller, a call's server: waking another
+        // thread for it would cost more than the work); the rest idle threads may take.
+        ready_queue::wake_in_order in_order(true);
         p->ready();
       }
       run_flush_later();

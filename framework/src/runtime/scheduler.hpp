@@ -95,9 +95,11 @@ class ready_queue {
   std::uint64_t idle_ns() const noexcept;
 
   // While one lives on this thread, fibers it wakes go to the back of the queue (FIFO), not
-  // into "run next": timers that fire together wake their processes in order.
+  // into "run next": timers that fire together wake their processes in order. With
+  // `keep_first`, the first one woken is held for this thread (another takes it only from a
+  // stale owner, and no idle thread is woken for it); the others are offered to idle threads.
   struct wake_in_order {
-    wake_in_order() noexcept;
+    explicit wake_in_order(bool keep_first = false) noexcept;
     ~wake_in_order();
     wake_in_order(const wake_in_order&) = delete;
     wake_in_order& operator=(const wake_in_order&) = delete;
@@ -149,6 +151,7 @@ class ready_queue {
   std::atomic<bool> polling_{false};                // waiting for input (in poll(2))
   std::int64_t next_look_ = 0;                      // owner only: timestamp() of the next look while busy
   bool polled_wait_ = false;                        // owner only: poll_input's last call waited
+  bool ran_ = false;  // owner only: a fiber (not the poller) ran since the last idle spell
 };
 
 class scheduler {

@@ -71,6 +71,9 @@ class io_poller {
  public:
   virtual ~io_poller() = default;
   virtual int fd() const noexcept = 0;  // readable (poll(2)) when there is input
+  // Whether there is input, without waiting (one system call where poll(2) on fd() and then
+  // ready()'s own look would take two): true, ready() handles what it found.
+  virtual bool peek() noexcept = 0;
   virtual void ready() noexcept = 0;
 };
 inline constexpr std::chrono::microseconds poll_interval{20};
