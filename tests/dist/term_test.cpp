@@ -187,6 +187,44 @@ TEST_CASE("decoding refuses malformed, truncated, too deep or oversized terms wi
   }
 }
 
+TEST_CASE("a fun is carried as it came only if its insides are well formed; a bad one is refused, never read past",
+          "[dist][term]") {
+  using namespace std::string_literals;
+  // NEW_FUN_EXT: size (counting itself), arity, uniq, index, free count, module, old index, old
+  // uniq, pid, free variables.
+  const auto fun = [](std::string module, std::uint32_t free_count, std::string free, int size_adjust = 0) {
+    const std::string pid = "\x58\x77\x03n@h"s + std::string(12, '\1');
+    std::string body = "\x01"s + std::string(16, '\x2a') + std::string(4, '\0');
+    body += std::string{static_cast<char>(free_count >> 24), static_cast<char>(free_count >> 16),
+                        static_cast<char>(free_count >> 8), static_cast<char>(free_count)};
+    body += module + "\x61\x00\x61\x00"s + pid + free;
+    const auto size = static_cast<std::uint32_t>(static_cast<int>(body.size()) + 4 + size_adjust);
+    return "\x83\x70"s +
+           std::string{static_cast<char>(size >> 24), static_cast<char>(size >> 16), static_cast<char>(size >> 8),
+                       static_cast<char>(size)} +
+           body;
+  };
+  const std::string good = fun("\x77\x01m"s, 2, "\x61\x07\x68\x01\x6a"s);  // free: 7, {[]}
+  const term t = d::decode(good);
+  REQUIRE(t.is<d::opaque>());
+  CHECK(d::encode(t) == good);
+  CHECK(d::decode(d::encode(term::make_list({t, t}))) == term::make_list({t, t}));
+  for (std::size_t n = 0; n < good.size(); ++n) CHECK_THROWS_AS(d::decode(good.substr(0, n)), d::decode_error);
+  // The module atom says it is longer than the fun (the fuzzer's find: ei read past the buffer).
+  CHECK_THROWS_AS(d::decode(fun("\x64\xff\xffm"s, 0, "")), d::decode_error);
+  CHECK_THROWS_WITH(d::decode(fun("\x61\x01"s, 0, "")), Catch::Contains("an atom was expected"));
+  // More free variables than follow, fewer, or a size that disagrees with the contents.
+  CHECK_THROWS_AS(d::decode(fun("\x77\x01m"s, 3, "\x61\x07\x68\x01\x6a"s)), d::decode_error);
+  CHECK_THROWS_WITH(d::decode(fun("\x77\x01m"s, 1, "\x61\x07\x68\x01\x6a"s)), Catch::Contains("size disagrees"));
+  CHECK_THROWS_WITH(d::decode(fun("\x77\x01m"s, 2, "\x61\x07\x68\x01\x6a"s, -1)), Catch::Contains("size disagrees"));
+  CHECK_THROWS_AS(d::decode(fun("\x77\x01m"s, 2, "\x61\x07\x68\x01\x6a"s, 1)), d::decode_error);
+  // Funs nested in a fun's free variables count towards the depth limit, as any container.
+  std::string nested = "\x6a"s;
+  for (int i = 0; i < 300; ++i) nested = fun("\x77\x01m"s, 1, nested).substr(1);
+  CHECK_THROWS_WITH(d::decode("\x83"s + nested), Catch::Contains("nested deeper than 256"));
+  CHECK_NOTHROW(d::decode("\x83"s + nested, 400));
+}
+
 TEST_CASE(
     "atoms follow Erlang's rules: Latin-1 read as UTF-8, NUL bytes kept, bad UTF-8 and over 255 characters refused",
     "[dist][term]") {

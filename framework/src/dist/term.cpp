@@ -277,9 +277,36 @@ struct validator {
     if (node && text.find('\0') != std::string_view::npos) fail("a node name with a NUL byte");
     skip(n);
   }
+  void small_or_integer() {
+    const std::size_t tag = u8();
+    if (tag == ERL_SMALL_INTEGER_EXT) {
+      skip(1);
+    } else if (tag == ERL_INTEGER_EXT) {
+      skip(4);
+    } else {
+      fail("an integer was expected");
+    }
+  }
+  // NEW_FUN_EXT after its size: arity, uniq, index, the number of free variables, module, old
+  // index, old uniq, pid; returns the number of free variables, which follow.
+  std::size_t fun_head() {
+    skip(1 + 16 + 4);
+    const std::size_t free = u32();
+    atom_only();
+    small_or_integer();
+    small_or_integer();
+    const std::size_t pid_tag = u8();
+    if (pid_tag != ERL_PID_EXT && pid_tag != ERL_NEW_PID_EXT) fail("fun: a pid was expected");
+    atom_only(true);
+    skip(pid_tag == ERL_PID_EXT ? 9 : 12);
+    return free;
+  }
+  // Where the fun being walked ends (its free variables are its items), 0 for anything else.
+  std::size_t fun_end = 0;
   // One item's tag and fixed-size payload; returns how many items a container holds (list: its
-  // elements and the tail), 0 for everything else.
+  // elements and the tail; fun: its free variables), 0 for everything else.
   std::size_t item() {
+    fun_end = 0;
     const std::size_t tag = u8();
     switch (tag) {
       case ERL_SMALL_INTEGER_EXT:
@@ -373,8 +400,12 @@ struct validator {
         const std::size_t n = u32();  // counts itself
         if (n < 4) fail("fun");
         at = start;
-        skip(n);
-        return 0;
+        need(n);
+        // Its insides are walked too: a fun is re-sent as it came, and a peer drops a connection
+        // that carries a malformed one.
+        at = start + 4;
+        fun_end = start + n;
+        return fun_head();
       }
       case ERL_EXPORT_EXT:
         atom_only();
@@ -389,17 +420,29 @@ struct validator {
   }
   // The whole term, without recursion: `open` holds how many items each enclosing container still
   // expects. Every item takes at least one byte, so a count beyond the input fails as truncated.
+  // A fun's entry also keeps where the fun ends, to check its size against its contents.
   void whole() {
-    std::vector<std::size_t> open;
+    struct container {
+      std::size_t remaining;
+      std::size_t fun_end;
+    };
+    std::vector<container> open;
+    const auto fun_done = [this](std::size_t end) {
+      if (end != 0 && at != end) fail("a fun whose size disagrees with its contents");
+    };
     do {
       if (open.size() > max_depth) fail("nested deeper than " + std::to_string(max_depth) + " levels");
       const std::size_t items = item();
       if (items > size - at) fail("truncated");
       if (items > 0) {
-        open.push_back(items);
+        open.push_back({items, fun_end});
         continue;
       }
-      while (!open.empty() && --open.back() == 0) open.pop_back();
+      fun_done(fun_end);
+      while (!open.empty() && --open.back().remaining == 0) {
+        fun_done(open.back().fun_end);
+        open.pop_back();
+      }
     } while (!open.empty());
   }
 };
@@ -606,7 +649,17 @@ struct decoder {
         for (unsigned char c : s) l.elements.emplace_back(static_cast<std::int64_t>(c));
         return term(std::move(l));
       }
-      case ERL_NEW_FUN_EXT:
+      case ERL_NEW_FUN_EXT: {  // walked whole by the validator; its size counts itself
+        const int start = at;
+        need(5);
+        const std::size_t n = (std::size_t{byte_at(static_cast<std::size_t>(start) + 1)} << 24) |
+                              (std::size_t{byte_at(static_cast<std::size_t>(start) + 2)} << 16) |
+                              (std::size_t{byte_at(static_cast<std::size_t>(start) + 3)} << 8) |
+                              byte_at(static_cast<std::size_t>(start) + 4);
+        need(1 + n);
+        at += static_cast<int>(1 + n);
+        return term(opaque{std::string(buf + start, 1 + n)});
+      }
       case ERL_EXPORT_EXT: {
         const int start = at;
         if (ei_skip_term(buf, &at) < 0) fail("fun");
