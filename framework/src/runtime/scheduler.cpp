@@ -431,6 +431,7 @@ void ready_queue::notify() noexcept {
   if (woken_.exchange(true, std::memory_order_seq_cst)) return;
   if (polling_.load(std::memory_order_seq_cst)) {
     const std::uint64_t one = 1;
+    wake_written_.store(true, std::memory_order_seq_cst);
     [[maybe_unused]] const ssize_t w = ::write(wake_fd_, &one, sizeof one);
     return;
   }
@@ -482,7 +483,10 @@ bool ready_queue::poll_input(bool wait, std::chrono::steady_clock::time_point un
     n->polled_at.store(timestamp(), std::memory_order_relaxed);
     sleeping_.store(false, std::memory_order_relaxed);
     polling_.store(false, std::memory_order_seq_cst);
-    if (r > 0 && (fds[1].revents & POLLIN)) {
+    // Drained whenever a notify() wrote, also one that came after poll(2) returned: a count
+    // left over would end the thread's next wait at once.
+    const bool written = wake_written_.exchange(false, std::memory_order_seq_cst);
+    if (written || (r > 0 && (fds[1].revents & POLLIN))) {
       std::uint64_t count = 0;
       [[maybe_unused]] const ssize_t got = ::read(wake_fd_, &count, sizeof count);
     }

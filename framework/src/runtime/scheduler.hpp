@@ -149,6 +149,7 @@ class ready_queue {
   bool poller_due_ = false;                         // under lock_: woken, runs next
   int wake_fd_ = -1;                                // eventfd: notify() ends a wait for input
   std::atomic<bool> polling_{false};                // waiting for input (in poll(2))
+  std::atomic<bool> wake_written_{false};           // notify() wrote wake_fd_ (to be drained)
   std::int64_t next_look_ = 0;                      // owner only: timestamp() of the next look while busy
   bool polled_wait_ = false;                        // owner only: poll_input's last call waited
   bool ran_ = false;  // owner only: a fiber (not the poller) ran since the last idle spell
