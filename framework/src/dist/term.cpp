@@ -650,12 +650,10 @@ struct decoder {
         return term(std::move(l));
       }
       case ERL_NEW_FUN_EXT: {  // walked whole by the validator; its size counts itself
-        const int start = at;
+        const auto start = static_cast<std::size_t>(at);
         need(5);
-        const std::size_t n = (std::size_t{byte_at(static_cast<std::size_t>(start) + 1)} << 24) |
-                              (std::size_t{byte_at(static_cast<std::size_t>(start) + 2)} << 16) |
-                              (std::size_t{byte_at(static_cast<std::size_t>(start) + 3)} << 8) |
-                              byte_at(static_cast<std::size_t>(start) + 4);
+        const std::size_t n = (std::size_t{byte_at(start + 1)} << 24) | (std::size_t{byte_at(start + 2)} << 16) |
+                              (std::size_t{byte_at(start + 3)} << 8) | byte_at(start + 4);
         need(1 + n);
         at += static_cast<int>(1 + n);
         return term(opaque{std::string(buf + start, 1 + n)});

@@ -372,19 +372,20 @@ void wait_for_mail(process* p) {
   // half-suspended (push_impl).
   spinlock_lock lk(p->lock);
   p->waiter = self;
-  p->wait_thread = scheduler::on_this_thread();
+  scheduler* here = scheduler::on_this_thread();
+  p->wait_thread = here;
   if (!p->mail.try_wait()) return;
   p->status.store(process_status::waiting, std::memory_order_relaxed);
   p->running_since.store(0, std::memory_order_relaxed);
   scheduler::set_in_worker(false);
   if (worker || p->pinned) {
-    suspend_unlocking(self, lk);
+    suspend_unlocking(self, lk, here->switch_lock());
   } else {
     // A body process waits detached from its thread: whoever wakes it runs it (scheduler.hpp).
     // The lock is released only once the switch is done, so no waker sees it half-suspended.
     boost::fibers::scheduler* fs = self->get_scheduler();
     fs->detach_worker_context(self);
-    suspend_unlocking(fs, lk);
+    suspend_unlocking(fs, lk, here->switch_lock());
   }
   on_resume(mine);
   scheduler::set_in_worker(worker);

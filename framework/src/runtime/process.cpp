@@ -44,11 +44,6 @@ thread_local boost::fibers::scheduler* tl_fiber_scheduler = nullptr;
   asan_on_stack(mine->stack);
 }
 
-[[gnu::noinline]] boost::fibers::detail::spinlock_lock& thread_switch_lock() noexcept {
-  thread_local boost::fibers::detail::spinlock_lock lock;
-  return lock;
-}
-
 [[gnu::noinline]] void set_thread_fiber_scheduler(boost::fibers::scheduler* s) noexcept { tl_fiber_scheduler = s; }
 
 [[gnu::noinline]] void wake(boost::fibers::context* ctx, scheduler* home) noexcept {

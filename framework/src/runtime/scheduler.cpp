@@ -656,7 +656,7 @@ void scheduler::thread_main() {
   for (;;) {
     while (!need_worker_ && !stop_) {
       manager_ = self;
-      suspend_unlocking(self, lk);
+      suspend_unlocking(self, lk, switch_lock_);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }
@@ -680,7 +680,7 @@ void scheduler::thread_main() {
     lk.lock();
     if (workers_ == 0) break;
     if (manager_ == self) {
-      suspend_unlocking(self, lk);
+      suspend_unlocking(self, lk, switch_lock_);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }
@@ -747,7 +747,7 @@ void scheduler::worker_main() {
         return;
       }
       parked_.push_back(self);
-      suspend_unlocking(self, lk);
+      suspend_unlocking(self, lk, switch_lock_);
       on_resume(&slot);
       lk = spinlock_lock(lock_);
     }

@@ -199,6 +199,8 @@ class scheduler {
   boost::fibers::context* steal_process_from(scheduler& victim, bool victim_stale) noexcept;
 
   static scheduler* on_this_thread() noexcept;
+  // What a fiber of this thread suspends through (suspend_unlocking); this thread only.
+  boost::fibers::detail::spinlock_lock& switch_lock() noexcept { return switch_lock_; }
   // GenServer calls made by processes of this thread (written by this thread only).
   call_counters& calls() noexcept { return calls_; }
   const call_counters& calls() const noexcept { return calls_; }
@@ -245,9 +247,10 @@ class scheduler {
   boost::fibers::context* manager_ = nullptr;
   bool need_worker_ = false;
   bool stop_ = false;
-  std::atomic<bool> stop_announced_{false};  // stop() is done waking the thread
-  bool poller_stop_ = false;                 // owner only
-  bool poller_turn_ = false;                 // owner only: the poller fiber is woken holding the poll turn
+  std::atomic<bool> stop_announced_{false};           // stop() is done waking the thread
+  bool poller_stop_ = false;                          // owner only
+  boost::fibers::detail::spinlock_lock switch_lock_;  // owner only (suspend_unlocking)
+  bool poller_turn_ = false;                          // owner only: the poller fiber is woken holding the poll turn
   boost::fibers::context* poller_fiber_context_ = nullptr;
   static constexpr std::size_t poller_stack = 1024 * 1024;  // ready() decodes terms, handles frames
   unsigned workers_ = 0;

@@ -52,20 +52,16 @@ inline void accept_handoff([[maybe_unused]] const void* fiber) noexcept {
 #endif
 }
 
-// The lock object Boost releases a suspending fiber's lock through: one per thread, never on
-// the fiber's stack. Boost's switch calls unique_lock::unlock() on the thread switched to,
-// which writes `owns = false` into the object *after* releasing the lock; by then a waker may
-// have resumed the fiber on another thread, and a lock object on its stack is memory the fiber
-// has reused (the write clobbered a later wait's lock object: an EPERM abort, or a crash). The
-// switch runs on the suspending thread, which switches again only after it: the thread's own
-// object is free by then.
-boost::fibers::detail::spinlock_lock& thread_switch_lock() noexcept;
-
 // Suspends the running fiber through Boost (`s` is its context or its scheduler), handing over
 // the held lock, which Boost releases once the switch away is done; lk no longer owns it.
+// `blk` is the lock object Boost releases it through: the suspending thread's own
+// (scheduler::switch_lock), never one on the fiber's stack. Boost's switch calls
+// unique_lock::unlock(), which writes `owns = false` into the object *after* releasing the lock;
+// by then a waker may have resumed the fiber on another thread, and an object on its stack is
+// memory the fiber has reused (the write clobbered a later wait's lock object: an EPERM abort,
+// or a crash). The switch runs on the suspending thread, which switches again only after it.
 template <class Suspender>
-void suspend_unlocking(Suspender* s, spinlock_lock& lk) noexcept {
-  boost::fibers::detail::spinlock_lock& blk = thread_switch_lock();
+void suspend_unlocking(Suspender* s, spinlock_lock& lk, boost::fibers::detail::spinlock_lock& blk) noexcept {
   blk = boost::fibers::detail::spinlock_lock(*lk.release(), std::adopt_lock);
 #if defined(__SANITIZE_THREAD__)
   // Boost unlocks it inside its compiled library, which ThreadSanitizer does not see: the
