@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -27,14 +28,24 @@ class echo : public grove::gen_server<echo> {
 };
 
 // Keeps what was cast to it; a call of `last_cast` returns that, `crash` crashes it, `pid`
-// returns its own pid as Erlang sees it.
+// returns its own pid as Erlang sees it; `hold` is answered (with `late`) only when a call of
+// `release` comes, which answers `released` after that.
 class recorder : public grove::gen_server<recorder> {
  public:
   explicit recorder(const d::distribution& dist) : dist_(dist) {}
   using handles = grove::types<term>;
-  term handle_call(const term& t, const grove::from&) {
+  grove::maybe_reply<term> handle_call(const term& t, const grove::from& f) {
     if (t == term::make_atom("crash")) throw std::runtime_error("asked to crash");
     if (t == term::make_atom("pid")) return term(dist_.to_erl(grove::self()));
+    if (t == term::make_atom("hold")) {
+      held_ = f;
+      return grove::deferred;
+    }
+    if (t == term::make_atom("release")) {
+      if (held_) grove::reply(*held_, term::make_atom("late"));
+      held_.reset();
+      return term::make_atom("released");
+    }
     return last_;
   }
   void handle_cast(const term& t) { last_ = t; }
@@ -42,6 +53,7 @@ class recorder : public grove::gen_server<recorder> {
  private:
   const d::distribution& dist_;
   term last_ = term::make_atom("none");
+  std::optional<grove::from> held_;
 };
 
 std::string unique(const std::string& prefix) { return prefix + std::to_string(::getpid()); }
@@ -86,6 +98,9 @@ TEST_CASE("an Erlang node pings a Grove node and calls and casts to its gen_serv
     io:format("~p~n", [gen_server:call({recorder, N}, last_cast)]),
     P = gen_server:call({recorder, N}, pid),
     io:format("~p~n", [node(P) =:= N]),
+    {'EXIT', {timeout, _}} = (catch gen_server:call(P, hold, 50)),
+    released = gen_server:call(P, release),
+    io:format("~p~n", [process_info(self(), messages)]),
     M = erlang:monitor(process, P),
     {'EXIT', {Why, _}} = (catch gen_server:call(P, crash)),
     io:format("~p~n", [Why]),
@@ -101,6 +116,8 @@ TEST_CASE("an Erlang node pings a Grove node and calls and casts to its gen_serv
   CHECK(erl.read_line() == "noproc true");  // an unknown name: noproc, in under 10 ms
   CHECK(erl.read_line() == "{note,42}");    // the cast arrived before the call
   CHECK(erl.read_line() == "true");         // a Grove pid is a pid of the Grove node
+  // A call by pid that timed out: the reply Grove sends later (before `released`) is dropped.
+  CHECK(erl.read_line() == "{messages,[]}");
   CHECK(erl.read_line() == "{error,<<\"std::runtime_error: asked to crash\">>}");  // the crash reason
   CHECK(erl.read_line() == "true");                                                // and the monitor's, the same
   CHECK(erl.read_line() == "noproc");                                              // a monitor of an unknown name
