@@ -4,9 +4,12 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -291,6 +294,65 @@ TEST_CASE("grove run --sname joins an Erlang cluster: erl calls the demo's echo 
   p.signal(SIGTERM);
   CHECK(p.finish() == 0);
   std::remove(cookie_file.c_str());
+}
+
+TEST_CASE("grove run takes the cookie from --cookie-file, else GROVE_COOKIE, else ~/.erlang.cookie, made when missing",
+          "[cli][dist]") {
+  const std::string id = std::to_string(getpid());
+  const std::string home = "/tmp/grove_cli_test_" + id + "_home";  // a home with no cookie file yet
+  std::filesystem::remove_all(home);
+  REQUIRE(std::filesystem::create_directory(home));
+  const std::string home_cookie = home + "/.erlang.cookie";
+  // Starts the demo as a node with `args` and `env`, then an erl with the cookie `cookie()` gives
+  // (asked once the node is up) pings it: the erl's answer.
+  auto ping = [&](const std::string& tag, const std::vector<std::string>& args, const std::vector<std::string>& env,
+                  const std::function<std::string()>& cookie) {
+    std::vector<std::string> all{"run", demo, "--sname", "grove_ck_" + tag + "_" + id, "--console", "stdio"};
+    all.insert(all.end(), args.begin(), args.end());
+    grove_process p(all, std::string(), std::nullopt, env);
+    REQUIRE(p.wait_for("net_adm:ping('"));
+    REQUIRE(p.wait_for("')."));
+    const auto at = p.output().find("net_adm:ping('") + 14;
+    const std::string node = p.output().substr(at, p.output().find('\'', at) - at);
+    const std::string c = cookie();
+    erl_shell erl("io:format(\"~p~n\", [net_adm:ping('" + node + "')]), halt().",
+                  {"-sname", "erl_ck_" + tag + "_" + id, "-setcookie", c});
+    const std::string answer = erl.read_line();
+    p.signal(SIGTERM);
+    CHECK(p.finish() == 0);
+    CHECK(p.output().find(c) == std::string::npos);  // the cookie is never printed
+    return answer;
+  };
+  auto read_home_cookie = [&] {
+    std::string c;
+    std::getline(std::ifstream(home_cookie), c);
+    return c;
+  };
+  // Neither a file nor GROVE_COOKIE: ~/.erlang.cookie, made as erl makes it (20 capitals, 0400).
+  CHECK(ping("home", {}, {"HOME=" + home, "GROVE_COOKIE="}, read_home_cookie) == "pong");
+  const std::string made = read_home_cookie();
+  CHECK(made.size() == 20);
+  CHECK(std::all_of(made.begin(), made.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; }));
+  struct stat st {};
+  REQUIRE(stat(home_cookie.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0400);
+  // GROVE_COOKIE comes before ~/.erlang.cookie, which stays as it was.
+  const std::string env_cookie = "envcookie" + id;
+  CHECK(ping("env", {}, {"HOME=" + home, "GROVE_COOKIE=" + env_cookie}, [&] { return env_cookie; }) == "pong");
+  CHECK(read_home_cookie() == made);
+  // --cookie-file comes before GROVE_COOKIE.
+  const std::string file_cookie = "filecookie" + id;
+  const std::string file = temp_yaml("ck_cookie", file_cookie);
+  REQUIRE(chmod(file.c_str(), 0400) == 0);
+  CHECK(ping("file", {"--cookie-file", file}, {"HOME=" + home, "GROVE_COOKIE=" + env_cookie},
+             [&] { return file_cookie; }) == "pong");
+  // No cookie anywhere to be had: a clear error.
+  grove_process none({"run", demo, "--console", "off", "--sname", "grove_ck_none_" + id}, std::nullopt, std::nullopt,
+                     {"HOME=", "GROVE_COOKIE="});
+  CHECK(none.finish() != 0);
+  CHECK(none.output().find("no cookie: give --cookie-file PATH or GROVE_COOKIE") != std::string::npos);
+  std::remove(file.c_str());
+  std::filesystem::remove_all(home);
 }
 
 TEST_CASE("grove run: bad node names and cookie files are refused with a clear error", "[cli][dist]") {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <optional>
@@ -28,9 +29,10 @@ using namespace std::chrono_literals;
 // this process take a SIGPIPE). The pipe stays open until close_input().
 class grove_child {
  public:
-  // argv0: the name the program is started as (default: its path).
+  // argv0: the name the program is started as (default: its path); env: NAME=VALUE entries
+  // that replace or add to this process's environment (NAME= alone removes NAME).
   explicit grove_child(const std::vector<std::string>& rest, std::optional<std::string> input = std::nullopt,
-                       std::optional<std::string> argv0 = std::nullopt) {
+                       std::optional<std::string> argv0 = std::nullopt, const std::vector<std::string>& env = {}) {
     static const std::string binary = GROVE_CLI_PATH;
     std::vector<std::string> args{argv0.value_or(binary)};
     args.insert(args.end(), rest.begin(), rest.end());
@@ -54,15 +56,22 @@ class grove_child {
     argv.push_back(nullptr);
     // The demo's dashboard takes ${GROVE_HTTP_PORT:-8080}: any free port here, so that tests
     // run side by side (and beside a running demo).
+    std::vector<std::string> given{"GROVE_HTTP_PORT=0"};
+    given.insert(given.end(), env.begin(), env.end());
+    auto key = [](const std::string& entry) { return entry.substr(0, entry.find('=') + 1); };
     std::vector<std::string> env_text;
     for (char** e = environ; *e; ++e) {
-      if (std::string(*e).rfind("GROVE_HTTP_PORT=", 0) != 0) env_text.emplace_back(*e);
+      const std::string entry(*e);
+      if (std::none_of(given.begin(), given.end(), [&](const std::string& g) { return key(g) == key(entry); }))
+        env_text.push_back(entry);
     }
-    env_text.emplace_back("GROVE_HTTP_PORT=0");
-    std::vector<char*> env;
-    for (auto& e : env_text) env.push_back(e.data());
-    env.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), env.data()) == 0);
+    for (const auto& g : given) {
+      if (g.size() > key(g).size()) env_text.push_back(g);
+    }
+    std::vector<char*> envp;
+    for (auto& e : env_text) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid_, binary.c_str(), &fa, nullptr, argv.data(), envp.data()) == 0);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     out_ = out[0];

@@ -124,6 +124,19 @@ TEST_CASE("an Erlang node pings a Grove node and calls and casts to its gen_serv
   CHECK(erl.read_line() == "true");                                                // and the connection still serves
 }
 
+TEST_CASE("a hidden Grove node is in an erl's nodes(hidden), not in its nodes()", "[dist][erl]") {
+  grove::node n;
+  const std::string cookie = unique("cookie_");
+  d::distribution dist(n, {.name = unique("grove_h_"), .cookie = cookie, .hidden = true});
+  erl_shell erl("N = '" + dist.name() + R"(',
+    io:format("~p~n", [net_adm:ping(N)]),
+    io:format("~p ~p~n", [lists:member(N, nodes()), lists:member(N, nodes(hidden))]),
+    halt().)",
+                {"-sname", unique("erl_h_"), "-setcookie", cookie});
+  CHECK(erl.read_line() == "pong");
+  CHECK(erl.read_line() == "false true");
+}
+
 TEST_CASE("a wrong cookie is refused both ways, and the refusal is an event", "[dist][erl]") {
   grove::node n;
   auto sub = grove::events(n).subscribe();
