@@ -741,3 +741,88 @@ TEST_CASE("a malformed or oversized frame closes only its own connection, with t
   other.run([&] { CHECK(grove::call<term>(grove::server_ref("e", dist.name()), atom("still")) == atom("still")); });
   REQUIRE(good.peers().size() == 1);
 }
+
+TEST_CASE("a peer that stops reading: past max_queue bytes its connection is given up, and the node carries on",
+          "[dist][remote]") {
+  grove::node n;
+  auto sub = grove::events(n).subscribe();
+  const std::string cookie = unique("cookie_");
+  d::distribution dist(n, {.name = unique("grove_q_"), .cookie = cookie, .max_queue = 1 << 20});
+  n.run([&] { grove::start(std::make_unique<remote_echo>(dist), {.name = "e"}).value(); });
+  auto next_text = [&](grove::event_kind kind) -> std::string {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& e : sub->take())
+        if (e.kind == kind) return e.text;
+      sub->wait(500ms);
+    }
+    return "";
+  };
+  const std::string slow_name = "slow" + host_of(dist);
+  raw_peer slow(dist.port(), slow_name, cookie);  // connected, and never reads
+  REQUIRE_FALSE(next_text(grove::event_kind::nodeup).empty());
+  // 64 KiB messages to a name on the peer, until the connection is gone (the socket buffers
+  // take a few MiB, then 1 MiB more waits in the queue).
+  const term chunk = term::make_binary(std::string(64 * 1024, 'x'));
+  int sent = 0;
+  n.run([&] {
+    const auto sink = dist.address("sink", slow_name);
+    REQUIRE(sink);
+    for (; sent < 4000 && !dist.peers().empty(); ++sent) grove::send(*sink, chunk);
+  });
+  CHECK(sent < 4000);
+  CHECK_THAT(next_text(grove::event_kind::nodedown), Catch::Contains("max_queue"));
+  CHECK(slow.closed_by_node(10s));
+  // The node carries on: another node connects and calls.
+  grove::node other;
+  d::distribution good(other, {.name = unique("grove_q_good_"), .cookie = cookie});
+  other.run([&] { CHECK(grove::call<term>(grove::server_ref("e", dist.name()), atom("still")) == atom("still")); });
+}
+
+TEST_CASE("pids of an earlier instance of a node reach nothing of its new instance, as Erlang's", "[dist][remote]") {
+  grove::node a, b;
+  const std::string cookie = unique("cookie_");
+  const std::string b_name = unique("grove_cb_");
+  d::distribution da(a, {.name = unique("grove_ca_"), .cookie = cookie});
+  auto db = std::make_unique<d::distribution>(b, d::dist_options{.name = b_name, .cookie = cookie});
+  // On B, a process that hands the test the first term it receives.
+  std::promise<term> first;
+  auto got = first.get_future();
+  const grove::pid holder = b.spawn([&first] {
+    auto t = grove::receive_for(30s, [](const term& x) { return x; });
+    first.set_value(t ? *t : atom("nothing"));
+  });
+  const d::erl_pid old_erl = db->to_erl(holder);
+  const auto old_pid = da.from_erl(old_erl);  // A's pid for the holder of B's first instance
+  REQUIRE(old_pid);
+  REQUIRE(da.connect(db->name()));
+  // B leaves the cluster and joins it again under the same name: epmd gives another creation.
+  da.disconnect(db->name());
+  const std::uint32_t old_creation = db->creation();
+  const std::string full_name = db->name();
+  db.reset();
+  db = std::make_unique<d::distribution>(b, d::dist_options{.name = b_name, .cookie = cookie});
+  REQUIRE(db->name() == full_name);
+  CHECK(db->creation() != old_creation);
+  // To B, a pid of its earlier instance is none of its own.
+  CHECK_FALSE(db->from_erl(old_erl));
+  a.run([&] {
+    // What goes to the old pid connects to the new instance and is dropped there: the holder's
+    // first message is the one sent after it to its pid of the new instance.
+    grove::send(*old_pid, atom("stale"));
+    CHECK(da.peers().size() == 1);
+    grove::send(*da.from_erl(db->to_erl(holder)), atom("fresh"));
+    // A monitor and a link of the old pid: noconnection.
+    const auto m = grove::monitor(*old_pid);
+    auto dn = grove::receive_for(10s, [](const grove::down& x) { return x; });
+    REQUIRE(dn);
+    CHECK(dn->ref == m);
+    CHECK(dn->reason == grove::exit_reason::noconnection());
+    grove::trap_exit(true);
+    grove::link(*old_pid);
+    auto ex = grove::receive_for(10s, [](const grove::exit_signal& x) { return x.reason; });
+    CHECK((ex && *ex == grove::exit_reason::noconnection()));
+  });
+  REQUIRE(got.wait_for(30s) == std::future_status::ready);
+  CHECK(got.get() == atom("fresh"));
+}
