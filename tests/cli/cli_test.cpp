@@ -27,6 +27,12 @@ using grove_cli_test::temp_yaml;
 
 const std::string demo = std::string(GROVE_SOURCE_DIR) + "/config/demo.yaml";
 
+// The node name `grove run --sname` printed in its net_adm:ping('NAME@HOST') hint.
+std::string printed_node(const grove_process& p) {
+  const auto at = p.output().find("net_adm:ping('") + 14;
+  return p.output().substr(at, p.output().find('\'', at) - at);
+}
+
 }  // namespace
 
 TEST_CASE("grove --version and --help", "[cli]") {
@@ -271,8 +277,7 @@ TEST_CASE("grove run --sname joins an Erlang cluster: erl calls the demo's echo 
   CHECK(p.output().find(cookie) == std::string::npos);  // the cookie is never printed
   p.write_line("nodes");
   REQUIRE(p.wait_for("no connected nodes"));
-  const auto at = p.output().find("net_adm:ping('") + 14;
-  const std::string node = p.output().substr(at, p.output().find('\'', at) - at);
+  const std::string node = printed_node(p);
   const std::string erl_name = "erl_cli_" + std::to_string(getpid());
   {
     erl_shell erl("N = '" + node + R"(',
@@ -312,8 +317,7 @@ TEST_CASE("grove run takes the cookie from --cookie-file, else GROVE_COOKIE, els
     grove_process p(all, std::string(), std::nullopt, env);
     REQUIRE(p.wait_for("net_adm:ping('"));
     REQUIRE(p.wait_for("')."));
-    const auto at = p.output().find("net_adm:ping('") + 14;
-    const std::string node = p.output().substr(at, p.output().find('\'', at) - at);
+    const std::string node = printed_node(p);
     const std::string c = cookie();
     erl_shell erl("io:format(\"~p~n\", [net_adm:ping('" + node + "')]), halt().",
                   {"-sname", "erl_ck_" + tag + "_" + id, "-setcookie", c});

@@ -33,6 +33,16 @@ namespace {
 std::string unique(const std::string& prefix) { return prefix + std::to_string(::getpid()); }
 std::string host_of(const d::distribution& dist) { return dist.name().substr(dist.name().find('@')); }
 term atom(const std::string& s) { return term::make_atom(s); }
+// The text of the next event of `kind` on `sub`, or "" after 10 s.
+std::string next_event_text(grove::subscription& sub, grove::event_kind kind) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (auto& e : sub.take())
+      if (e.kind == kind) return e.text;
+    sub.wait(500ms);
+  }
+  return "";
+}
 term tuple(std::vector<term> e) { return term::make_tuple(std::move(e)); }
 term map_of(term k, term v) {
   d::map m;
@@ -711,15 +721,7 @@ TEST_CASE("a malformed or oversized frame closes only its own connection, with t
   grove::node other;
   d::distribution good(other, {.name = unique("grove_good_"), .cookie = cookie});
   REQUIRE(good.connect(dist.name()));
-  auto nodedown_text = [&]() -> std::string {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      for (auto& e : sub->take())
-        if (e.kind == grove::event_kind::nodedown) return e.text;
-      sub->wait(500ms);
-    }
-    return "";
-  };
+  auto nodedown_text = [&] { return next_event_text(*sub, grove::event_kind::nodedown); };
   const std::string host = host_of(dist);
   {
     raw_peer bad(dist.port(), "bad1" + host, cookie);
@@ -749,18 +751,9 @@ TEST_CASE("a peer that stops reading: past max_queue bytes its connection is giv
   const std::string cookie = unique("cookie_");
   d::distribution dist(n, {.name = unique("grove_q_"), .cookie = cookie, .max_queue = 1 << 20});
   n.run([&] { grove::start(std::make_unique<remote_echo>(dist), {.name = "e"}).value(); });
-  auto next_text = [&](grove::event_kind kind) -> std::string {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      for (auto& e : sub->take())
-        if (e.kind == kind) return e.text;
-      sub->wait(500ms);
-    }
-    return "";
-  };
   const std::string slow_name = "slow" + host_of(dist);
   raw_peer slow(dist.port(), slow_name, cookie);  // connected, and never reads
-  REQUIRE_FALSE(next_text(grove::event_kind::nodeup).empty());
+  REQUIRE_FALSE(next_event_text(*sub, grove::event_kind::nodeup).empty());
   // 64 KiB messages to a name on the peer, until the connection is gone (the socket buffers
   // take a few MiB, then 1 MiB more waits in the queue).
   const term chunk = term::make_binary(std::string(64 * 1024, 'x'));
@@ -771,7 +764,7 @@ TEST_CASE("a peer that stops reading: past max_queue bytes its connection is giv
     for (; sent < 4000 && !dist.peers().empty(); ++sent) grove::send(*sink, chunk);
   });
   CHECK(sent < 4000);
-  CHECK_THAT(next_text(grove::event_kind::nodedown), Catch::Contains("max_queue"));
+  CHECK_THAT(next_event_text(*sub, grove::event_kind::nodedown), Catch::Contains("max_queue"));
   CHECK(slow.closed_by_node(10s));
   // The node carries on: another node connects and calls.
   grove::node other;
@@ -807,8 +800,8 @@ TEST_CASE("pids of an earlier instance of a node reach nothing of its new instan
   // To B, a pid of its earlier instance is none of its own.
   CHECK_FALSE(db->from_erl(old_erl));
   a.run([&] {
-    // What goes to the old pid connects to the new instance and is dropped there: the holder's
-    // first message is the one sent after it to its pid of the new instance.
+    // What goes to the old pid connects to B again, and A drops it (B now has another
+    // creation): the holder's first message is the one sent after it to its new pid.
     grove::send(*old_pid, atom("stale"));
     CHECK(da.peers().size() == 1);
     grove::send(*da.from_erl(db->to_erl(holder)), atom("fresh"));
